@@ -1,0 +1,263 @@
+"""The recommender protocol every paradigm and baseline implements.
+
+A recommender is a component with a typed, validated config (a pydantic model) and two verbs:
+``fit(train, valid)`` and ``recommend(users, k, history=...)``. Scores come from
+:meth:`Recommender.score`, which subclasses implement; ranking, exclusion of seen items and the
+popularity fallback for users without history live here once.
+
+Models are saved as a folder: ``config.json`` (model name + config) and ``state.safetensors``
+(numpy arrays). Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.errors import ConfigError, NotFittedError
+
+STATE_FILE = "state.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class ModelConfig(BaseModel):
+    """Base of every model config: strict (unknown keys are errors) and JSON round-trippable."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k answers for a batch of users.
+
+    Attributes:
+        users: ``(n,)`` int64 user indices.
+        items: ``(n, k)`` int64 item indices, best first; -1 where fewer than k are available.
+        scores: ``(n, k)`` float32 scores aligned with ``items`` (``-inf`` where items is -1).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+
+
+class Recommender(ABC):
+    """Base class of all recommenders.
+
+    Subclasses set ``name`` and ``config_class``, implement :meth:`fit` (calling
+    :meth:`_remember_catalogue` first) and :meth:`score`, and, if they hold learned arrays,
+    :meth:`_state` / :meth:`_load_state`.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    #: False for models that cannot use a query-time history (they use fit-time embeddings).
+    uses_query_history: ClassVar[bool] = True
+
+    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any):
+        if config is None:
+            config = self.config_class(**overrides)
+        elif isinstance(config, dict):
+            config = self.config_class(**{**config, **overrides})
+        elif overrides:
+            config = config.model_copy(update=overrides)
+            config = self.config_class.model_validate(config.model_dump())
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        self.config = config
+        self.n_items = 0
+        self.n_users = 0
+        self._popularity: np.ndarray | None = None
+        self._fit_history: UserHistory | None = None
+
+    # --- the two verbs -----------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
+        """Learn from ``train``; ``valid`` (held-out next items) may drive early stopping."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
+        """``(len(users), n_items)`` float32 scores, higher is better.
+
+        ``history`` holds what is known about each user at query time; sequential models read
+        it, others may ignore it. Seen items need not be masked here.
+        """
+
+    def recommend(
+        self,
+        users: np.ndarray | list[int],
+        k: int = 10,
+        *,
+        history: Dataset | UserHistory | None = None,
+        exclude_seen: bool = True,
+        batch_size: int = 1024,
+    ) -> Recommendations:
+        """Top-``k`` items for each user index.
+
+        Args:
+            users: user indices into the dataset's index space.
+            k: list length; rows are padded with -1 when the catalogue runs out.
+            history: interactions known at query time (default: those given to ``fit``).
+            exclude_seen: drop items in the user's history from the list.
+        """
+        hist = self._query_history(history)
+        users_arr = np.asarray(users, dtype=np.int64)
+        self._check_users(users_arr, hist)
+        k_eff = max(0, min(k, self.n_items))
+        out_items = np.full((len(users_arr), k), -1, dtype=np.int64)
+        out_scores = np.full((len(users_arr), k), -np.inf, dtype=np.float32)
+        for start in range(0, len(users_arr), batch_size):
+            batch = users_arr[start : start + batch_size]
+            scores = self._scores_with_fallback(batch, hist)
+            if exclude_seen:
+                _mask_seen(scores, batch, hist)
+            items, top = _top_k(scores, k_eff)
+            out_items[start : start + len(batch), :k_eff] = items
+            out_scores[start : start + len(batch), :k_eff] = top
+        out_items[~np.isfinite(out_scores)] = -1
+        return Recommendations(users_arr, out_items, out_scores)
+
+    def score_candidates(
+        self,
+        users: np.ndarray,
+        candidates: np.ndarray,
+        *,
+        history: Dataset | UserHistory | None = None,
+    ) -> np.ndarray:
+        """``(n, c)`` float32 scores of each user's candidate items ``(n, c)`` int64."""
+        hist = self._query_history(history)
+        users_arr = np.asarray(users, dtype=np.int64)
+        self._check_users(users_arr, hist)
+        scores = self._scores_with_fallback(users_arr, hist)
+        return np.take_along_axis(scores, np.asarray(candidates, dtype=np.int64), axis=1)
+
+    # --- shared helpers for subclasses -------------------------------------------------------
+    def _remember_catalogue(self, train: Dataset) -> None:
+        """Record catalogue size, popularity (the fallback) and the fit-time history."""
+        self.n_items = train.n_items
+        self.n_users = train.n_users
+        self._popularity = train.item_popularity().astype(np.float32)
+        self._fit_history = train.history()
+
+    def _require_fitted(self) -> None:
+        if self._popularity is None:
+            raise NotFittedError(f"{self.name} is not fitted; call fit() or load() first")
+
+    def _query_history(self, history: Dataset | UserHistory | None) -> UserHistory:
+        self._require_fitted()
+        if history is None:
+            assert self._fit_history is not None
+            return self._fit_history
+        return history.history() if isinstance(history, Dataset) else history
+
+    def _check_users(self, users: np.ndarray, hist: UserHistory) -> None:
+        if len(users) and (users.min() < 0 or users.max() >= hist.n_users):
+            bad = users[(users < 0) | (users >= hist.n_users)][:5].tolist()
+            raise ConfigError(f"user indices {bad} are outside 0..{hist.n_users - 1}")
+
+    def _scores_with_fallback(self, users: np.ndarray, hist: UserHistory) -> np.ndarray:
+        scores = np.asarray(self.score(users, hist), dtype=np.float32)
+        cold = hist.lengths()[users] == 0
+        if cold.any():
+            assert self._popularity is not None
+            scores[cold] = self._popularity
+        return scores
+
+    # --- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (popularity and history are saved by the base class)."""
+        return {}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`_state` returned."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``state.safetensors`` into the folder ``path``."""
+        from safetensors.numpy import save_file
+
+        self._require_fitted()
+        assert self._popularity is not None and self._fit_history is not None
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "model": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+        }
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        state = {f"model.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
+        state["base.popularity"] = self._popularity
+        state["base.indptr"] = self._fit_history.indptr
+        state["base.items"] = self._fit_history.items
+        state["base.timestamps"] = self._fit_history.timestamps
+        save_file(state, str(folder / STATE_FILE))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a saved model; on the base class, the model class is read from config.json."""
+        from safetensors.numpy import load_file
+
+        from llmrec.models.registry import get_model_class
+
+        folder = Path(path)
+        try:
+            meta = json.loads((folder / CONFIG_FILE).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{folder} holds no saved model ({CONFIG_FILE} missing)") from None
+        klass = get_model_class(meta["model"]) if cls is Recommender else cls
+        model = klass(klass.config_class.model_validate(meta["config"]))
+        state = load_file(str(folder / STATE_FILE))
+        model.n_users = int(meta["n_users"])
+        model.n_items = int(meta["n_items"])
+        model._popularity = state.pop("base.popularity")
+        model._fit_history = UserHistory(
+            state.pop("base.indptr"),
+            state.pop("base.items"),
+            state.pop("base.timestamps"),
+            model.n_items,
+        )
+        model._load_state({k.removeprefix("model."): v for k, v in state.items()})
+        return model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+def _mask_seen(scores: np.ndarray, users: np.ndarray, hist: UserHistory) -> None:
+    starts = hist.indptr[users]
+    ends = hist.indptr[users + 1]
+    lengths = ends - starts
+    if lengths.sum() == 0:
+        return
+    rows = np.repeat(np.arange(len(users)), lengths)
+    cols = np.concatenate([hist.items[s:e] for s, e in zip(starts, ends, strict=True)])
+    scores[rows, cols] = -np.inf
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if k == 0:
+        empty = np.zeros((len(scores), 0))
+        return empty.astype(np.int64), empty.astype(np.float32)
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # stable tie-break by item index keeps results deterministic
+    order = np.lexsort((part, -part_scores), axis=1)
+    items = np.take_along_axis(part, order, axis=1)
+    return items.astype(np.int64), np.take_along_axis(part_scores, order, axis=1)

@@ -1,0 +1,45 @@
+"""Short names of recommenders, resolved lazily to classes.
+
+A config names a model by a short name registered here or by an import path
+``package.module:ClassName``; nothing else is guessed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from llmrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmrec.models.base import Recommender
+
+MODELS: dict[str, str] = {
+    "popularity": "llmrec.models.popularity:Popularity",
+    "itemknn": "llmrec.models.itemknn:ItemKNN",
+    "bpr": "llmrec.models.bpr:BPR",
+    "sasrec": "llmrec.models.sasrec:SASRec",
+}
+
+
+def get_model_class(name: str) -> type[Recommender]:
+    """The class for a registered short name or a ``module:Class`` import path."""
+    from llmrec.models.base import Recommender
+
+    target = MODELS.get(name, name)
+    if ":" not in target:
+        known = ", ".join(sorted(MODELS))
+        raise ConfigError(f"unknown model {name!r}; known models: {known} (or module:Class)")
+    module_name, _, attr = target.partition(":")
+    try:
+        klass = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import model {target!r}: {exc}") from None
+    if not (isinstance(klass, type) and issubclass(klass, Recommender)):
+        raise ConfigError(f"{target!r} is not a Recommender subclass")
+    return klass
+
+
+def create_model(name: str, config: dict[str, object] | None = None) -> Recommender:
+    """Instantiate a model by name with a config dict (validated by the model's config class)."""
+    return get_model_class(name)(config or {})
