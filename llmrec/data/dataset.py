@@ -194,12 +194,12 @@ class Dataset:
 
     def concat(self, other: Dataset, name: str | None = None) -> Dataset:
         """Interactions of both datasets (which must share an index space)."""
-        if other.user_ids is not self.user_ids or other.item_ids is not self.item_ids:
-            if not (
-                np.array_equal(other.user_ids, self.user_ids)
-                and np.array_equal(other.item_ids, self.item_ids)
-            ):
-                raise DataError("cannot concatenate datasets with different id spaces")
+        same_space = (other.user_ids is self.user_ids and other.item_ids is self.item_ids) or (
+            np.array_equal(other.user_ids, self.user_ids)
+            and np.array_equal(other.item_ids, self.item_ids)
+        )
+        if not same_space:
+            raise DataError("cannot concatenate datasets with different id spaces")
         ratings = None
         if self.ratings is not None and other.ratings is not None:
             ratings = np.concatenate([self.ratings, other.ratings])
