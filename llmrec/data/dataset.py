@@ -244,7 +244,7 @@ class Dataset:
         if template is not None:
             records = frame.fillna("").astype(str).to_dict("records")
             try:
-                return [template.format(**rec) for rec in records]
+                return [template.format(**{str(k): v for k, v in rec.items()}) for rec in records]
             except KeyError as exc:
                 raise DataError(
                     f"item text template names field {exc.args[0]!r}; "
@@ -261,7 +261,7 @@ class Dataset:
 
 
 def _lookup(index: pd.Index, ids: list[object], kind: str) -> np.ndarray:
-    pos = index.get_indexer(ids)
+    pos = index.get_indexer(pd.Index(ids))
     bad = [ids[i] for i in np.flatnonzero(pos < 0)[:5]]
     if bad:
         more = int((pos < 0).sum()) - len(bad)

@@ -60,7 +60,7 @@ def recall(hits: np.ndarray, truth: Truth, k: int) -> np.ndarray:
     """Relevant items found in the top ``k`` over the number of relevant items."""
     counts = truth.counts
     found = hits[:, :k].sum(axis=1)
-    return np.divide(found, counts, out=np.zeros(len(counts)), where=counts > 0)
+    return _safe_divide(found, counts)
 
 
 def precision(hits: np.ndarray, k: int) -> np.ndarray:
@@ -75,7 +75,7 @@ def ndcg(hits: np.ndarray, truth: Truth, k: int) -> np.ndarray:
     ideal_len = np.minimum(truth.counts, k)
     cum = np.concatenate([[0.0], np.cumsum(discounts)])
     idcg = cum[ideal_len]
-    return np.divide(dcg, idcg, out=np.zeros(len(dcg)), where=idcg > 0)
+    return _safe_divide(dcg, idcg)
 
 
 def mrr(hits: np.ndarray, k: int) -> np.ndarray:
@@ -83,7 +83,7 @@ def mrr(hits: np.ndarray, k: int) -> np.ndarray:
     top = hits[:, :k]
     first = top.argmax(axis=1)
     found = top.any(axis=1)
-    return np.where(found, 1.0 / (first + 1), 0.0)
+    return np.asarray(np.where(found, 1.0 / (first + 1), 0.0), dtype=np.float64)
 
 
 def coverage(ranked: np.ndarray, n_items: int) -> float:
@@ -97,7 +97,7 @@ def average_popularity(ranked: np.ndarray, popularity: np.ndarray) -> np.ndarray
     mask = ranked >= 0
     pops = np.where(mask, popularity[np.clip(ranked, 0, None)], 0.0)
     counts = mask.sum(axis=1)
-    return np.divide(pops.sum(axis=1), counts, out=np.zeros(len(ranked)), where=counts > 0)
+    return _safe_divide(pops.sum(axis=1), counts)
 
 
 def gini(ranked: np.ndarray, n_items: int) -> float:
@@ -110,7 +110,11 @@ def gini(ranked: np.ndarray, n_items: int) -> float:
     return float(((2 * idx - n_items - 1) * counts).sum() / (n_items * counts.sum()))
 
 
-PER_USER_METRICS = ("ndcg", "recall", "hr", "mrr", "precision")
+def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` with 0 where ``den`` is 0."""
+    out = np.zeros(len(num), dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
 
 
 def per_user_metrics(

@@ -26,6 +26,7 @@ class ItemKNN(Recommender):
 
     name = "itemknn"
     config_class = ItemKNNConfig
+    config: ItemKNNConfig
 
     def __init__(self, config: ItemKNNConfig | dict | None = None, **overrides: object) -> None:
         super().__init__(config, **overrides)

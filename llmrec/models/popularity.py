@@ -19,6 +19,7 @@ class Popularity(Recommender):
 
     name = "popularity"
     config_class = PopularityConfig
+    config: PopularityConfig
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         self._remember_catalogue(train)
