@@ -1,6 +1,7 @@
 """Where llmrec keeps its caches: the one module that reads the environment for defaults.
 
-``LLMREC_HOME`` overrides the root (default: ``$XDG_DATA_HOME/llmrec`` or ``~/.local/share/llmrec``).
+``LLMREC_HOME`` overrides the root (default: ``$XDG_DATA_HOME/llmrec``, else
+``~/.local/share/llmrec``).
 Library functions take explicit paths and fall back to these defaults only when given none.
 """
 

@@ -53,7 +53,7 @@ def hit_matrix(ranked: np.ndarray, truth: Truth) -> np.ndarray:
 
 def hit_rate(hits: np.ndarray, k: int) -> np.ndarray:
     """1 where any of the first ``k`` items is relevant."""
-    return hits[:, :k].any(axis=1).astype(np.float64)
+    return np.asarray(hits[:, :k].any(axis=1), dtype=np.float64)
 
 
 def recall(hits: np.ndarray, truth: Truth, k: int) -> np.ndarray:
