@@ -19,6 +19,7 @@ MODELS: dict[str, str] = {
     "itemknn": "llmrec.models.itemknn:ItemKNN",
     "bpr": "llmrec.models.bpr:BPR",
     "sasrec": "llmrec.models.sasrec:SASRec",
+    "two_stage": "llmrec.paradigms.direct.two_stage:TwoStage",
 }
 
 
