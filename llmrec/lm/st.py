@@ -79,7 +79,11 @@ class SentenceTransformerLM(LanguageModel):
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        # sentence-transformers 6 renamed the method; older versions only have the long name
+        getter = getattr(self.model, "get_embedding_dimension", None)
+        if getter is None:
+            getter = self.model.get_sentence_embedding_dimension
+        return int(getter())
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
