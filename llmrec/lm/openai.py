@@ -1,0 +1,395 @@
+"""OpenAI-compatible HTTP backend: llama.cpp server, vLLM, Ollama, hosted APIs.
+
+Which endpoint serves which verb:
+
+* ``generate`` — ``/chat/completions`` (one user turn) when ``use_chat`` is true or ``None``,
+  ``/completions`` when ``use_chat=False`` (base models without a chat template);
+* ``score_next`` — ``/completions`` with ``max_tokens=1``, ``temperature=0`` and
+  ``logprobs=top_logprobs``: each label is looked up by its token text among the returned
+  top-N alternatives of the first generated position. A label absent from the top-N gets the
+  tightest upper bound the answer allows, ``log(min(p_min, 1 - sum(p_top)))`` (``p_min`` the
+  smallest returned probability), so it ranks below every label that was seen. The count of
+  such labels is kept in ``stats.extra["labels_below_top_n"]``;
+* ``loglikelihood`` — ``/completions`` with ``echo=true`` and ``logprobs``, only on servers whose
+  prompt log-probabilities pass a probe (see :meth:`OpenAILM.check_prompt_logprobs`): the
+  llama.cpp server shifts them by one position, and its answers are refused with a
+  :class:`~llmrec.errors.BackendError` rather than returned wrong;
+* ``encode`` — ``/embeddings``; token-level answers (llama.cpp without a pooling head) are
+  pooled here (mean or last).
+
+Every request has a timeout; connection errors, HTTP 429 and 5xx are retried at most
+``max_retries`` times with exponential backoff; read timeouts are not retried (a slow server
+would only be slower). Every failure is one :class:`~llmrec.errors.BackendError` line naming the
+URL and cause, and nothing partial is returned. Batched verbs run up to ``concurrency`` requests
+at once. ``httpx`` is imported lazily (the ``http`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmrec.errors import BackendError, ConfigError, require
+from llmrec.lm.base import LanguageModel, Pooling
+
+__all__ = ["OpenAIConfig", "OpenAILM"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: probability mass below which a label is not worth a log (floor of the top-N bound)
+_MIN_PROB = 1e-12
+#: most stop strings sent to the server (OpenAI accepts 4); all are applied client-side
+_MAX_SERVER_STOPS = 4
+#: prompt and tolerance (nats) of the prompt-logprob probe
+_PROBE_PROMPT = "The capital of France is Paris. The capital of Italy is"
+_PROBE_TOLERANCE = 0.05
+
+
+class OpenAIConfig(BaseModel):
+    """Settings of :class:`OpenAILM`.
+
+    Attributes:
+        base_url: the API root including ``/v1`` (``http://127.0.0.1:8080/v1``).
+        model: model name sent with every request.
+        api_key: sent as ``Authorization: Bearer``; ``None`` sends none.
+        timeout_s: seconds to connect and to wait for an answer.
+        max_retries: retries after the first attempt (connection errors, 429, 5xx).
+        backoff_s: first retry delay; doubles each retry.
+        concurrency: most requests in flight for a batched verb.
+        use_chat: ``generate`` through ``/chat/completions`` (``None`` means yes: most served
+            models are chat models); ``False`` for base models.
+        top_logprobs: alternatives requested per position for ``score_next``.
+        context_length: the served model's context window, in tokens.
+        pooling: pooling of token-level embedding answers.
+        normalize: L2-normalise encodings.
+        prompt_logprobs: ``"probe"`` checks the server's ``echo`` log-probabilities once before
+            ``loglikelihood`` uses them; ``"trust"`` skips the check; ``"off"`` refuses.
+        model_id: cache-key identity; ``openai:{base_url}#{model}`` when not given.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    backoff_s: float = Field(default=0.5, ge=0)
+    concurrency: int = Field(default=4, ge=1)
+    use_chat: bool | None = None
+    top_logprobs: int = Field(default=20, ge=1)
+    context_length: int = Field(default=2048, ge=16)
+    pooling: str = "mean"
+    normalize: bool = True
+    prompt_logprobs: str = Field(default="probe", pattern="^(probe|trust|off)$")
+    model_id: str | None = None
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    return " ".join(text[:limit].split())
+
+
+def _cut_at_stops(text: str, stop: Sequence[str]) -> str:
+    for s in stop:
+        if s:
+            text = text.split(s, 1)[0]
+    return text
+
+
+class OpenAILM(LanguageModel):
+    """A model behind an OpenAI-compatible HTTP API.
+
+    Example::
+
+        lm = OpenAILM("http://127.0.0.1:8080/v1", "smollm2")
+        lm.generate(["Name a fruit."], max_new_tokens=8)           # ['Apple']
+        lm.score_next("Pick one. Answer:", [" A", " B"])           # (2,) float32 log-probs
+    """
+
+    def __init__(self, base_url: str, model: str, **options: Any) -> None:
+        super().__init__()
+        transport = options.pop("transport", None)  # tests inject an httpx transport
+        try:
+            self.config = OpenAIConfig(base_url=base_url.rstrip("/"), model=model, **options)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid OpenAILM options: {exc.errors()[0]['msg']}") from None
+        httpx: Any = require("httpx", "http")
+        self._httpx = httpx
+        cfg = self.config
+        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        self._client = httpx.Client(
+            base_url=cfg.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(cfg.timeout_s),
+            limits=httpx.Limits(max_connections=cfg.concurrency),
+            transport=transport,
+        )
+        self._prompt_logprobs_ok: bool | None = {"trust": True, "off": False}.get(
+            cfg.prompt_logprobs
+        )
+        self.model_id = cfg.model_id or f"openai:{cfg.base_url}#{cfg.model}"
+
+    # --- properties ----------------------------------------------------------------------------
+    @property
+    def context_length(self) -> int:
+        return self.config.context_length
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.config.use_chat is not False
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- transport -----------------------------------------------------------------------------
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The JSON object answered to ``POST path``; retries, then one-line BackendError."""
+        url = f"{self.config.base_url}{path}"
+        body = {"model": self.config.model, **payload}
+        httpx = self._httpx
+        attempts = self.config.max_retries + 1
+        why = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+            try:
+                answer = self._client.post(path, json=body)
+            except httpx.ConnectError as exc:
+                why = f"cannot connect ({_one_line(str(exc)) or 'connection refused'})"
+                continue
+            except httpx.ConnectTimeout:
+                why = f"no connection within {self.config.timeout_s:g} s"
+                continue
+            except httpx.TimeoutException:
+                raise BackendError(
+                    f"{url} did not answer within {self.config.timeout_s:g} s (timeout)"
+                ) from None
+            except httpx.HTTPError as exc:
+                why = f"transport error: {_one_line(str(exc))}"
+                continue
+            if answer.status_code == 429 or answer.status_code >= 500:
+                why = f"HTTP {answer.status_code}: {_one_line(answer.text)}"
+                continue
+            if answer.status_code >= 400:
+                raise BackendError(f"{url} answered HTTP {answer.status_code}: "
+                                   f"{_one_line(answer.text)}")  # fmt: skip
+            return self._json(url, answer.text)
+        raise BackendError(f"{url}: {why} after {attempts} attempt(s)")
+
+    @staticmethod
+    def _json(url: str, text: str) -> dict[str, Any]:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            raise BackendError(f"{url} answered malformed JSON: {_one_line(text)!r}") from None
+        if not isinstance(data, dict):
+            raise BackendError(f"{url} answered JSON that is not an object: {_one_line(text)!r}")
+        return data
+
+    def _parse(self, path: str, answer: dict[str, Any], read: Callable[[dict[str, Any]], R]) -> R:
+        """``read(answer)``, turning a missing or mistyped field into one BackendError."""
+        try:
+            return read(answer)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise BackendError(
+                f"{self.config.base_url}{path} answered an unexpected shape "
+                f"({type(exc).__name__}: {_one_line(str(exc), 80)}): "
+                f"{_one_line(json.dumps(answer))!r}"
+            ) from None
+
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``[fn(x) for x in items]`` with up to ``concurrency`` in flight; first error wins."""
+        if len(items) <= 1 or self.config.concurrency == 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
+            return list(pool.map(fn, items))
+
+    # --- generate ------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+        seed: int = 0,
+    ) -> list[str]:
+        """One completion per prompt, ``concurrency`` at a time; stop strings cut client-side."""
+        self.stats.calls += 1
+        params: dict[str, Any] = {"max_tokens": max_new_tokens, "temperature": temperature,
+                                  "seed": seed}  # fmt: skip
+        if stop:
+            params["stop"] = list(stop)[:_MAX_SERVER_STOPS]
+
+        def one(prompt: str) -> tuple[str, int, int]:
+            if self.has_chat_template:
+                path, payload = "/chat/completions", {
+                    "messages": [{"role": "user", "content": prompt}], **params}  # fmt: skip
+                answer = self._post(path, payload)
+                text = self._parse(path, answer, lambda a: a["choices"][0]["message"]["content"])
+            else:
+                path = "/completions"
+                answer = self._post(path, {"prompt": prompt, **params})
+                text = self._parse(path, answer, lambda a: a["choices"][0]["text"])
+            usage = answer.get("usage") or {}
+            return str(text or ""), int(usage.get("prompt_tokens", 0)), int(
+                usage.get("completion_tokens", 0))  # fmt: skip
+
+        results = self._map(one, list(prompts))
+        for _, n_prompt, n_generated in results:
+            self.stats.prompt_tokens += n_prompt
+            self.stats.generated_tokens += n_generated
+        return [_cut_at_stops(text, stop) for text, _, _ in results]
+
+    # --- score_next ----------------------------------------------------------------------------
+    def _top_logprobs(self, prompt: str) -> tuple[dict[str, float], int]:
+        """({token text: log-prob} of the first generated position, prompt tokens)."""
+        path = "/completions"
+        answer = self._post(path, {"prompt": prompt, "max_tokens": 1, "temperature": 0.0,
+                                   "logprobs": self.config.top_logprobs})  # fmt: skip
+
+        def read(a: dict[str, Any]) -> dict[str, float]:
+            top = a["choices"][0]["logprobs"]["top_logprobs"][0]
+            return {str(k): float(v) for k, v in top.items()}
+
+        top = self._parse(path, answer, read)
+        if not top:
+            raise BackendError(f"{self.config.base_url}{path} returned no top logprobs")
+        return top, int((answer.get("usage") or {}).get("prompt_tokens", 0))
+
+    @staticmethod
+    def labels_from_top(top: dict[str, float], labels: Sequence[str]) -> tuple[np.ndarray, int]:
+        """``(len(labels),)`` float32 log-probs looked up in ``top``, and how many labels fell
+        below the top-N and got the bound ``log(min(p_min, 1 - sum(p_top)))``."""
+        probs = np.exp(np.array(list(top.values()), dtype=np.float64))
+        rest = max(1.0 - float(probs.sum()), 0.0)
+        floor = math.log(max(min(float(probs.min()), rest), _MIN_PROB))
+        out = np.array([top.get(label, floor) for label in labels], dtype=np.float32)
+        return out, sum(label not in top for label in labels)
+
+    def score_next(self, prompt: str, labels: Sequence[str]) -> np.ndarray:
+        """``(len(labels),)`` float32 log-probabilities read from the server's top-N."""
+        return self.score_next_batch([prompt], labels)[0]
+
+    def score_next_batch(self, prompts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+        """``(len(prompts), len(labels))`` float32, ``concurrency`` requests at a time."""
+        self.stats.calls += 1
+        if not prompts:
+            return np.zeros((0, len(labels)), dtype=np.float32)
+        answers = self._map(self._top_logprobs, list(prompts))
+        rows = []
+        for top, n_prompt in answers:
+            row, missing = self.labels_from_top(top, labels)
+            self.stats.prompt_tokens += n_prompt
+            self.stats.extra["labels_below_top_n"] = (
+                self.stats.extra.get("labels_below_top_n", 0.0) + missing
+            )
+            rows.append(row)
+        return np.stack(rows)
+
+    # --- loglikelihood -------------------------------------------------------------------------
+    def _echo(self, text: str) -> tuple[list[float | None], list[int], list[str]]:
+        """Per-token (log-probs, character offsets, token texts) of ``text`` as a prompt."""
+        path = "/completions"
+        answer = self._post(path, {"prompt": text, "max_tokens": 1, "temperature": 0.0,
+                                   "echo": True, "logprobs": 1})  # fmt: skip
+
+        def read(a: dict[str, Any]) -> tuple[list[float | None], list[int], list[str]]:
+            lp = a["choices"][0]["logprobs"]
+            values = [None if v is None else float(v) for v in lp["token_logprobs"]]
+            return values, [int(o) for o in lp["text_offset"]], [str(t) for t in lp["tokens"]]
+
+        return self._parse(path, answer, read)
+
+    def check_prompt_logprobs(self) -> bool:
+        """Whether the server's ``echo`` log-probabilities are aligned, by one probe.
+
+        The log-prob of the greedy next token ``t`` after a fixed prompt (a generated-token
+        log-prob, which servers get right) must equal the echoed log-prob of ``t`` when the
+        prompt is sent again followed by ``t``. The llama.cpp server fails this (it scores each
+        prompt token given itself).
+        """
+        top, _ = self._top_logprobs(_PROBE_PROMPT)
+        token, expected = max(top.items(), key=lambda kv: kv[1])
+        values, offsets, _ = self._echo(_PROBE_PROMPT + token)
+        got = [v for v, o in zip(values, offsets, strict=False) if o == len(_PROBE_PROMPT)]
+        return len(got) == 1 and got[0] is not None and abs(got[0] - expected) < _PROBE_TOLERANCE
+
+    def loglikelihood(self, prompt: str, continuations: Sequence[str]) -> np.ndarray:
+        """``(len(continuations),)`` float32 summed log-probs of the continuation tokens (those
+        starting at or after ``len(prompt)`` characters), from echoed prompt log-probs.
+
+        Raises :class:`BackendError` when the server's prompt log-probs fail the probe.
+        """
+        if self._prompt_logprobs_ok is None:
+            self._prompt_logprobs_ok = self.check_prompt_logprobs()
+        if not self._prompt_logprobs_ok:
+            raise BackendError(
+                f"{self.model_id}: the server does not return reliable prompt logprobs "
+                "(echo), so loglikelihood is unavailable; use score_next, or run the model "
+                "in-process (llamacpp: or hf:)"
+            )
+        self.stats.calls += 1
+
+        def one(cont: str) -> float:
+            text = prompt + cont
+            values, offsets, _ = self._echo(text)
+            picked = [v for v, o in zip(values, offsets, strict=False)
+                      if len(prompt) <= o < len(text)]  # fmt: skip
+            if any(v is None for v in picked):
+                raise BackendError(f"{self.model_id}: the server gave no logprob for a "
+                                   "continuation token")  # fmt: skip
+            self.stats.prompt_tokens += len(values)
+            return float(sum(v for v in picked if v is not None))
+
+        return np.array(self._map(one, list(continuations)), dtype=np.float32)
+
+    # --- encode --------------------------------------------------------------------------------
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, pooling: Pooling | None = None
+    ) -> np.ndarray:
+        """``(len(texts), dim)`` float32 from ``/embeddings``, ``batch_size`` texts a request."""
+        mode = pooling or self.config.pooling
+        if mode not in ("mean", "last"):
+            raise ConfigError(f"OpenAILM pools token-level answers 'mean' or 'last', not {mode!r}")
+        self.stats.calls += 1
+        step = max(1, batch_size)
+        chunks = [list(texts[i : i + step]) for i in range(0, len(texts), step)]
+        path = "/embeddings"
+
+        def one(chunk: list[str]) -> list[np.ndarray]:
+            answer = self._post(path, {"input": chunk})
+
+            def read(a: dict[str, Any]) -> list[np.ndarray]:
+                items = sorted(a["data"], key=lambda d: int(d["index"]))
+                if len(items) != len(chunk):
+                    raise ValueError(f"{len(items)} embeddings for {len(chunk)} texts")
+                return [self._pool(np.asarray(d["embedding"], dtype=np.float32), mode)
+                        for d in items]  # fmt: skip
+
+            return self._parse(path, answer, read)
+
+        vectors = [v for part in self._map(one, chunks) for v in part]
+        if not vectors:
+            return np.zeros((0, 0), dtype=np.float32)
+        out = np.stack(vectors).astype(np.float32)
+        if self.config.normalize:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    @staticmethod
+    def _pool(vector: np.ndarray, mode: str) -> np.ndarray:
+        """A ``(dim,)`` answer as is; a ``(tokens, dim)`` answer pooled."""
+        if vector.ndim == 1:
+            return vector
+        if vector.ndim != 2 or vector.shape[0] == 0:
+            raise ValueError(f"embedding of shape {vector.shape}")
+        return vector.mean(axis=0) if mode == "mean" else vector[-1]
