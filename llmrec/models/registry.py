@@ -19,6 +19,9 @@ MODELS: dict[str, str] = {
     "itemknn": "llmrec.models.itemknn:ItemKNN",
     "bpr": "llmrec.models.bpr:BPR",
     "sasrec": "llmrec.models.sasrec:SASRec",
+    "textknn": "llmrec.paradigms.embeddings.knn:TextKNN",
+    "lm-sasrec": "llmrec.paradigms.embeddings.lm_sasrec:LMSASRec",
+    "user-tower": "llmrec.paradigms.embeddings.user_tower:UserTower",
     "two_stage": "llmrec.paradigms.direct.two_stage:TwoStage",
 }
 
