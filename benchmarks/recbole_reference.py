@@ -1,0 +1,221 @@
+"""Reference figures from RecBole 1.2.1 (SASRec, BPR) on ML-100K, under llmrec's protocol.
+
+Runs in its own virtual environment, never in llmrec's (RecBole pins old packages)::
+
+    python3 -m venv /tmp/recbole-venv
+    /tmp/recbole-venv/bin/pip install torch==2.13.0 recbole==1.2.1 "numpy<2" "pandas<2.2" \
+        "setuptools<70"
+    OMP_WAIT_POLICY=PASSIVE /tmp/recbole-venv/bin/python benchmarks/recbole_reference.py \
+        --models SASRec BPR --threads 2
+
+The protocol matches ``benchmarks/bench_baselines.py``: the ML-100K atomic file shipped inside
+the recbole wheel, every rating an interaction (no threshold, no filtering), leave-one-out by time
+(last = test, second last = valid), full ranking, NDCG@10 on validation for early stopping,
+RecBole's defaults otherwise (stopping_step 10, epochs 300, lr 1e-3, batch 2048; SASRec with its
+default CE loss and no negative sampling).
+
+RecBole does not mask a user's known items when ranking for sequential models; general models
+(BPR) have train (+ valid at test time) masked. So for each model the test set is scored twice:
+``recbole`` is RecBole's own evaluator, ``masked`` ranks the target among all items the user is
+not known to have at test time (train + valid), which is llmrec's protocol. ML-100K has no
+repeated (user, item) pairs, so masking can only raise the figures.
+
+Timings: wall time from the start of ``trainer.fit`` to the end of the validation of the best
+epoch (``time_to_best_s``) and of the whole fit including the patience epochs (``fit_s``).
+Results are merged into ``benchmarks/results/recbole_reference.json`` per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "recbole_reference.json"
+KS = (10, 20)
+
+
+def _config(model: str, threads: int, seed: int, workdir: Path) -> dict:
+    import recbole
+
+    cfg: dict = {
+        "data_path": str(Path(recbole.__file__).parent / "dataset_example"),
+        "checkpoint_dir": str(workdir / "saved"),
+        "use_gpu": False,
+        "seed": seed,
+        "reproducibility": True,
+        "show_progress": False,
+        "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
+        "threshold": None,
+        "val_interval": None,
+        "user_inter_num_interval": None,
+        "item_inter_num_interval": None,
+        "eval_args": {
+            "split": {"LS": "valid_and_test"},
+            "order": "TO",
+            "mode": "full",
+            "group_by": "user",
+        },
+        "metrics": ["NDCG", "Recall", "MRR"],
+        "topk": list(KS),
+        "valid_metric": "NDCG@10",
+        "worker": 0,
+    }
+    if model == "SASRec":
+        cfg["train_neg_sample_args"] = None
+    return cfg
+
+
+def _known_items(dataset, n_users: int) -> list[set[int]]:
+    """Per internal user id, the items known at test time: all but the user's last by time."""
+    import numpy as np
+
+    inter = dataset.inter_feat
+    users = inter[dataset.uid_field].numpy()
+    items = inter[dataset.iid_field].numpy()
+    times = inter[dataset.time_field].numpy()
+    # stable sort by (user, time): ties keep file order, as RecBole's own split does
+    order = np.lexsort((np.arange(len(users)), times, users))
+    known: list[set[int]] = [set() for _ in range(n_users)]
+    users, items = users[order], items[order]
+    bounds = np.flatnonzero(np.diff(users)) + 1
+    for seg_u, seg_i in zip(np.split(users, bounds), np.split(items, bounds), strict=True):
+        known[int(seg_u[0])] = {int(x) for x in seg_i[:-1]}
+    return known
+
+
+def _masked_test(trainer, test_data, known: list[set[int]]) -> dict[str, float]:
+    """NDCG/Recall/MRR@K of the test item ranked among items the user does not know yet."""
+    import numpy as np
+    import torch
+
+    model = trainer.model
+    model.eval()
+    ranks: list[int] = []
+    with torch.no_grad():
+        for batch in test_data:
+            interaction, _hist, _pos_u, pos_i = batch
+            scores = model.full_sort_predict(interaction).view(len(interaction), -1)
+            scores[:, 0] = -np.inf
+            uids = interaction[model.USER_ID].numpy()
+            for row, (uid, target) in enumerate(zip(uids, pos_i.numpy(), strict=True)):
+                mask = [i for i in known[int(uid)] if i != int(target)]
+                scores[row, mask] = -np.inf
+                ranks.append(int((scores[row] > scores[row, int(target)]).sum()))
+    r = np.asarray(ranks)
+    out = {}
+    for k in KS:
+        hit = r < k
+        out[f"ndcg@{k}"] = float(np.where(hit, 1 / np.log2(r + 2), 0).mean())
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"mrr@{k}"] = float(np.where(hit, 1 / (r + 1), 0).mean())
+    return out
+
+
+def _allow_own_checkpoints() -> None:
+    """RecBole 1.2.1 reloads its best checkpoint with ``torch.load``, whose default became
+    ``weights_only=True`` in torch 2.6; the checkpoint holds RecBole's config object. The file is
+    the one this run just wrote into its own workdir, so it is loaded as before."""
+    import functools
+
+    import torch
+
+    torch.load = functools.partial(torch.load, weights_only=False)
+
+
+def run_one(model_name: str, threads: int, seed: int, workdir: Path) -> dict:
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+    torch.set_num_threads(threads)
+    _allow_own_checkpoints()
+    config = Config(
+        model=model_name, dataset="ml-100k", config_dict=_config(model_name, threads, seed, workdir)
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+    history: list[tuple[float, float]] = []  # (seconds since fit start, valid NDCG@10)
+    original_valid = trainer._valid_epoch
+    t0 = 0.0
+
+    def timed_valid(*args, **kwargs):
+        score, result = original_valid(*args, **kwargs)
+        history.append((time.perf_counter() - t0, float(score)))
+        return score, result
+
+    trainer._valid_epoch = timed_valid
+    t0 = time.perf_counter()
+    best_valid, best_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    fit_s = time.perf_counter() - t0
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    best_idx = max(range(len(history)), key=lambda i: (history[i][1], -i))
+    masked = _masked_test(trainer, test_data, _known_items(dataset, dataset.user_num))
+    return {
+        "model": model_name,
+        "seed": seed,
+        "threads": threads,
+        "n_users": dataset.user_num - 1,
+        "n_items": dataset.item_num - 1,
+        "n_interactions": len(dataset.inter_feat),
+        "best_valid_ndcg@10": float(best_valid),
+        "best_valid": {k: float(v) for k, v in best_result.items()},
+        "test_recbole": {k: float(v) for k, v in test_result.items()},
+        "test_masked": masked,
+        "best_epoch": best_idx,
+        "epochs_run": len(history),
+        "time_to_best_s": history[best_idx][0],
+        "fit_s": fit_s,
+        "valid_curve": [round(s, 4) for _, s in history],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["SASRec", "BPR"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/recbole-run"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    import recbole
+    import torch
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.workdir)  # RecBole writes log/ and log_tensorboard/ into the cwd
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results.setdefault("models", {})
+    results["environment"] = {
+        "recbole": recbole.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}",
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+    }
+    for name in args.models:
+        res = run_one(name, args.threads, args.seed, args.workdir)
+        results["models"][name] = res
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(
+            f"{name}: test NDCG@10 {res['test_masked']['ndcg@10']:.4f} (masked) / "
+            f"{res['test_recbole']['ndcg@10']:.4f} (recbole); best epoch {res['best_epoch']} "
+            f"at {res['time_to_best_s']:.1f}s, fit {res['fit_s']:.1f}s",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""BPR-MF: matrix factorisation trained with Bayesian personalised ranking (Rendle et al., 2009).
+
+Each user and item gets a ``dim``-vector; a user's score for an item is their dot product. Training
+pushes each observed (user, item) pair above ``n_negatives`` uniformly sampled items the user has
+not interacted with. Negatives are drawn for a whole batch at once with numpy and checked against
+the positives by binary search, so an epoch over ML-100K takes a fraction of a second on 2 cores.
+
+The model scores from its user vectors learned at fit time (``uses_query_history = False``):
+interactions given at query time only decide which items are excluded. Users with no history
+get the popularity fallback of the base class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+from pydantic import Field
+
+from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.models._torch import (
+    TorchConfig,
+    TrainLog,
+    clone_state,
+    heldout_targets,
+    ndcg_at_k,
+    torch_session,
+    train_loop,
+)
+from llmrec.models.base import Recommender
+
+
+class BPRConfig(TorchConfig):
+    """BPR-MF hyper-parameters (defaults tuned on ML-100K validation NDCG@10)."""
+
+    dim: int = Field(64, ge=1, description="embedding size")
+    lr: float = Field(5e-3, gt=0, description="Adam learning rate")
+    reg: float = Field(
+        1e-4, ge=0, description="L2 penalty on the embeddings of each batch, per example"
+    )
+    batch_size: int = Field(2048, ge=1)
+    n_negatives: int = Field(4, ge=1, description="sampled negatives per positive pair")
+    init_std: float = Field(0.1, gt=0, description="std of the normal initialisation")
+
+
+class BPR(Recommender):
+    """Matrix factorisation with the pairwise BPR loss."""
+
+    name = "bpr"
+    config_class = BPRConfig
+    uses_query_history = False
+    config: BPRConfig
+
+    def __init__(self, config: BPRConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.user_factors: np.ndarray | None = None  # (n_users, dim) float32
+        self.item_factors: np.ndarray | None = None  # (n_items, dim) float32
+        self.train_log: TrainLog | None = None
+
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
+        """Train on ``train``; early-stop on NDCG@10 of ``valid``'s items (if given)."""
+        self._remember_catalogue(train)
+        cfg = self.config
+        hist = train.history()
+        users, items = _unique_pairs(hist)
+        codes = users * self.n_items + items  # sorted: hist is user-major, items deduped
+        rng = np.random.default_rng(cfg.seed)
+        v_users, v_items = heldout_targets(valid)
+        with torch_session(cfg.threads, cfg.seed) as torch:
+            user_emb = torch.nn.Embedding(self.n_users, cfg.dim)
+            item_emb = torch.nn.Embedding(self.n_items, cfg.dim)
+            torch.nn.init.normal_(user_emb.weight, std=cfg.init_std)
+            torch.nn.init.normal_(item_emb.weight, std=cfg.init_std)
+            params = torch.nn.ModuleDict({"user": user_emb, "item": item_emb})
+            opt = torch.optim.Adam(params.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+            def run_epoch(epoch: int) -> float:
+                order = rng.permutation(len(users))
+                total = 0.0
+                for start in range(0, len(order), cfg.batch_size):
+                    idx = order[start : start + cfg.batch_size]
+                    neg = _sample_negatives(rng, users[idx], codes, self.n_items, cfg.n_negatives)
+                    u = user_emb(torch.from_numpy(users[idx]))
+                    p = item_emb(torch.from_numpy(items[idx]))
+                    n = item_emb(torch.from_numpy(neg))  # (b, n_neg, dim)
+                    pos = (u * p).sum(-1, keepdim=True)
+                    negs = torch.einsum("bd,bnd->bn", u, n)
+                    loss = -torch.nn.functional.logsigmoid(pos - negs).mean()
+                    l2 = u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum() / cfg.n_negatives
+                    loss = loss + cfg.reg * l2 / len(idx)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(idx)
+                return total / max(len(order), 1)
+
+            def evaluate() -> float:
+                self._export(params)
+                scores = self.score(v_users, hist)
+                return ndcg_at_k(scores, v_users, v_items, hist)
+
+            self.train_log = train_loop(
+                cfg,
+                run_epoch,
+                evaluate if len(v_users) else None,
+                lambda: clone_state(params),
+                params.load_state_dict,
+            )
+            self._export(params)
+        return self
+
+    def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
+        """``(len(users), n_items)`` float32 dot products; ``history`` is not used."""
+        assert self.user_factors is not None and self.item_factors is not None
+        return self.user_factors[np.asarray(users, dtype=np.int64)] @ self.item_factors.T
+
+    def _export(self, params: Any) -> None:
+        self.user_factors = params["user"].weight.detach().numpy().copy()
+        self.item_factors = params["item"].weight.detach().numpy().copy()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.user_factors is not None and self.item_factors is not None
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.user_factors = state["user_factors"]
+        self.item_factors = state["item_factors"]
+
+
+def _unique_pairs(hist: UserHistory) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, items)`` int64 of each distinct (user, item) pair, sorted by user then item."""
+    users = np.repeat(np.arange(hist.n_users, dtype=np.int64), hist.lengths())
+    codes = np.unique(users * hist.n_items + hist.items.astype(np.int64))
+    return codes // hist.n_items, codes % hist.n_items
+
+
+def _sample_negatives(
+    rng: np.random.Generator, users: np.ndarray, pos_codes: np.ndarray, n_items: int, n_neg: int
+) -> np.ndarray:
+    """``(len(users), n_neg)`` int64 items drawn uniformly among those each user has not had.
+
+    Draws are checked against the sorted ``user * n_items + item`` codes of the positives and
+    redrawn where they hit one; after a few rounds any left (users who have nearly every item)
+    are kept, which only adds a little noise.
+    """
+    neg = rng.integers(0, n_items, size=(len(users), n_neg))
+    for _ in range(10):
+        codes = users[:, None] * n_items + neg
+        pos = np.searchsorted(pos_codes, codes).clip(max=len(pos_codes) - 1)
+        hit = pos_codes[pos] == codes
+        if not hit.any():
+            break
+        neg[hit] = rng.integers(0, n_items, size=int(hit.sum()))
+    return neg

@@ -1,0 +1,126 @@
+"""SASRec: conformance, learning a deterministic sequence, query-time history, determinism."""
+
+import numpy as np
+import pytest
+
+from llmrec.data.dataset import Dataset
+from llmrec.data.splits import leave_one_out
+from llmrec.errors import ConfigError
+from llmrec.models.base import Recommender
+from llmrec.models.sasrec import SASRec, _training_windows
+from llmrec.testing import RecommenderConformance
+
+FAST = {
+    "max_len": 8,
+    "dim": 16,
+    "n_heads": 2,
+    "inner_dim": 32,
+    "dropout": 0.1,
+    "attn_dropout": 0.1,
+    "lr": 0.01,
+    "batch_size": 32,
+    "epochs": 40,
+    "patience": 40,
+}
+
+
+class TestSASRec(RecommenderConformance):
+    def make_model(self):
+        return SASRec(**{**FAST, "epochs": 5})
+
+
+class TestSASRecBCE(RecommenderConformance):
+    def make_model(self):
+        return SASRec(**{**FAST, "epochs": 5, "loss": "bce"})
+
+
+def cycle_dataset(n_users: int = 60, n_items: int = 20, per_user: int = 12) -> Dataset:
+    """Every user walks the catalogue in order from a random start: next = (last + 1) % n."""
+    rng = np.random.default_rng(1)
+    starts = rng.integers(0, n_items, size=n_users)
+    users = np.repeat(np.arange(n_users), per_user)
+    steps = np.tile(np.arange(per_user), n_users)
+    items = (starts[users] + steps) % n_items
+    return Dataset(
+        user_ids=np.arange(n_users),
+        item_ids=np.arange(n_items),
+        users=users,
+        items=items,
+        timestamps=users * 100 + steps,
+    )
+
+
+@pytest.fixture(scope="module")
+def cycle_split():
+    return leave_one_out(cycle_dataset())
+
+
+@pytest.fixture(scope="module")
+def cycle_model(cycle_split):
+    return SASRec(**FAST).fit(cycle_split.train, cycle_split.valid)
+
+
+def test_sasrec_learns_the_next_item_of_a_cycle(cycle_model, cycle_split):
+    users = cycle_split.test.active_users()
+    recs = cycle_model.recommend(users, 1, history=cycle_split.known_at_test())
+    truth = cycle_split.test.history()
+    hits = [recs.items[r, 0] == truth.of(int(u))[0] for r, u in enumerate(users)]
+    assert np.mean(hits) > 0.9
+
+
+def test_sasrec_reads_the_query_time_history(cycle_model, cycle_split):
+    """Given train + valid, the answer moves one step on: it is the test item, not the valid."""
+    users = cycle_split.test.active_users()
+    at_valid = cycle_model.recommend(users, 1, history=cycle_split.train)
+    at_test = cycle_model.recommend(users, 1, history=cycle_split.known_at_test())
+    n = cycle_split.train.n_items
+    assert np.mean((at_valid.items[:, 0] + 1) % n == at_test.items[:, 0]) > 0.9
+
+
+def test_early_stopping_keeps_the_best_validation_weights(cycle_split):
+    from llmrec.eval import evaluate
+
+    model = SASRec(**{**FAST, "epochs": 15, "patience": 2, "lr": 0.05})
+    model.fit(cycle_split.train, cycle_split.valid)
+    log = model.train_log
+    assert log is not None and log.best_score == max(log.scores)
+    again = evaluate(model, cycle_split, phase="valid", ks=(10,)).metrics["ndcg@10"]
+    assert again == pytest.approx(log.best_score, abs=1e-6)
+
+
+def test_sasrec_is_deterministic_given_the_seed(cycle_split):
+    users = np.arange(cycle_split.train.n_users)
+    hist = cycle_split.known_at_test().history()
+    cfg = {**FAST, "epochs": 3}
+    a = SASRec(**cfg, seed=5).fit(cycle_split.train, cycle_split.valid).score(users, hist)
+    b = SASRec(**cfg, seed=5).fit(cycle_split.train, cycle_split.valid).score(users, hist)
+    c = SASRec(**cfg, seed=6).fit(cycle_split.train, cycle_split.valid).score(users, hist)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_loaded_model_scores_identically(cycle_model, cycle_split, tmp_path):
+    users = np.arange(cycle_split.train.n_users)
+    hist = cycle_split.known_at_test().history()
+    loaded = Recommender.load(cycle_model.save(tmp_path / "sasrec"))
+    np.testing.assert_array_equal(cycle_model.score(users, hist), loaded.score(users, hist))
+
+
+def test_training_windows_cover_every_next_item_once():
+    data = cycle_dataset(n_users=3, per_user=20)
+    inputs, targets = _training_windows(data.history(), 8)
+    assert inputs.shape == targets.shape and inputs.shape[1] == 8
+    for user in range(3):
+        seq = data.history().of(user)
+        mine = np.isin(np.arange(len(inputs)), np.arange(user * 3, user * 3 + 3))
+        got = np.sort(targets[mine][targets[mine] >= 0])
+        np.testing.assert_array_equal(got, np.sort(seq[1:]))
+    # the input before each target is the item that preceded it
+    keep = targets >= 0
+    prev = inputs[keep] - 1
+    np.testing.assert_array_equal((prev + 1) % 20, targets[keep])
+
+
+def test_heads_must_divide_the_dimension():
+    with pytest.raises(ConfigError, match="divisible"):
+        SASRec(dim=10, n_heads=3)
