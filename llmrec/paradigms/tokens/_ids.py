@@ -1,0 +1,89 @@
+"""Settings and helper shared by the models that consume semantic IDs.
+
+:class:`SemanticIDFields` is mixed into a model's config; :func:`make_semantic_ids` turns a
+training dataset's item texts into :class:`~llmrec.paradigms.tokens.quantize.SemanticIDs`
+through the LM protocol (``encode``), or reads a saved mapping table.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from llmrec.data.dataset import Dataset
+from llmrec.errors import ConfigError
+from llmrec.lm.base import LanguageModel, Pooling
+from llmrec.paradigms.tokens.quantize import (
+    RQVAE,
+    RQKMeans,
+    RQKMeansConfig,
+    RQVAEConfig,
+    SemanticIDs,
+)
+
+
+class SemanticIDFields(BaseModel):
+    """Where a model's semantic IDs come from.
+
+    Attributes:
+        encoder: LM spec for ``load_lm`` (``"minilm-l6"``, ``"smollm2-135m"``, ``"fake:32"``...).
+        pooling: pooling for causal encoders (``None``: the backend's default).
+        text_template: ``str.format`` template over item text fields; ``None`` joins them all.
+        lm_cache_dir: folder of the LM answer cache (``None``: no cache).
+        quantizer: ``"rq-kmeans"`` or ``"rq-vae"``.
+        levels: ``L`` code levels (plus one de-duplication digit).
+        codebook_size: ``K`` per level; ``None`` picks a size from the catalogue.
+        balanced: balanced k-means (RQ-KMeans only).
+        semantic_ids: folder of a saved mapping table to use instead of encoding.
+    """
+
+    encoder: str = "minilm-l6"
+    pooling: Pooling | None = None
+    text_template: str | None = None
+    lm_cache_dir: str | None = None
+    quantizer: Literal["rq-kmeans", "rq-vae"] = "rq-kmeans"
+    levels: int = Field(3, ge=1, le=8)
+    codebook_size: int | None = Field(None, ge=2, le=4096)
+    balanced: bool = False
+    semantic_ids: str | None = None
+
+
+def quantize_vectors(
+    vectors: object, cfg: SemanticIDFields, seed: int, item_ids: object = None
+) -> SemanticIDs:
+    """Run the configured tokeniser on ``(n_items, dim)`` vectors."""
+    import numpy as np
+
+    x = np.asarray(vectors)
+    ids = None if item_ids is None else np.asarray(item_ids)
+    if cfg.quantizer == "rq-vae":
+        common = {"levels": cfg.levels, "codebook_size": cfg.codebook_size, "seed": seed}
+        return RQVAE(RQVAEConfig.model_validate(common)).fit(x, ids)
+    km = {"levels": cfg.levels, "codebook_size": cfg.codebook_size, "seed": seed}
+    return RQKMeans(RQKMeansConfig.model_validate({**km, "balanced": cfg.balanced})).fit(x, ids)
+
+
+def make_semantic_ids(
+    train: Dataset, cfg: SemanticIDFields, seed: int, lm: LanguageModel | None = None
+) -> SemanticIDs:
+    """Semantic IDs for every item of ``train``'s catalogue.
+
+    Order of precedence: a saved table (``cfg.semantic_ids``), else item texts encoded by
+    ``lm`` (or the LM that ``cfg.encoder`` names) and quantised.
+    """
+    if cfg.semantic_ids is not None:
+        ids = SemanticIDs.load(cfg.semantic_ids)
+        if ids.n_items != train.n_items:
+            raise ConfigError(
+                f"semantic IDs in {cfg.semantic_ids} cover {ids.n_items} items, "
+                f"the dataset has {train.n_items}"
+            )
+        return ids
+    texts = train.item_texts(cfg.text_template)
+    if lm is None:
+        from llmrec.lm.registry import load_lm
+
+        lm = load_lm(cfg.encoder, lm_cache_dir=cfg.lm_cache_dir)
+    vectors = lm.encode(texts, pooling=cfg.pooling)
+    return quantize_vectors(vectors, cfg, seed, train.item_ids)

@@ -1,0 +1,473 @@
+"""Generative retrieval over semantic IDs (the TIGER idea), as a :class:`Recommender`.
+
+Each item is a tuple of ``T = L + 1`` codes (:mod:`~llmrec.paradigms.tokens.quantize`). A user's
+history becomes one token sequence ``[BOS, c(i1)_0 .. c(i1)_L, c(i2)_0, ...]`` — every position
+of the tuple has its own token range, so a token says both its level and its code. A small
+decoder-only transformer learns to predict every next token (all positions at once, as SASRec
+does for items); recommending decodes the next item's tuple by beam search, constrained by a
+trie of valid tuples (so every beam ends on a real item) that also drops the user's seen items.
+The top-``k`` beams are the list; items outside the beams follow by popularity (``fill``).
+
+Decoding keeps a key/value cache: the history is read once per user, then each of the ``T``
+steps adds one token to ``beam_size`` copies of it.
+
+Example::
+
+    model = GenerativeRetrieval(encoder="minilm-l6", beam_size=20).fit(split.train, split.valid)
+    model.recommend([0, 1], k=10)
+    model.decode_stats        # {"beams": ..., "invalid": 0, ...}: measured, not assumed
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+from pydantic import Field
+
+from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.lm.base import LanguageModel
+from llmrec.models._torch import (
+    TorchConfig,
+    clone_state,
+    heldout_targets,
+    numpy_to_state,
+    state_to_numpy,
+    torch_session,
+    train_loop,
+)
+from llmrec.models.base import Recommender
+from llmrec.paradigms.tokens._ids import SemanticIDFields, make_semantic_ids
+from llmrec.paradigms.tokens.quantize import SemanticIDs, diagnose
+
+#: token 0 pads, token 1 begins a sequence; codes start at 2
+PAD, BOS, FIRST_CODE = 0, 1, 2
+#: score of items outside the beams (before the popularity tie-break in [0, 1))
+FILL_SCORE = -1000.0
+
+
+class GenerativeConfig(TorchConfig, SemanticIDFields):
+    """Settings of :class:`GenerativeRetrieval` (plus :class:`TorchConfig` and
+    :class:`SemanticIDFields`).
+
+    Attributes:
+        max_items: history items the model reads (the last ones).
+        dim, layers, heads, dropout: transformer size.
+        beam_size: beams kept while decoding (top-``k`` needs ``beam_size >= k`` to be full).
+        constrained: restrict decoding to the trie of valid tuples (off only to measure how
+            many invalid IDs an unconstrained decoder writes).
+        fill: rank items outside the beams by popularity after the beams, or leave them out.
+        valid_users: validation users decoded per early-stopping check (0: all).
+    """
+
+    max_items: int = Field(20, ge=1)
+    dim: int = Field(128, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    beam_size: int = Field(20, ge=1)
+    constrained: bool = True
+    fill: Literal["popularity", "none"] = "popularity"
+    valid_users: int = Field(0, ge=0)
+    epochs: int = Field(60, ge=1)
+    batch_size: int = Field(128, ge=1)
+    patience: int = Field(3, ge=1)
+    eval_every: int = Field(3, ge=1)
+
+
+class Trie:
+    """Valid tuples as a table of children: ``child[node, code]`` is the next node (-1: none).
+
+    Node 0 is the root; a node reached after ``T`` codes is a leaf and ``item[node]`` its item.
+    """
+
+    def __init__(self, codes: np.ndarray, width: int | None = None) -> None:
+        self.length = codes.shape[1]
+        width = max(width or 0, int(codes.max()) + 1)
+        children: list[list[int]] = [[-1] * width]
+        items = [-1]
+        for item, row in enumerate(codes.tolist()):
+            node = 0
+            for code in row:
+                nxt = children[node][code]
+                if nxt < 0:
+                    nxt = len(children)
+                    children.append([-1] * width)
+                    items.append(-1)
+                    children[node][code] = nxt
+                node = nxt
+            items[node] = item
+        self.child = np.array(children, dtype=np.int64)
+        self.item = np.array(items, dtype=np.int64)
+
+
+class GenerativeRetrieval(Recommender):
+    """TIGER-style generative retriever (see the module docstring)."""
+
+    name: ClassVar[str] = "tiger"
+    config_class = GenerativeConfig
+    config: GenerativeConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.ids: SemanticIDs | None = None
+        self._net: Any = None
+        self._trie: Trie | None = None
+        self._lm: LanguageModel | None = None
+        self.decode_stats: dict[str, int] = {"users": 0, "beams": 0, "invalid": 0}
+        self.train_log: Any = None
+
+    def use(self, *, ids: SemanticIDs | None = None, lm: LanguageModel | None = None) -> Self:
+        """Give ready semantic IDs (skips encoding) or an LM instance (instead of loading
+        ``config.encoder``). Returns ``self`` for chaining."""
+        self.ids, self._lm = ids or self.ids, lm or self._lm
+        return self
+
+    # --- token layout ------------------------------------------------------------------------
+    @property
+    def _offsets(self) -> np.ndarray:
+        """``(T,)`` int64 first token id of each tuple position."""
+        assert self.ids is not None
+        sizes = np.array(self.ids.vocab_sizes)
+        return FIRST_CODE + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+    @property
+    def _vocab(self) -> int:
+        assert self.ids is not None
+        return FIRST_CODE + int(sum(self.ids.vocab_sizes))
+
+    def _item_tokens(self) -> np.ndarray:
+        """``(n_items, T)`` int64 token ids of each item's tuple."""
+        assert self.ids is not None
+        return self.ids.codes + self._offsets[None, :]
+
+    # --- training ----------------------------------------------------------------------------
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
+        cfg = self.config
+        self._remember_catalogue(train)
+        if self.ids is None or self.ids.n_items != train.n_items:
+            self.ids = make_semantic_ids(train, cfg, cfg.seed, self._lm)
+        self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
+        windows = self._training_windows(train.history())
+        users, targets = heldout_targets(valid)
+        if cfg.valid_users and len(users) > cfg.valid_users:
+            pick = np.random.default_rng(cfg.seed).choice(len(users), cfg.valid_users, False)
+            users, targets = users[np.sort(pick)], targets[np.sort(pick)]
+        with torch_session(cfg.threads, cfg.seed) as torch:
+            self._net = _build_net(torch, self._vocab, self._max_len, cfg)
+            opt = torch.optim.Adam(self._net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            gen = np.random.default_rng(cfg.seed)
+
+            def run_epoch(_epoch: int) -> float:
+                return self._train_epoch(torch, windows, opt, gen)
+
+            def evaluate() -> float:
+                assert self._fit_history is not None
+                return self._valid_ndcg(users, targets, self._fit_history)
+
+            self.train_log = train_loop(
+                cfg,
+                run_epoch,
+                evaluate if len(users) else None,
+                lambda: clone_state(self._net),
+                self._net.load_state_dict,
+            )
+            self._net.eval()
+        return self
+
+    @property
+    def _max_len(self) -> int:
+        assert self.ids is not None
+        return 1 + (self.config.max_items + 1) * self.ids.length
+
+    def _training_windows(self, hist: UserHistory) -> np.ndarray:
+        """``(n_windows, max_len)`` int64 token rows, left-padded: chunks of up to
+        ``max_items + 1`` consecutive items of each user, newest chunk first."""
+        span = self.config.max_items + 1
+        tokens = self._item_tokens()
+        rows = []
+        for user in range(hist.n_users):
+            seq = hist.of(user)
+            for end in range(len(seq), 0, -span):
+                chunk = seq[max(0, end - span) : end]
+                rows.append(np.concatenate([[BOS], tokens[chunk].reshape(-1)]))
+        out = np.full((len(rows), self._max_len), PAD, dtype=np.int64)
+        for i, row in enumerate(rows):
+            out[i, self._max_len - len(row) :] = row
+        return out
+
+    def _level_mask(self, torch: Any) -> Any:
+        """``(vocab, vocab)`` additive mask: row = target token, columns outside the target's
+        tuple position are ``-inf`` (the loss compares codes of one level only)."""
+        assert self.ids is not None
+        level = np.full(self._vocab, -1)
+        for pos, (start, size) in enumerate(zip(self._offsets, self.ids.vocab_sizes, strict=True)):
+            level[start : start + size] = pos
+        same = level[:, None] == level[None, :]
+        return torch.as_tensor(np.where(same, 0.0, -np.inf), dtype=torch.float32)
+
+    def _train_epoch(self, torch: Any, windows: np.ndarray, opt: Any, gen: Any) -> float:
+        cfg, net = self.config, self._net
+        net.train()
+        level_mask = self._level_mask(torch)
+        order = gen.permutation(len(windows))
+        total, count = 0.0, 0
+        for start in range(0, len(order), cfg.batch_size):
+            batch = torch.as_tensor(windows[order[start : start + cfg.batch_size]])
+            inputs, targets = batch[:, :-1], batch[:, 1:]
+            hidden, _ = net(inputs, inputs != PAD)
+            keep = targets != PAD
+            logits = net.head(hidden[keep]) + level_mask[targets[keep]]
+            loss = torch.nn.functional.cross_entropy(logits, targets[keep])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * int(keep.sum())
+            count += int(keep.sum())
+        return total / max(count, 1)
+
+    def _valid_ndcg(self, users: np.ndarray, targets: np.ndarray, hist: UserHistory) -> float:
+        """Mean NDCG@10 of each held-out target among the decoded beams (miss: 0)."""
+        self._net.eval()
+        gains = []
+        for start in range(0, len(users), 256):
+            batch = users[start : start + 256]
+            items, _ = self.decode(batch, hist)
+            for row, target in zip(items, targets[start : start + 256], strict=True):
+                hit = np.flatnonzero(row[:10] == target)
+                gains.append(1.0 / np.log2(hit[0] + 2.0) if len(hit) else 0.0)
+        self._net.train()
+        return float(np.mean(gains)) if gains else 0.0
+
+    # --- decoding ----------------------------------------------------------------------------
+    def decode(
+        self, users: np.ndarray, history: UserHistory, beam_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Beam-search each user's next item.
+
+        Returns:
+            ``(items, scores)``, both ``(len(users), beam_size)``: item indices (-1 where a beam
+            ended on no item) and summed log-probabilities of the tuples, best first.
+            ``decode_stats`` counts beams and invalid ones (tuples naming no item).
+        """
+        self._require_fitted()
+        assert self.ids is not None and self._trie is not None
+        width = beam_size or self.config.beam_size
+        with torch_session(self.config.threads) as torch, torch.no_grad():
+            tuples, scores = self._beam_search(torch, users, history, width)
+        lookup = self.ids.lookup()
+        items = np.full(tuples.shape[:2], -1, dtype=np.int64)
+        finite = np.isfinite(scores)
+        for (row, beam), tup in zip(np.argwhere(finite), tuples[finite], strict=True):
+            items[row, beam] = lookup.get(tuple(tup.tolist()), -1)
+        invalid = finite & (items < 0)
+        self.decode_stats["users"] += len(users)
+        self.decode_stats["beams"] += int(finite.sum())
+        self.decode_stats["invalid"] += int(invalid.sum())
+        scores = np.where(items >= 0, scores, -np.inf).astype(np.float32)
+        return items, scores
+
+    def _contexts(self, users: np.ndarray, hist: UserHistory) -> np.ndarray:
+        """``(n, 1 + max_items * T)`` int64 left-padded token rows of each user's last items."""
+        last = hist.last(users, self.config.max_items)
+        tokens = self._item_tokens()
+        out = np.where(last[:, :, None] >= 0, tokens[np.maximum(last, 0)], PAD)
+        out = out.reshape(len(users), -1)
+        lengths = (last >= 0).sum(axis=1) * tokens.shape[1]
+        bos = np.full((len(users), 1), PAD, dtype=np.int64)
+        out = np.concatenate([bos, out], axis=1)
+        out[np.arange(len(users)), out.shape[1] - lengths - 1] = BOS
+        return out
+
+    def _beam_search(
+        self, torch: Any, users: np.ndarray, hist: UserHistory, width: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert self._trie is not None and self.ids is not None
+        net, trie, steps = self._net, self._trie, self.ids.length
+        n = len(users)
+        ctx = torch.as_tensor(self._contexts(users, hist))
+        hidden, cache = net(ctx, ctx != PAD, use_cache=True)
+        positions = (ctx != PAD).sum(dim=1)  # next token's position index
+        logp = self._step_logprobs(torch, hidden[:, -1], 0)  # (n, K0)
+        nodes = np.zeros((n, 1), dtype=np.int64)
+        scores = np.zeros((n, 1), dtype=np.float64)
+        chosen = np.zeros((n, 1, 0), dtype=np.int64)
+        seen = [set(hist.of(int(u)).tolist()) for u in users]
+        for step in range(steps):
+            cand = scores[:, :, None] + logp.reshape(n, nodes.shape[1], -1)
+            if self.config.constrained:
+                child = trie.child[nodes][:, :, : cand.shape[2]]
+                cand = np.where(child >= 0, cand, -np.inf)
+                if step == steps - 1:
+                    cand = _drop_seen(cand, trie.item[np.maximum(child, 0)], child, seen)
+            flat = cand.reshape(n, -1)
+            k = min(width, flat.shape[1])
+            top = np.argsort(-flat, axis=1, kind="stable")[:, :k]
+            beam, code = np.divmod(top, cand.shape[2])
+            scores = np.take_along_axis(flat, top, axis=1)
+            prev = np.take_along_axis(nodes, beam, axis=1)
+            nodes = trie.child[prev, np.minimum(code, trie.child.shape[1] - 1)]
+            nodes = np.where(code < trie.child.shape[1], nodes, -1)
+            nodes = np.maximum(nodes, 0)  # unconstrained paths off the trie: root (unused)
+            chosen = np.concatenate(
+                [np.take_along_axis(chosen, beam[:, :, None], axis=1), code[:, :, None]], axis=2
+            )
+            if step == steps - 1:
+                break
+            origin = torch.as_tensor((np.arange(n)[:, None] * cache.width + beam).reshape(-1))
+            cache.select(origin, k)
+            token = torch.as_tensor((code + self._offsets[step]).reshape(-1, 1))
+            pos = positions.repeat_interleave(k) + step
+            hidden = net.step(token, pos, cache)
+            logp = self._step_logprobs(torch, hidden[:, -1], step + 1)
+        return chosen, scores
+
+    def _step_logprobs(self, torch: Any, hidden: Any, pos: int) -> np.ndarray:
+        """``(rows, K_pos)`` float64 log-probabilities over the codes of tuple position ``pos``."""
+        assert self.ids is not None
+        start = int(self._offsets[pos])
+        logits = self._net.head(hidden)[:, start : start + self.ids.vocab_sizes[pos]]
+        return torch.log_softmax(logits.double(), dim=-1).numpy()
+
+    # --- the recommender verbs ---------------------------------------------------------------
+    def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
+        """Beam items score their tuple log-probability (> ``FILL_SCORE``); with
+        ``fill="popularity"`` every other item scores ``FILL_SCORE + popularity share``."""
+        assert self._popularity is not None
+        scores = np.full((len(users), self.n_items), -np.inf, dtype=np.float32)
+        if self.config.fill == "popularity":
+            share = self._popularity / max(float(self._popularity.max()), 1.0)
+            scores[:] = FILL_SCORE + 0.99 * share
+        for start in range(0, len(users), 256):
+            batch = users[start : start + 256]
+            items, beam_scores = self.decode(batch, history)
+            rows = np.repeat(np.arange(start, start + len(batch)), items.shape[1])
+            ok = items.reshape(-1) >= 0
+            scores[rows[ok], items.reshape(-1)[ok]] = beam_scores.reshape(-1)[ok]
+        return scores
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Semantic-ID diagnostics and the decode counters so far."""
+        assert self.ids is not None
+        return {"ids": self.ids.diagnostics.as_dict(), "decode": dict(self.decode_stats)}
+
+    # --- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.ids is not None
+        state = state_to_numpy(self._net, "net.")
+        state["codes"] = self.ids.codes
+        for i, book in enumerate(self.ids.codebooks):
+            state[f"codebook{i}"] = book
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        codes = state["codes"].astype(np.int64)
+        books = [state[f"codebook{i}"] for i in range(codes.shape[1] - 1)]
+        k = int(books[0].shape[0])
+        diag = diagnose(codes[:, :-1], k, np.zeros((1, 1)), np.zeros((1, 1)))
+        self.ids = SemanticIDs(codes, books, diag, self.config.quantizer)
+        self._trie = Trie(codes, max(self.ids.vocab_sizes))
+        with torch_session(self.config.threads) as torch:
+            self._net = _build_net(torch, self._vocab, self._max_len, self.config)
+            self._net.load_state_dict(numpy_to_state(state, "net."))
+            self._net.eval()
+
+
+def _drop_seen(
+    cand: np.ndarray, leaf_items: np.ndarray, child: np.ndarray, seen: list[set[int]]
+) -> np.ndarray:
+    """Set to ``-inf`` the final-step candidates whose item the user already has."""
+    if not any(seen):
+        return cand
+    cand = cand.copy()
+    for row, items in enumerate(seen):
+        if items:
+            hit = np.isin(leaf_items[row], list(items)) & (child[row] >= 0)
+            cand[row][hit] = -np.inf
+    return cand
+
+
+def _build_net(torch: Any, vocab: int, max_len: int, cfg: GenerativeConfig) -> Any:
+    """A pre-norm causal transformer with a key/value cache (see :class:`_KVCache`)."""
+    nn = torch.nn
+    functional = torch.nn.functional
+    head_dim = cfg.dim // cfg.heads
+
+    class Block(nn.Module):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
+            self.qkv = nn.Linear(cfg.dim, 3 * cfg.heads * head_dim)
+            self.proj = nn.Linear(cfg.heads * head_dim, cfg.dim)
+            self.mlp = nn.Sequential(
+                nn.Linear(cfg.dim, 4 * cfg.dim), nn.GELU(), nn.Linear(4 * cfg.dim, cfg.dim)
+            )
+            self.drop = nn.Dropout(cfg.dropout)
+
+        def forward(self, x: Any, mask: Any, past: tuple[Any, Any] | None) -> tuple[Any, Any]:
+            b, s, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).view(b, s, 3, cfg.heads, head_dim).unbind(2)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            if past is not None:
+                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            att = functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=cfg.dropout if self.training else 0.0
+            )
+            x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, s, -1)))
+            x = x + self.drop(self.mlp(self.ln2(x)))
+            return x, (k, v)
+
+    class Net(nn.Module):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok = nn.Embedding(vocab, cfg.dim, padding_idx=PAD)
+            self.pos = nn.Embedding(max_len + 1, cfg.dim)
+            self.blocks = nn.ModuleList([Block() for _ in range(cfg.layers)])
+            self.ln = nn.LayerNorm(cfg.dim)
+            self.out = nn.Linear(cfg.dim, vocab)
+            self.drop = nn.Dropout(cfg.dropout)
+
+        def head(self, hidden: Any) -> Any:
+            return self.out(hidden)
+
+        def forward(self, tokens: Any, valid: Any, use_cache: bool = False) -> tuple[Any, Any]:
+            """``tokens (b, s)`` left-padded, ``valid (b, s)`` bool -> hidden ``(b, s, dim)``."""
+            s = tokens.shape[1]
+            pos = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
+            causal = torch.ones(s, s, dtype=torch.bool).tril()
+            # pad queries may see themselves, so no softmax row is empty (NaN)
+            mask = (causal & valid[:, None, :]) | torch.eye(s, dtype=torch.bool)
+            x = self.drop(self.tok(tokens) + self.pos(pos))
+            cache = _KVCache(valid) if use_cache else None
+            for block in self.blocks:
+                x, kv = block(x, mask[:, None], None)
+                if cache is not None:
+                    cache.layers.append(kv)
+            return self.ln(x), cache
+
+        def step(self, token: Any, pos: Any, cache: _KVCache) -> Any:
+            """One new token per row ``(b, 1)`` at positions ``pos (b,)``, reading ``cache``."""
+            x = self.tok(token) + self.pos(pos)[:, None, :]
+            cache.valid = torch.cat([cache.valid, torch.ones_like(token, dtype=torch.bool)], 1)
+            mask = cache.valid[:, None, None, :]
+            for i, block in enumerate(self.blocks):
+                x, cache.layers[i] = block(x, mask, cache.layers[i])
+            return self.ln(x)
+
+    return Net()
+
+
+class _KVCache:
+    """Per-layer keys and values ``(rows, heads, seq, head_dim)`` and the key validity mask
+    ``(rows, seq)``; :meth:`select` reorders rows as beams are chosen."""
+
+    def __init__(self, valid: Any) -> None:
+        self.valid = valid
+        self.layers: list[tuple[Any, Any]] = []
+        self.width = 1
+
+    def select(self, rows: Any, width: int) -> None:
+        """Keep rows ``rows`` (indices into the current rows) as the new ``width`` beams."""
+        self.valid = self.valid[rows]
+        self.layers = [(k[rows], v[rows]) for k, v in self.layers]
+        self.width = width

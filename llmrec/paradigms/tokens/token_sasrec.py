@@ -1,0 +1,190 @@
+"""SASRec whose item representation is built from semantic tokens.
+
+An item's embedding is the sum of its semantic-ID code embeddings (one table per tuple
+position), optionally plus the mean of its tag embeddings and its own ID embedding. Items that
+share codes share parameters, so an item seen a few times in training borrows what its code
+neighbours learned — the cold-start case where an ID-only table has nothing to go on.
+
+Everything else — network, all-positions causal loss, early stopping on validation NDCG@10,
+scoring — is :class:`~llmrec.models.sasrec.SASRec`, reused by subclassing: the network SASRec
+builds gets its ``item_emb`` module replaced by :class:`_TokenEmbedding`, which answers the two
+things SASRec asks of it (``item_emb(tokens)`` and ``item_emb.weight``).
+
+Example::
+
+    model = TokenSASRec(encoder="minilm-l6", id_embedding=True).fit(split.train, split.valid)
+    evaluate(model, split)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from llmrec.data.dataset import Dataset
+from llmrec.lm.base import LanguageModel
+from llmrec.models._torch import torch_session
+from llmrec.models.sasrec import SASRec, SASRecConfig
+from llmrec.paradigms.tokens._ids import SemanticIDFields, make_semantic_ids
+from llmrec.paradigms.tokens.quantize import SemanticIDs, diagnose
+
+
+class TokenSASRecConfig(SASRecConfig, SemanticIDFields):
+    """SASRec settings plus where the semantic IDs come from, and:
+
+    Attributes:
+        id_embedding: also add a per-item ID embedding (warm items keep their own vector;
+            cold ones lean on their codes). ``False`` is the pure semantic-ID model.
+        use_dedup_digit: embed the de-duplication digit too (it separates colliding items
+            but carries no meaning).
+    """
+
+    id_embedding: bool = True
+    use_dedup_digit: bool = False
+
+
+class TokenSASRec(SASRec):
+    """:class:`SASRec` with item embeddings summed from semantic-ID codes (and tags)."""
+
+    name = "token-sasrec"
+    config_class = TokenSASRecConfig  # type: ignore[assignment]
+    config: TokenSASRecConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        self._net: Any = None
+        self.ids: SemanticIDs | None = None
+        self.tag_index: np.ndarray | None = None  # (n_items, max_tags) int64, -1 = none
+        self.tag_vocab: list[str] = []
+        self._lm: LanguageModel | None = None
+        super().__init__(config, **overrides)
+
+    def use(
+        self,
+        *,
+        ids: SemanticIDs | None = None,
+        tags: Sequence[Sequence[str]] | None = None,
+        lm: LanguageModel | None = None,
+    ) -> Self:
+        """Give ready semantic IDs, per-item tag lists (one list per item index) or an LM
+        instance for encoding. Returns ``self``."""
+        self.ids, self._lm = ids or self.ids, lm or self._lm
+        if tags is not None:
+            self.tag_vocab = sorted({t for item in tags for t in item})
+            pos = {t: i for i, t in enumerate(self.tag_vocab)}
+            width = max([1, *(len(item) for item in tags)])
+            self.tag_index = np.full((len(tags), width), -1, dtype=np.int64)
+            for row, item in enumerate(tags):
+                self.tag_index[row, : len(item)] = [pos[t] for t in item]
+        return self
+
+    # SASRec assigns ``self.net`` when it builds (fit) or restores (load) its network; the
+    # property swaps in the token embedding at that moment, before the optimiser sees the
+    # parameters, so SASRec itself needs no hook.
+    @property
+    def net(self) -> Any:
+        return self._net
+
+    @net.setter
+    def net(self, module: Any) -> None:
+        if module is not None and not isinstance(module.item_emb, _token_embedding_class()):
+            module.item_emb = self._token_embedding(module.item_emb.embedding_dim)
+        self._net = module
+
+    def _token_embedding(self, dim: int) -> Any:
+        assert self.ids is not None
+        codes = self.ids.codes if self.config.use_dedup_digit else self.ids.codes[:, :-1]
+        sizes = self.ids.vocab_sizes[: codes.shape[1]]
+        return _token_embedding_class()(codes, sizes, dim, self.config, self.tag_index)
+
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
+        if self.ids is None or self.ids.n_items != train.n_items:
+            self.ids = make_semantic_ids(train, self.config, self.config.seed, self._lm)
+        if self.tag_index is not None and len(self.tag_index) != train.n_items:
+            from llmrec.errors import ConfigError
+
+            raise ConfigError(f"{len(self.tag_index)} tag lists for {train.n_items} items")
+        return super().fit(train, valid)
+
+    # --- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.ids is not None
+        state = super()._state()
+        state["codes"] = self.ids.codes
+        for i, book in enumerate(self.ids.codebooks):
+            state[f"codebook{i}"] = book
+        if self.tag_index is not None:
+            state["tag_index"] = self.tag_index
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        codes = state.pop("codes").astype(np.int64)
+        books = [state.pop(f"codebook{i}") for i in range(codes.shape[1] - 1)]
+        diag = diagnose(codes[:, :-1], int(books[0].shape[0]), np.zeros((1, 1)), np.zeros((1, 1)))
+        self.ids = SemanticIDs(codes, books, diag, self.config.quantizer)
+        self.tag_index = state.pop("tag_index", None)
+        with torch_session(self.config.threads):
+            super()._load_state(state)
+
+
+_CLASS: Any = None
+
+
+def _token_embedding_class() -> Any:
+    """The torch module class, defined on first use so importing llmrec does not import torch."""
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
+    from llmrec.models._torch import import_torch
+
+    torch = import_torch()
+    nn = torch.nn
+
+    class TokenEmbedding(nn.Module):  # type: ignore[name-defined]
+        """Stands in for SASRec's ``nn.Embedding(n_items + 1, dim, padding_idx=0)``.
+
+        ``weight`` is ``(n_items + 1, dim)``: row 0 zeros (padding), row ``i + 1`` the sum of
+        item ``i``'s code embeddings (+ mean tag embedding, + ID embedding).
+        """
+
+        def __init__(
+            self,
+            codes: np.ndarray,
+            sizes: Sequence[int],
+            dim: int,
+            cfg: TokenSASRecConfig,
+            tag_index: np.ndarray | None,
+        ) -> None:
+            super().__init__()
+            self.embedding_dim = dim
+            offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            self.register_buffer("codes", torch.as_tensor(codes + offsets[None, :]), False)
+            self.code_emb = nn.Embedding(int(sum(sizes)), dim)
+            nn.init.normal_(self.code_emb.weight, 0.0, 0.02)
+            self.id_emb: Any = None
+            if cfg.id_embedding:
+                self.id_emb = nn.Embedding(len(codes), dim)
+                nn.init.normal_(self.id_emb.weight, 0.0, 0.02)
+            self.tag_emb: Any = None
+            if tag_index is not None:
+                self.register_buffer("tags", torch.as_tensor(tag_index), False)
+                self.tag_emb = nn.Embedding(int(tag_index.max()) + 2, dim, padding_idx=0)
+                nn.init.normal_(self.tag_emb.weight, 0.0, 0.02)
+
+        @property
+        def weight(self) -> Any:
+            items = self.code_emb(self.codes).sum(dim=1)  # (n_items, dim)
+            if self.id_emb is not None:
+                items = items + self.id_emb.weight
+            if self.tag_emb is not None:
+                present = (self.tags >= 0).float()
+                summed = (self.tag_emb(self.tags + 1) * present[..., None]).sum(dim=1)
+                items = items + summed / present.sum(dim=1, keepdim=True).clamp(min=1.0)
+            return torch.cat([items.new_zeros(1, items.shape[1]), items], dim=0)
+
+        def forward(self, tokens: Any) -> Any:
+            return self.weight[tokens]
+
+    _CLASS = TokenEmbedding
+    return _CLASS
