@@ -23,6 +23,8 @@ MODELS: dict[str, str] = {
     "lm-sasrec": "llmrec.paradigms.embeddings.lm_sasrec:LMSASRec",
     "user-tower": "llmrec.paradigms.embeddings.user_tower:UserTower",
     "two_stage": "llmrec.paradigms.direct.two_stage:TwoStage",
+    "tiger": "llmrec.paradigms.tokens.generative:GenerativeRetrieval",
+    "token-sasrec": "llmrec.paradigms.tokens.token_sasrec:TokenSASRec",
 }
 
 
