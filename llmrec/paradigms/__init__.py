@@ -1,0 +1,1 @@
+"""The three ways of putting a language model into a recommender."""

@@ -1,0 +1,209 @@
+"""SASRec whose item table comes from LM vectors of item text (the UniSRec idea).
+
+Each item's text is encoded once by a frozen LM; the vectors are PCA-whitened (centred,
+decorrelated, unit variance — anisotropic LM vectors otherwise crowd into a narrow cone) and
+a small learned MLP adaptor maps them to SASRec's hidden size. With ``item_repr="text+id"``
+a learned ID embedding is added for items with at least ``id_min_count`` training
+interactions; with ``"text"`` the table is the adaptor's output alone. Either way an item with
+text but no training interactions gets a meaningful vector, so it can be recommended.
+
+Everything else — network, causal all-positions loss, early stopping on validation NDCG@10,
+scoring — is :class:`~llmrec.models.sasrec.SASRec`'s. The frozen, whitened vectors are a
+buffer of the network, saved with it, so a loaded model needs no LM.
+
+Example::
+
+    model = LMSASRec(encoder="minilm-l6", item_template="{title} ({year}). Genres: {genres}")
+    model.fit(split.train, split.valid)
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, Self
+
+import numpy as np
+from pydantic import Field
+
+from llmrec.data.dataset import Dataset
+from llmrec.models import sasrec as _sasrec
+from llmrec.models._torch import (
+    clone_state,
+    heldout_targets,
+    import_torch,
+    ndcg_at_k,
+    numpy_to_state,
+    torch_session,
+    train_loop,
+)
+from llmrec.models.sasrec import SASRec, SASRecConfig
+from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items
+
+
+class LMSASRecConfig(SASRecConfig, TextModelConfig):
+    """SASRec's settings, the encoder fields of :class:`TextModelConfig`, and the adaptor's.
+
+    Attributes:
+        item_repr: ``text`` (adaptor output only) or ``text+id`` (plus a learned ID embedding).
+        whiten_dim: principal components kept by the whitening (``None``: all).
+        adaptor_hidden: hidden width of the adaptor MLP.
+        adaptor_dropout: dropout on the whitened vectors while training.
+        id_min_count: training interactions an item needs to get an ID embedding.
+    """
+
+    item_repr: Literal["text", "text+id"] = "text+id"
+    whiten_dim: int | None = Field(default=None, ge=1)
+    adaptor_hidden: int = Field(default=256, ge=1)
+    adaptor_dropout: float = Field(default=0.2, ge=0, lt=1)
+    id_min_count: int = Field(default=1, ge=0)
+
+
+class LMSASRec(SASRec):
+    """SASRec with an item table built from frozen LM vectors through a learned adaptor."""
+
+    name = "lm-sasrec"
+    config_class = LMSASRecConfig
+    config: LMSASRecConfig
+
+    def __init__(
+        self, config: LMSASRecConfig | dict[str, Any] | None = None, **overrides: Any
+    ) -> None:
+        super().__init__(config, **overrides)
+        self._text: np.ndarray | None = None
+        self._has_id: np.ndarray | None = None
+        self.fit_info: dict[str, float] = {}
+
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
+        """Encode and whiten the item texts, then train SASRec around the adaptor."""
+        vectors, info = encode_items(self.config, train)
+        self._text = whiten(vectors, self.config.whiten_dim)
+        self._has_id = train.item_popularity() >= self.config.id_min_count
+        self.fit_info = info.as_dict()
+        if "_build_net" in vars(SASRec):  # SASRec builds its network through the hook
+            return super().fit(train, valid)
+        return self._fit_without_hook(train, valid)
+
+    def _build_net(self) -> Any:
+        """The network, its item table made from the whitened text vectors."""
+        assert self._text is not None and self._has_id is not None
+        return _lm_network_class()(self.n_items, self.config, self._text, self._has_id)
+
+    def _fit_without_hook(self, train: Dataset, valid: Dataset | None) -> Self:
+        """SASRec.fit with the network from :meth:`_build_net` (for a SASRec without the hook)."""
+        self._remember_catalogue(train)
+        cfg = self.config
+        hist = train.history()
+        inputs, targets = _sasrec._training_windows(hist, cfg.max_len)
+        rng = np.random.default_rng(cfg.seed)
+        v_users, v_items = heldout_targets(valid)
+        with torch_session(cfg.threads, cfg.seed) as torch:
+            self.net = self._build_net()
+            opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            inputs_t = torch.from_numpy(inputs)
+            targets_t = torch.from_numpy(targets)
+
+            def run_epoch(epoch: int) -> float:
+                self.net.train()
+                order = torch.from_numpy(rng.permutation(len(inputs)))
+                total, count = 0.0, 0
+                for start in range(0, len(order), cfg.batch_size):
+                    idx = order[start : start + cfg.batch_size]
+                    loss = self._loss(inputs_t[idx], targets_t[idx], rng)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(idx)
+                    count += len(idx)
+                return total / max(count, 1)
+
+            def evaluate() -> float:
+                scores = self._score_sequences(hist.last(v_users, cfg.max_len))
+                return ndcg_at_k(scores, v_users, v_items, hist)
+
+            self.train_log = train_loop(
+                cfg,
+                run_epoch,
+                evaluate if len(v_users) else None,
+                lambda: clone_state(self.net),
+                self.net.load_state_dict,
+            )
+        self.net.eval()
+        return self
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self._text = state["net.item_emb.text"][1:]
+        self._has_id = state["net.item_emb.id_mask"][1:, 0] > 0
+        self.net = self._build_net()
+        self.net.load_state_dict(numpy_to_state(state, "net."))
+        self.net.eval()
+
+
+def whiten(vectors: np.ndarray, n_components: int | None = None, eps: float = 1e-5) -> np.ndarray:
+    """PCA whitening: ``(n, d)`` float → ``(n, min(d, n_components))`` float32, zero-mean with
+    identity covariance over the ``n`` rows (components ordered by variance)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    centred = x - x.mean(axis=0, keepdims=True)
+    cov = centred.T @ centred / max(len(x) - 1, 1)
+    values, basis = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1][: n_components or len(values)]
+    scale = 1.0 / np.sqrt(np.maximum(values[order], 0.0) + eps)
+    return (centred @ basis[:, order] * scale).astype(np.float32)
+
+
+@functools.cache
+def _lm_network_class() -> Any:
+    """SASRec's network with a text-derived item table (defined on first use: torch is lazy)."""
+    torch = import_torch()
+    nn = torch.nn
+    base = _sasrec._network_class()
+
+    class TextItemTable(nn.Module):  # type: ignore[name-defined]
+        """Item table ``(n_items + 1, dim)``: adaptor(whitened text) [+ ID embedding]; row 0
+        (padding) is zero. ``weight`` is computed on access, so SASRec's loss and scoring,
+        which read ``item_emb.weight``, use it unchanged."""
+
+        def __init__(
+            self, n_items: int, cfg: LMSASRecConfig, text: np.ndarray, has_id: np.ndarray
+        ) -> None:
+            super().__init__()
+            padded = np.zeros((n_items + 1, text.shape[1]), dtype=np.float32)
+            padded[1:] = text
+            mask = np.zeros((n_items + 1, 1), dtype=np.float32)
+            mask[1:, 0] = has_id
+            self.register_buffer("text", torch.from_numpy(padded))
+            self.register_buffer("id_mask", torch.from_numpy(mask))
+            real = torch.ones(n_items + 1, 1)
+            real[0] = 0.0
+            self.register_buffer("real", real)
+            self.adaptor = nn.Sequential(
+                nn.Dropout(cfg.adaptor_dropout),
+                nn.Linear(text.shape[1], cfg.adaptor_hidden),
+                nn.GELU(),
+                nn.Linear(cfg.adaptor_hidden, cfg.dim),
+            )
+            self.ids = None
+            if cfg.item_repr == "text+id":
+                self.ids = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+                self.ids.weight.data.normal_(0.0, 0.02)
+                self.ids.weight.data[0] = 0.0
+
+        @property
+        def weight(self) -> Any:
+            table = self.adaptor(self.text) * self.real
+            if self.ids is not None:
+                table = table + self.ids.weight * self.id_mask
+            return table
+
+        def forward(self, tokens: Any) -> Any:
+            return self.weight[tokens]
+
+    class LMSASRecNet(base):  # type: ignore[misc, valid-type]
+        """SASRec's network whose ``item_emb`` is a :class:`TextItemTable`."""
+
+        def __init__(
+            self, n_items: int, cfg: LMSASRecConfig, text: np.ndarray, has_id: np.ndarray
+        ) -> None:
+            super().__init__(n_items, cfg)
+            self.item_emb = TextItemTable(n_items, cfg, text, has_id)
+
+    return LMSASRecNet

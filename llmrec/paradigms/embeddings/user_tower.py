@@ -1,0 +1,131 @@
+"""User-text tower: the LM reads a user's profile and recent titles; items are ranked by cosine.
+
+A user's text is their profile attributes (``"age: 24. gender: M. occupation: technician."``
+or a template) followed by the titles of their most recent items, newest first. The LM encodes
+it into the same space as the item texts, and items are scored by cosine similarity, plus an
+optional popularity prior (``popularity_weight * log1p(count) / log1p(max count)``).
+
+Unlike the other recommenders, a user with **no history** is not handed the popularity
+fallback: their profile text alone is encoded and scored — the point of the tower. User texts
+are encoded at query time (cached on disk like item texts), so the LM is loaded on first
+query after :meth:`~llmrec.models.base.Recommender.load`.
+
+Example::
+
+    tower = UserTower(encoder="minilm-l6", profile_template="A {age}-year-old {occupation}.")
+    tower.fit(split.train).recommend([0, 1], k=10, history=empty_history)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Self
+
+import numpy as np
+from pydantic import Field
+
+from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.models.base import Recommender
+from llmrec.paradigms.embeddings.encoder import TextEncoder, TextModelConfig, encode_items
+from llmrec.paradigms.embeddings.text_views import UserView
+
+
+class UserTowerConfig(TextModelConfig):
+    """User-tower settings (plus the encoder fields of :class:`TextModelConfig`).
+
+    Attributes:
+        profile_template: ``str.format`` template over the user attributes (``None``: all
+            attributes as ``name: value``).
+        history_items: most recent titles in the user text.
+        title_field: the item text field that names an item in the user text.
+        popularity_weight: weight of the log-popularity prior added to the cosine.
+    """
+
+    profile_template: str | None = None
+    history_items: int = Field(default=10, ge=0)
+    title_field: str = "title"
+    popularity_weight: float = Field(default=0.0, ge=0)
+
+
+class UserTower(Recommender):
+    """Cosine between the LM vector of a user's text and the LM vectors of item texts."""
+
+    name = "user-tower"
+    config_class = UserTowerConfig
+    config: UserTowerConfig
+
+    def __init__(self, config: UserTowerConfig | dict[str, Any] | None = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        self.item_vectors: np.ndarray | None = None
+        self._profiles: list[str] = []
+        self._titles: list[str] = []
+        self._encoder: TextEncoder | None = None
+        self.fit_info: dict[str, float] = {}
+
+    @property
+    def view(self) -> UserView:
+        return UserView(
+            profile_template=self.config.profile_template,
+            history_items=self.config.history_items,
+        )
+
+    @property
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            self._encoder = TextEncoder(self.config.encoder_settings())
+        return self._encoder
+
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
+        """Encode the item texts and keep the user profiles and item titles as text."""
+        self._remember_catalogue(train)
+        self.item_vectors, info = encode_items(self.config, train)
+        self.fit_info = info.as_dict()
+        self._profiles = self.view.profiles(train.user_attrs)
+        field = self.config.title_field
+        if field in train.item_text.columns:
+            self._titles = train.item_text[field].fillna("").astype(str).tolist()
+        else:
+            self._titles = train.item_texts(self.config.item_template, self.config.item_fields)
+        return self
+
+    def user_texts(self, users: np.ndarray, history: UserHistory) -> list[str]:
+        """The text the LM reads for each user (profile, then recent titles)."""
+        return self.view.render(users, self._profiles, self._titles, history)
+
+    def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
+        assert self.item_vectors is not None and self._popularity is not None
+        texts = self.user_texts(np.asarray(users, dtype=np.int64), history)
+        vectors, _ = self.encoder.encode(texts, desc="encoding users")
+        scores = vectors @ self.item_vectors.T
+        if self.config.popularity_weight:
+            prior = np.log1p(self._popularity) / np.log1p(max(float(self._popularity.max()), 1.0))
+            scores += self.config.popularity_weight * prior.astype(np.float32)
+        return scores
+
+    def _scores_with_fallback(self, users: np.ndarray, hist: UserHistory) -> np.ndarray:
+        # no popularity fallback: a user without history still has a profile to encode
+        return np.asarray(self.score(users, hist), dtype=np.float32)
+
+    # --- persistence ---------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.item_vectors is not None
+        return {
+            "item_vectors": self.item_vectors,
+            "profiles_json": _text_array(self._profiles),
+            "titles_json": _text_array(self._titles),
+        }
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.item_vectors = state["item_vectors"]
+        self._profiles = _array_text(state["profiles_json"])
+        self._titles = _array_text(state["titles_json"])
+
+
+def _text_array(texts: list[str]) -> np.ndarray:
+    """Strings as a ``(n_bytes,)`` uint8 array of their UTF-8 JSON (safetensors holds arrays)."""
+    return np.frombuffer(json.dumps(texts).encode("utf-8"), dtype=np.uint8).copy()
+
+
+def _array_text(raw: np.ndarray) -> list[str]:
+    texts = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
+    return [str(t) for t in texts]
