@@ -302,9 +302,10 @@ class HFCausalLM(LanguageModel):
         self.stats.prompt_tokens += sum(len(s) for s in seqs)
         out = np.zeros((len(texts), hidden), dtype=np.float32)
         body = self.model.base_model  # the decoder without the LM head: no vocab-size logits
-        limit = min(batch_size, self.config.batch_size * 8)
         with torch.inference_mode():
-            for idx in _length_buckets([len(s) for s in seqs], limit, self.config.max_batch_tokens):
+            for idx in _length_buckets(
+                [len(s) for s in seqs], batch_size, self.config.max_batch_tokens
+            ):
                 batch = self._pad_left([seqs[i] for i in idx])
                 states = body(**batch).last_hidden_state.float()
                 if mode == "last":  # left padding puts every row's last token at -1
@@ -408,7 +409,9 @@ class HFCausalLM(LanguageModel):
 
         out = np.zeros(len(conts), dtype=np.float32)
         with torch.inference_mode():
-            res = self.model(torch.tensor([prefix], dtype=torch.long), use_cache=True)
+            res = self.model(
+                torch.tensor([prefix], dtype=torch.long), use_cache=True, logits_to_keep=1
+            )
             first = torch.log_softmax(res.logits[0, -1, :].float(), dim=-1)
             # transformers 5.x renamed past_key_values to cache (the old name warns)
             prompt_cache = res.cache if self._cache_kw == "cache" else res.past_key_values
