@@ -19,9 +19,9 @@ turn followed by the assistant turn that starts with the answer prefix; base mod
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -147,6 +147,16 @@ def user_profiles(data: Dataset, fields: Sequence[str]) -> list[dict[str, str]]:
     return out
 
 
+def _chat_template(lm: LanguageModel) -> Callable[[str], str] | None:
+    """The backend's ``apply_chat_template`` (not part of the LM protocol), looked up on the
+    model or on the model a wrapper such as ``CachedLM`` holds; ``None`` for plain models."""
+    for candidate in (lm, getattr(lm, "inner", None)):
+        apply: Any = getattr(candidate, "apply_chat_template", None)
+        if candidate is not None and candidate.has_chat_template and callable(apply):
+            return cast(Callable[[str], str], apply)
+    return None
+
+
 class PromptBuilder:
     """Writes prompts for one dataset and one LM (whose tokenizer sets the history budget).
 
@@ -179,9 +189,7 @@ class PromptBuilder:
         self.profiles = list(profiles) if profiles is not None else []
         self.shot_history = shot_history
         self._line_tokens: dict[int, int] = {}
-        self._chat = (
-            config.chat == "auto" and lm.has_chat_template and hasattr(lm, "apply_chat_template")
-        )
+        self._template = _chat_template(lm) if config.chat == "auto" else None
 
     # --- pieces --------------------------------------------------------------------------------
     def history_lines(self, history: np.ndarray) -> list[int]:
@@ -303,9 +311,8 @@ class PromptBuilder:
         )
         shots = self.shots(user, style, instr, show_candidates)
         text = f"{cfg.intro}\n\n{shots}{body}"
-        if self._chat:
-            apply: Any = getattr(self.lm, "apply_chat_template")  # noqa: B009 - not in protocol
-            score_text = f"{apply(text)}{cfg.answer_prefix}"
+        if self._template is not None:
+            score_text = f"{self._template(text)}{cfg.answer_prefix}"
             generate_text = text
         else:
             score_text = f"{text}\n{cfg.answer_prefix}"
