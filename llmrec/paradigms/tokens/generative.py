@@ -222,7 +222,7 @@ class GenerativeRetrieval(Recommender):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * int(keep.sum())
+            total += float(loss.detach()) * int(keep.sum())
             count += int(keep.sum())
         return total / max(count, 1)
 
