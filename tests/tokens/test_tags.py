@@ -4,7 +4,6 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from llmrec.errors import BackendError
 from llmrec.lm.base import LanguageModel
 from llmrec.lm.cache import CachedLM
 from llmrec.lm.fake import FakeLM
