@@ -1,0 +1,617 @@
+"""Build a :class:`~llmrec.data.dataset.Dataset` from tables: pandas/polars frames, CSV, Parquet.
+
+Interactions name a user, an item and optionally a time and a rating; an optional item table
+adds text fields and an optional user table adds attributes. A :class:`ColumnMap` says which
+column is which. Everything is vectorised (``pd.factorize``, index look-ups), so ten million
+interactions load in seconds.
+
+Conventions (also in ``docs/data.md``):
+
+* **Index order**: users and items are indexed in *sorted* order of their original ids (ids
+  that cannot be compared with each other, such as a mix of numbers and strings, fall back to
+  order of first appearance). With an item (user) table, its ids define the item (user) space,
+  so items nobody interacted with still get an index.
+* **Rows in error messages** are 1-based *data* rows: row 1 is the first row after the header
+  (line 2 of a CSV file; blank lines are skipped), and for a frame the first row by position.
+* **Timestamps** are integers (seconds since the epoch), floats (truncated to seconds) or
+  strings/datetimes that pandas parses (naive times are taken as UTC). Without a timestamp
+  column the row order is the time order: row ``i`` gets timestamp ``i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from llmrec.data.dataset import Dataset
+from llmrec.errors import DataError, MissingExtraError
+
+__all__ = [
+    "ColumnMap",
+    "from_frame",
+    "read_csv",
+    "read_parquet",
+    "read_table",
+    "side_paths",
+    "to_frames",
+    "write_parquet",
+]
+
+#: names tried, in order, for a role whose column was not named explicitly
+ALIASES: dict[str, tuple[str, ...]] = {
+    "user": ("user_id", "userId", "userid", "user"),
+    "item": ("item_id", "itemId", "itemid", "item", "movieId", "movie_id"),
+    "timestamp": ("timestamp", "time", "ts", "datetime", "date"),
+    "rating": ("rating",),
+}
+
+
+class ColumnMap(BaseModel):
+    """Which column holds what.
+
+    Interactions: ``user``, ``item`` (required), ``timestamp`` and ``rating`` (optional; a
+    role left at its default is looked up under a few common names, see :data:`ALIASES`, and
+    is simply absent when none is found; a role named explicitly must exist; ``None`` means
+    "do not use"). Item table: ``item_id`` (default: same name as ``item``) and ``item_text``
+    (default: every other column). User table: ``user_id`` (default: same name as ``user``)
+    and ``user_attrs`` (default: every other column).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str | None = "timestamp"
+    rating: str | None = "rating"
+    item_id: str | None = None
+    item_text: list[str] | None = None
+    user_id: str | None = None
+    user_attrs: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a table came from, for error messages: a file path or a frame label."""
+
+    label: str
+
+    def error(self, message: str, row: int | None = None, column: str | None = None) -> DataError:
+        return DataError(message, file=self.label, row=row, column=column)
+
+
+# --- public entry points -----------------------------------------------------------------------
+
+
+def from_frame(
+    interactions: Any,
+    *,
+    items: Any = None,
+    users: Any = None,
+    columns: ColumnMap | dict[str, Any] | None = None,
+    name: str = "dataset",
+) -> Dataset:
+    """A :class:`Dataset` from an interactions frame and optional item and user frames.
+
+    Args:
+        interactions: pandas or polars frame (anything with ``to_pandas()``), one row per event.
+        items: frame with one row per item: the id column and text fields.
+        users: frame with one row per user: the id column and attributes.
+        columns: a :class:`ColumnMap` (or a dict of its fields).
+        name: the dataset's label in reports.
+
+    Raises:
+        DataError: naming the frame, the 1-based row and the column of the first bad value.
+    """
+    cmap = _column_map(columns)
+    return _build(
+        _to_pandas(interactions),
+        None if items is None else _to_pandas(items),
+        None if users is None else _to_pandas(users),
+        cmap,
+        (_Source("interactions frame"), _Source("items frame"), _Source("users frame")),
+        name,
+    )
+
+
+def read_csv(
+    path: str | Path,
+    *,
+    items: str | Path | None = None,
+    users: str | Path | None = None,
+    columns: ColumnMap | dict[str, Any] | None = None,
+    name: str | None = None,
+    sep: str | None = None,
+    **read_kwargs: Any,
+) -> Dataset:
+    """A :class:`Dataset` from CSV (or TSV) files.
+
+    ``sep`` defaults to a tab for ``.tsv``/``.tab`` files and a comma otherwise. Extra keyword
+    arguments go to :func:`pandas.read_csv` (e.g. ``dtype={"sku": str}`` to keep leading zeros,
+    ``encoding="latin-1"``).
+    """
+    return read_table(
+        path, items=items, users=users, columns=columns, name=name, sep=sep, **read_kwargs
+    )
+
+
+def read_parquet(
+    path: str | Path,
+    *,
+    items: str | Path | None = None,
+    users: str | Path | None = None,
+    columns: ColumnMap | dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Dataset:
+    """A :class:`Dataset` from Parquet files (needs the ``parquet`` extra: pyarrow)."""
+    return read_table(path, items=items, users=users, columns=columns, name=name)
+
+
+def read_table(
+    path: str | Path,
+    *,
+    items: str | Path | None = None,
+    users: str | Path | None = None,
+    columns: ColumnMap | dict[str, Any] | None = None,
+    name: str | None = None,
+    sep: str | None = None,
+    **read_kwargs: Any,
+) -> Dataset:
+    """A :class:`Dataset` from files, each read as Parquet or CSV by its extension."""
+    cmap = _column_map(columns)
+    inter_path = Path(path)
+    inter_cols = _wanted_interaction_columns(inter_path, cmap, sep, read_kwargs)
+    inter = _read_file(inter_path, inter_cols, sep, read_kwargs)
+    item_frame = None if items is None else _read_file(Path(items), None, sep, read_kwargs)
+    user_frame = None if users is None else _read_file(Path(users), None, sep, read_kwargs)
+    sources = (
+        _Source(str(inter_path)),
+        _Source(str(items) if items is not None else "items"),
+        _Source(str(users) if users is not None else "users"),
+    )
+    return _build(inter, item_frame, user_frame, cmap, sources, name or _stem(inter_path))
+
+
+# --- reading files -----------------------------------------------------------------------------
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".bz2", ".zip", ".xz", ".zst"):
+        name = name.removesuffix(suffix)
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq", ".parq")
+
+
+def _csv_sep(path: Path, sep: str | None) -> str:
+    if sep is not None:
+        return sep
+    stem_suffixes = [s.lower() for s in path.suffixes]
+    return "\t" if ".tsv" in stem_suffixes or ".tab" in stem_suffixes else ","
+
+
+def _header(path: Path, sep: str | None, read_kwargs: dict[str, Any]) -> list[str]:
+    """Column names of a file without reading its rows."""
+    src = _Source(str(path))
+    if _is_parquet(path):
+        pq = _pyarrow_parquet()
+        try:
+            return list(pq.read_schema(path).names)
+        except FileNotFoundError:
+            raise src.error("file not found") from None
+        except Exception as exc:
+            raise src.error(f"not a readable Parquet file ({_first_line(exc)})") from None
+    frame = _read_csv(path, sep, {**read_kwargs, "nrows": 0})
+    return [str(c) for c in frame.columns]
+
+
+def _wanted_interaction_columns(
+    path: Path, cmap: ColumnMap, sep: str | None, read_kwargs: dict[str, Any]
+) -> list[str]:
+    """The interaction columns to read (only those, to save memory on wide files)."""
+    available = _header(path, sep, read_kwargs)
+    roles = _resolve_roles(available, cmap, _Source(str(path)))
+    return [c for c in roles.values() if c is not None]
+
+
+def _read_file(
+    path: Path, usecols: list[str] | None, sep: str | None, read_kwargs: dict[str, Any]
+) -> pd.DataFrame:
+    if _is_parquet(path):
+        return _read_parquet_file(path, usecols)
+    kwargs = dict(read_kwargs)
+    if usecols is not None:
+        kwargs["usecols"] = usecols
+    return _read_csv(path, sep, kwargs)
+
+
+def _read_csv(path: Path, sep: str | None, kwargs: dict[str, Any]) -> pd.DataFrame:
+    src = _Source(str(path))
+    try:
+        return pd.read_csv(path, sep=_csv_sep(path, sep), **kwargs)
+    except FileNotFoundError:
+        raise src.error("file not found") from None
+    except pd.errors.EmptyDataError:
+        raise src.error("file is empty (no header, no rows)") from None
+    except pd.errors.ParserError as exc:
+        raise src.error(f"malformed CSV: {_first_line(exc)}") from None
+    except UnicodeDecodeError:
+        raise src.error("file is not UTF-8 text; pass encoding=..., e.g. 'latin-1'") from None
+    except ValueError as exc:  # e.g. usecols naming a column pandas did not find
+        raise src.error(f"cannot read CSV: {_first_line(exc)}") from None
+
+
+def _read_parquet_file(path: Path, usecols: list[str] | None) -> pd.DataFrame:
+    pq = _pyarrow_parquet()
+    src = _Source(str(path))
+    try:
+        table = pq.read_table(path, columns=usecols)
+    except FileNotFoundError:
+        raise src.error("file not found") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
+        raise src.error(f"not a readable Parquet file ({_first_line(exc)})") from None
+    return table.to_pandas()
+
+
+def _pyarrow_parquet() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise MissingExtraError("pyarrow", "parquet") from exc
+    return pq
+
+
+def _show(value: Any) -> str:
+    """``repr`` of a cell value without numpy's ``np.int64(...)`` wrapping."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _to_pandas(frame: Any) -> pd.DataFrame:
+    """A pandas frame from pandas, polars or pyarrow input (polars/pyarrow via ``to_pandas``)."""
+    if isinstance(frame, pd.DataFrame):
+        return frame
+    if hasattr(frame, "to_pandas"):
+        out = frame.to_pandas()
+        if isinstance(out, pd.DataFrame):
+            return out
+    raise DataError(f"expected a pandas or polars DataFrame, got {type(frame).__name__}")
+
+
+def _column_map(columns: ColumnMap | dict[str, Any] | None) -> ColumnMap:
+    if columns is None:
+        return ColumnMap()
+    if isinstance(columns, ColumnMap):
+        return columns
+    from llmrec.errors import ConfigError
+
+    try:
+        return ColumnMap.model_validate(columns)
+    except ValueError as exc:
+        raise ConfigError(f"invalid column mapping: {_first_line(exc)}") from None
+
+
+# --- building the dataset ----------------------------------------------------------------------
+
+
+def _resolve_roles(
+    available: Sequence[str], cmap: ColumnMap, src: _Source
+) -> dict[str, str | None]:
+    """Map each interaction role to an existing column (or ``None`` for absent optional ones)."""
+    present = set(available)
+    out: dict[str, str | None] = {}
+    for role in ("user", "item", "timestamp", "rating"):
+        wanted = getattr(cmap, role)
+        explicit = role in cmap.model_fields_set
+        if wanted is None:
+            out[role] = None
+        elif wanted in present:
+            out[role] = wanted
+        elif not explicit:
+            out[role] = next((a for a in ALIASES[role] if a in present), None)
+            if out[role] is None and role in ("user", "item"):
+                raise src.error(
+                    f"no {role} column (looked for {', '.join(ALIASES[role])}); columns are "
+                    f"{list(available)}; name it with columns={{'{role}': ...}}",
+                    column=wanted,
+                )
+        else:
+            raise src.error(f"column not found; columns are {list(available)}", column=wanted)
+    return out
+
+
+def _build(
+    inter: pd.DataFrame,
+    items: pd.DataFrame | None,
+    users: pd.DataFrame | None,
+    cmap: ColumnMap,
+    sources: tuple[_Source, _Source, _Source],
+    name: str,
+) -> Dataset:
+    inter_src, item_src, user_src = sources
+    roles = _resolve_roles([str(c) for c in inter.columns], cmap, inter_src)
+    if len(inter) == 0:
+        raise inter_src.error("no interaction rows (only a header)")
+    user_col, item_col = str(roles["user"]), str(roles["item"])
+    user_raw = _ids(inter[user_col], inter_src, user_col)
+    item_raw = _ids(inter[item_col], inter_src, item_col)
+    timestamps = (
+        np.arange(len(inter), dtype=np.int64)
+        if roles["timestamp"] is None
+        else parse_timestamps(inter[roles["timestamp"]], inter_src, roles["timestamp"])
+    )
+    ratings = (
+        None
+        if roles["rating"] is None
+        else parse_ratings(inter[roles["rating"]], inter_src, roles["rating"])
+    )
+    item_ids, item_idx, item_text = _space(
+        item_raw, items, cmap.item_id or item_col, cmap.item_text, "item", inter_src, item_src,
+        item_col,
+    )  # fmt: skip
+    user_ids, user_idx, user_attrs = _space(
+        user_raw, users, cmap.user_id or user_col, cmap.user_attrs, "user", inter_src, user_src,
+        user_col,
+    )  # fmt: skip
+    return Dataset(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        users=user_idx,
+        items=item_idx,
+        timestamps=timestamps,
+        ratings=ratings,
+        item_text=item_text,
+        user_attrs=user_attrs,
+        name=name,
+    )
+
+
+def _space(
+    raw: pd.Series,
+    table: pd.DataFrame | None,
+    id_col: str,
+    fields: list[str] | None,
+    kind: str,
+    inter_src: _Source,
+    table_src: _Source,
+    inter_col: str,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """The id space of users or items: (sorted ids, index of each interaction, side table)."""
+    if table is None:
+        ids, codes = _factorize_sorted(raw)
+        return ids, codes, pd.DataFrame(index=pd.RangeIndex(len(ids)))
+    side = _side_table(table, id_col, fields, table_src)
+    raw, side_ids = _align_id_types(raw, side.index.to_series())
+    side.index = pd.Index(side_ids)
+    ids = _sorted_unique(side.index.to_numpy())
+    lookup = pd.Index(ids)
+    codes = lookup.get_indexer(raw)
+    unknown = np.flatnonzero(codes < 0)
+    if len(unknown):
+        first = int(unknown[0])
+        raise inter_src.error(
+            f"{kind} id {_show(raw.iloc[first])} is not in the {kind} table {table_src.label} "
+            f"({len(unknown)} interaction(s) name unknown {kind}s)",
+            row=first + 1,
+            column=inter_col,
+        )
+    return ids, codes.astype(np.int32), side.loc[ids].reset_index(drop=True)
+
+
+def _side_table(
+    table: pd.DataFrame, id_col: str, fields: list[str] | None, src: _Source
+) -> pd.DataFrame:
+    """The item (user) table indexed by id, duplicates that agree dropped, conflicts refused."""
+    available = [str(c) for c in table.columns]
+    if id_col not in available:
+        raise src.error(f"id column not found; columns are {available}", column=id_col)
+    cols = [c for c in available if c != id_col] if fields is None else list(fields)
+    missing = [c for c in cols if c not in available]
+    if missing:
+        raise src.error(f"column not found; columns are {available}", column=missing[0])
+    if len(table) == 0:
+        raise src.error("no rows (only a header)")
+    frame = table[[id_col, *cols]].reset_index(drop=True)
+    frame[id_col] = _ids(frame[id_col], src, id_col)
+    frame = _drop_agreeing_duplicates(frame, id_col, src)
+    return frame.set_index(id_col)
+
+
+def _drop_agreeing_duplicates(frame: pd.DataFrame, id_col: str, src: _Source) -> pd.DataFrame:
+    """Keep the first row of each id; raise on the first later row whose fields differ."""
+    dup = frame.duplicated(id_col, keep=False).to_numpy()
+    if not dup.any():
+        return frame
+    rows = frame[dup]
+    first = rows.drop_duplicates(id_col).set_index(id_col)
+    ref = first.reindex(rows[id_col])
+    for col in first.columns:
+        a, b = rows[col].to_numpy(), ref[col].to_numpy()
+        differs = ~((a == b) | (pd.isna(a) & pd.isna(b)))
+        if differs.any():
+            pos = int(rows.index[np.flatnonzero(differs)[0]])
+            the_id = frame[id_col].iat[pos]
+            first_row = int(frame.index[frame[id_col] == the_id][0]) + 1
+            raise src.error(
+                f"duplicate id {_show(the_id)} with a different value {_show(frame[col].iat[pos])} "
+                f"than row {first_row} ({_show(frame[col].iat[first_row - 1])})",
+                row=pos + 1,
+                column=str(col),
+            )
+    return frame.drop_duplicates(id_col)
+
+
+def _ids(col: pd.Series, src: _Source, name: str) -> pd.Series:
+    """Id column with missing values refused and integral floats turned into integers."""
+    missing = col.isna().to_numpy()
+    if missing.any():
+        raise src.error("missing id", row=int(np.flatnonzero(missing)[0]) + 1, column=name)
+    if pd.api.types.is_float_dtype(col.dtype):
+        values = col.to_numpy()
+        if np.all(np.mod(values, 1) == 0):
+            return col.astype(np.int64)
+    return col
+
+
+def _align_id_types(raw: pd.Series, table_ids: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Compare ids as strings when one side is numeric and the other text (e.g. '7' vs 7)."""
+    numeric = pd.api.types.is_numeric_dtype
+    if numeric(raw.dtype) != numeric(table_ids.dtype):
+        return raw.astype(str), table_ids.astype(str)
+    return raw, table_ids
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    uniques = pd.unique(values)
+    try:
+        return np.sort(uniques)
+    except TypeError:  # ids of mixed, incomparable types: keep first appearance
+        return np.asarray(uniques)
+
+
+def _factorize_sorted(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique ids, ``(n,)`` int32 code of each value)."""
+    try:
+        codes, uniques = pd.factorize(raw, sort=True)
+    except TypeError:  # incomparable mixed types: first appearance order
+        codes, uniques = pd.factorize(raw, sort=False)
+    return np.asarray(uniques), codes.astype(np.int32)
+
+
+# --- value parsing -----------------------------------------------------------------------------
+
+
+def parse_timestamps(col: pd.Series, src: _Source, name: str) -> np.ndarray:
+    """``(n,)`` int64 seconds since the epoch from ints, floats, datetimes or date strings."""
+    missing = col.isna().to_numpy()
+    if missing.any():
+        raise src.error("missing timestamp", row=int(np.flatnonzero(missing)[0]) + 1, column=name)
+    dtype = col.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        raise src.error("timestamps are true/false values", row=1, column=name)
+    if pd.api.types.is_integer_dtype(dtype):
+        return col.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(dtype):
+        values = col.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise src.error(
+                f"cannot parse timestamp {_show(values[first])}", row=first + 1, column=name
+            )
+        return np.floor(values).astype(np.int64)
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        return _datetime_seconds(pd.to_datetime(col, utc=True))
+    return _parse_text_timestamps(col, src, name)
+
+
+def _parse_text_timestamps(col: pd.Series, src: _Source, name: str) -> np.ndarray:
+    """Numbers are epoch seconds; other text is parsed as dates (naive ones as UTC)."""
+    numbers = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    is_date = np.isnan(numbers)
+    out = np.zeros(len(col), dtype=np.int64)
+    out[~is_date] = np.floor(numbers[~is_date]).astype(np.int64)
+    if not is_date.any():
+        return out
+    text = col[is_date].astype(str)
+    # Fast path: pandas infers one format from the first value and applies it to all.
+    parsed = pd.to_datetime(text, utc=True, errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():  # values in other formats: parse just those one by one
+        retry = pd.to_datetime(text[bad], utc=True, errors="coerce", format="mixed")
+        parsed = parsed.copy()
+        parsed[bad] = retry
+        bad = parsed.isna().to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(is_date)[np.flatnonzero(bad)[0]])
+        raise src.error(
+            f"cannot parse timestamp {_show(col.iloc[first])} (expected epoch seconds or a date "
+            f"such as 2024-01-31 12:00:00)",
+            row=first + 1,
+            column=name,
+        )
+    out[is_date] = _datetime_seconds(parsed)
+    return out
+
+
+def _datetime_seconds(parsed: pd.Series) -> np.ndarray:
+    naive = parsed.dt.tz_convert(None)
+    return naive.to_numpy().astype("datetime64[s]").astype(np.int64)
+
+
+def parse_ratings(col: pd.Series, src: _Source, name: str) -> np.ndarray:
+    """``(n,)`` float32 ratings; non-numeric and missing values are refused."""
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float32)
+    numbers = pd.to_numeric(col, errors="coerce")
+    bad = numbers.isna().to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        value = col.iloc[first]
+        what = "missing rating" if pd.isna(value) else f"rating {_show(value)} is not a number"
+        raise src.error(what, row=first + 1, column=name)
+    return numbers.to_numpy(dtype=np.float32)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def to_frames(data: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(interactions, items, users) frames with original ids, the inverse of :func:`from_frame`.
+
+    Interactions have ``user_id``, ``item_id``, ``timestamp`` (and ``rating``); the item table
+    has ``item_id`` and the text fields; the user table ``user_id`` and the attributes.
+    """
+    inter = pd.DataFrame(
+        {
+            "user_id": data.user_ids[data.users],
+            "item_id": data.item_ids[data.items],
+            "timestamp": data.timestamps,
+        }
+    )
+    if data.ratings is not None:
+        inter["rating"] = data.ratings
+    items = data.item_text.reset_index(drop=True).copy()
+    items.insert(0, "item_id", data.item_ids)
+    users = data.user_attrs.reset_index(drop=True).copy()
+    users.insert(0, "user_id", data.user_ids)
+    return inter, items, users
+
+
+def side_paths(path: str | Path) -> tuple[Path, Path]:
+    """Where :func:`write_parquet` puts the item and user tables next to ``path``:
+    ``x.parquet`` -> ``x.items.parquet``, ``x.users.parquet``."""
+    path = Path(path)
+    stem = path.name.removesuffix(path.suffix)
+    suffix = path.suffix
+    return path.with_name(f"{stem}.items{suffix}"), path.with_name(f"{stem}.users{suffix}")
+
+
+def write_parquet(data: Dataset, path: str | Path) -> list[Path]:
+    """Write interactions to ``path`` and the item/user tables beside it (see :func:`side_paths`).
+
+    Returns the paths written. Needs the ``parquet`` extra (pyarrow).
+    """
+    _pyarrow_parquet()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inter, items, users = to_frames(data)
+    items_path, users_path = side_paths(path)
+    written = []
+    for frame, target in ((inter, path), (items, items_path), (users, users_path)):
+        if frame.shape[1] > 1 or target == path:
+            frame.to_parquet(target, index=False)
+            written.append(target)
+    return written
