@@ -227,10 +227,9 @@ def _read_file(
 ) -> pd.DataFrame:
     if _is_parquet(path):
         return _read_parquet_file(path, usecols)
-    kwargs = dict(read_kwargs)
-    if usecols is not None:
-        kwargs["usecols"] = usecols
-    return _read_csv(path, sep, kwargs)
+    # All CSV columns are read (pandas' usecols would silently accept rows with extra fields).
+    frame = _read_csv(path, sep, dict(read_kwargs))
+    return frame if usecols is None else frame[usecols]
 
 
 def _read_csv(path: Path, sep: str | None, kwargs: dict[str, Any]) -> pd.DataFrame:

@@ -131,6 +131,7 @@ def fetch_movielens_100k(
         try:
             fetcher(tmp, timeout, log)
             _write_manifest(tmp, source)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
             if target.exists():
                 target.rmdir()  # an empty folder left by the user
             os.replace(tmp, target)
@@ -332,7 +333,7 @@ def parse_grouplens(folder: Path) -> Dataset:
             "title": title,
             "year": year,
             "genres": _join_genres(flags),
-            "release_date": release.dt.strftime("%Y-%m-%d").astype(object).where(release.notna()),
+            "release_date": _none_for_missing(release.dt.strftime("%Y-%m-%d")),
         }
     )
     raw_users = _read(

@@ -189,9 +189,15 @@ class _Sampler:
     def draw_global(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.by_rank[self.positions(rng, len(self.by_rank), n)]
 
-    def draw_in(self, rng: np.random.Generator, clusters: np.ndarray) -> np.ndarray:
+    def draw_in(
+        self, rng: np.random.Generator, clusters: np.ndarray, *, uniform: bool = False
+    ) -> np.ndarray:
         """One item per entry of ``clusters`` (each cluster must be non-empty)."""
-        pos = self.positions(rng, self.sizes[clusters], len(clusters))
+        sizes = self.sizes[clusters]
+        if uniform:
+            pos = (rng.random(len(clusters)) * sizes).astype(np.int64)
+        else:
+            pos = self.positions(rng, sizes, len(clusters))
         return self.by_cluster[self.start[clusters] + pos]
 
 
@@ -206,7 +212,8 @@ def _draw_unique(
     """Draw ``counts[u]`` distinct items per user.
 
     Repeats are re-drawn: first by popularity, then (for the few users whose deficit
-    persists, e.g. heavy users of a small catalogue) uniformly, which always finds new items.
+    persists, e.g. heavy users of a small cluster) uniformly within the cluster, and at last
+    uniformly over the catalogue, which always finds new items.
     Keys ``user * n_items + item`` stay sorted; sort-based de-duplication is used because
     ``np.unique`` (hash-based in numpy 2.4) is ~80x slower on ten million int64 keys.
     """
@@ -219,7 +226,9 @@ def _draw_unique(
             break
         if round_ < 6:
             items = _draw(rng, sampler, user_cluster[users], taste)
-        else:
+        elif round_ < 20:
+            items = _draw(rng, sampler, user_cluster[users], taste, uniform=True)
+        else:  # the user has exhausted their cluster: any item
             items = rng.integers(0, n_items, len(users))
         keys = _merge_unique(keys, users * n_items + items)
         wanted = counts - np.bincount(keys // n_items, minlength=n_users)
@@ -244,11 +253,22 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
 
 
 def _draw(
-    rng: np.random.Generator, sampler: _Sampler, clusters: np.ndarray, taste: float
+    rng: np.random.Generator,
+    sampler: _Sampler,
+    clusters: np.ndarray,
+    taste: float,
+    *,
+    uniform: bool = False,
 ) -> np.ndarray:
-    items = sampler.draw_global(rng, len(clusters)).astype(np.int64)
-    own = (rng.random(len(clusters)) < taste) & (sampler.sizes[clusters] > 0)
-    items[own] = sampler.draw_in(rng, clusters[own])
+    """One item per entry of ``clusters`` (the drawing user's cluster): from that cluster with
+    probability ``taste``, else from the catalogue; by popularity, or uniformly if asked."""
+    n = len(clusters)
+    if uniform:
+        items = rng.integers(0, len(sampler.by_rank), n)
+    else:
+        items = sampler.draw_global(rng, n).astype(np.int64)
+    own = (rng.random(n) < taste) & (sampler.sizes[clusters] > 0)
+    items[own] = sampler.draw_in(rng, clusters[own], uniform=uniform)
     return items
 
 
