@@ -165,7 +165,9 @@ class LlamaCppLM(LanguageModel):
     # --- properties ----------------------------------------------------------------------------
     @property
     def context_length(self) -> int:
-        return int(self._llama.n_ctx())
+        # llama.cpp may round the context up (to a multiple of 256) while llama-cpp-python
+        # sizes its token buffer by the requested n_ctx: the smaller one is the real limit
+        return min(self.config.n_ctx, int(self.llama.n_ctx()))
 
     @property
     def has_chat_template(self) -> bool:
@@ -250,7 +252,7 @@ class LlamaCppLM(LanguageModel):
         ``start...``, on top of the cache. The caller rewinds the cache afterwards."""
         lib, llama = self._lib, self.llama
         out = np.empty((len(tokens), self._n_vocab), dtype=np.float32)
-        step = self.config.n_batch
+        step = int(self.llama.n_batch)
         for lo in range(0, len(tokens), step):
             chunk = tokens[lo : lo + step]
             batch = lib.llama_batch_init(len(chunk), 0, 1)
@@ -455,10 +457,12 @@ class LlamaCppLM(LanguageModel):
         for lo in range(0, len(texts), max(1, batch_size)):
             chunk = list(texts[lo : lo + batch_size])
             counts = self.count_tokens(chunk)
-            self.stats.prompt_tokens += sum(min(n, self.config.n_batch) for n in counts)
-            self.stats.truncated += sum(n > self.config.n_batch for n in counts)
-            per_token = self.llama.embed(chunk, truncate=True)
-            for j, vectors in enumerate(per_token):
+            self.stats.prompt_tokens += sum(min(n, int(self.llama.n_batch)) for n in counts)
+            self.stats.truncated += sum(n > int(self.llama.n_batch) for n in counts)
+            for j, text in enumerate(chunk):
+                # one text per call: llama-cpp-python 0.3.36 mixes up the token vectors of
+                # several sequences decoded together without pooling
+                vectors = self.llama.embed(text, truncate=True)
                 arr = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
                 out[lo + j] = arr.mean(axis=0) if mode == "mean" else arr[-1]
         self.llama.reset()  # embed() clears the KV cache; the prefix bookkeeping must follow

@@ -70,6 +70,9 @@ class OpenAIConfig(BaseModel):
         context_length: the served model's context window, in tokens.
         pooling: pooling of token-level embedding answers.
         normalize: L2-normalise encodings.
+        extra_body: server-specific fields added to every completion request, e.g.
+            ``{"repeat_penalty": 1.0}`` for the llama.cpp server, whose default (1.1) otherwise
+            makes its greedy output differ from in-process greedy decoding.
         prompt_logprobs: ``"probe"`` checks the server's ``echo`` log-probabilities once before
             ``loglikelihood`` uses them; ``"trust"`` skips the check; ``"off"`` refuses.
         model_id: cache-key identity; ``openai:{base_url}#{model}`` when not given.
@@ -90,6 +93,7 @@ class OpenAIConfig(BaseModel):
     pooling: str = "mean"
     normalize: bool = True
     prompt_logprobs: str = Field(default="probe", pattern="^(probe|trust|off)$")
+    extra_body: dict[str, Any] = Field(default_factory=dict)
     model_id: str | None = None
 
 
@@ -154,6 +158,8 @@ class OpenAILM(LanguageModel):
         """The JSON object answered to ``POST path``; retries, then one-line BackendError."""
         url = f"{self.config.base_url}{path}"
         body = {"model": self.config.model, **payload}
+        if path != "/embeddings":
+            body.update(self.config.extra_body)
         httpx = self._httpx
         attempts = self.config.max_retries + 1
         why = ""
@@ -372,10 +378,17 @@ class OpenAILM(LanguageModel):
                 items = sorted(a["data"], key=lambda d: int(d["index"]))
                 if len(items) != len(chunk):
                     raise ValueError(f"{len(items)} embeddings for {len(chunk)} texts")
-                return [self._pool(np.asarray(d["embedding"], dtype=np.float32), mode)
-                        for d in items]  # fmt: skip
+                return [np.asarray(d["embedding"], dtype=np.float32) for d in items]
 
-            return self._parse(path, answer, read)
+            raw = self._parse(path, answer, read)
+            if len(chunk) > 1 and any(v.ndim == 2 for v in raw):
+                # token-level answers come from llama-cpp-python's unpooled path, which mixes
+                # up sequences sent in one request (0.3.36): ask again one text at a time
+                self.stats.extra["embedding_requests_split"] = (
+                    self.stats.extra.get("embedding_requests_split", 0.0) + 1
+                )
+                return [v for text in chunk for v in one([text])]
+            return self._parse(path, answer, lambda _: [self._pool(v, mode) for v in raw])
 
         vectors = [v for part in self._map(one, chunks) for v in part]
         if not vectors:

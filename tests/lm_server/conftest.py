@@ -56,6 +56,8 @@ def server_lm(llama_server: Any) -> Iterator[Any]:
     pytest.importorskip("httpx", reason="httpx is not installed (http extra)")
     from llmrec.lm.openai import OpenAILM
 
-    lm = OpenAILM(llama_server.base_url, llama_server.model, timeout_s=60)
+    # the llama.cpp server's default repeat_penalty (1.1) would make greedy output differ
+    lm = OpenAILM(llama_server.base_url, llama_server.model, timeout_s=60,
+                  extra_body={"repeat_penalty": 1.0})  # fmt: skip
     yield lm
     lm.close()
