@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "llmrec.cli.data_cmd",
     "llmrec.cli.models_cmd",
     "llmrec.cli.run_cmd",
+    "llmrec.cli.compare_cmd",
 )
 
 
