@@ -44,15 +44,15 @@ class SASRecConfig(TorchConfig):
     n_layers: int = Field(2, ge=1)
     n_heads: int = Field(2, ge=1)
     inner_dim: int = Field(256, ge=1, description="feed-forward hidden size")
-    dropout: float = Field(0.5, ge=0, lt=1, description="hidden dropout")
-    attn_dropout: float = Field(0.5, ge=0, lt=1, description="attention-probability dropout")
+    dropout: float = Field(0.3, ge=0, lt=1, description="hidden dropout")
+    attn_dropout: float = Field(0.3, ge=0, lt=1, description="attention-probability dropout")
     loss: Literal["ce", "bce"] = Field(
         "ce", description="ce: softmax over all items; bce: one sampled negative per position"
     )
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(128, ge=1, description="training windows per step")
+    lr: float = Field(2e-3, gt=0)
+    batch_size: int = Field(256, ge=1, description="training windows per step")
     epochs: int = Field(200, ge=1)
-    patience: int = Field(10, ge=1)
+    patience: int = Field(5, ge=1)
 
 
 class SASRec(Recommender):
@@ -156,7 +156,7 @@ class SASRec(Recommender):
             table = self.net.item_emb.weight[1:]
             for start in range(0, len(seqs), batch):
                 tokens = torch.from_numpy(seqs[start : start + batch] + 1)
-                last = self.net(tokens)[:, -1]  # (b, dim)
+                last = self.net(tokens, last_only=True)[:, -1]  # (b, dim)
                 out[start : start + len(tokens)] = (last @ table.T).numpy()
         self.net.train(was_training)
         return out
@@ -221,13 +221,17 @@ def _network_class() -> Any:
             self.norm2 = nn.LayerNorm(cfg.dim, eps=1e-12)
             self.drop = nn.Dropout(cfg.dropout)
 
-        def forward(self, x: Any, mask: Any) -> Any:
+        def forward(self, x: Any, mask: Any, last_only: bool = False) -> Any:
+            """``(b, L, dim)`` → ``(b, L, dim)``, or ``(b, 1, dim)`` for the last position only
+            (scoring needs no other query; keys and values still span the sequence)."""
             b, length, dim = x.shape
             q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+            if last_only:
+                q, mask, x = q[:, :, -1:], mask[:, :, -1:], x[:, -1:]
             attn = functional.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
             )
-            attn = attn.transpose(1, 2).reshape(b, length, dim)
+            attn = attn.transpose(1, 2).reshape(b, x.shape[1], dim)
             x = self.norm1(x + self.drop(self.proj(attn)))
             return self.norm2(x + self.drop(self.ff(x)))
 
@@ -243,7 +247,9 @@ def _network_class() -> Any:
             self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
             self.apply(_init_weights)
 
-        def forward(self, tokens: Any) -> Any:
+        def forward(self, tokens: Any, last_only: bool = False) -> Any:
+            """Hidden states of every position, or ``(b, 1, dim)`` of the last with
+            ``last_only``."""
             length = tokens.shape[1]
             pos = torch.arange(length, device=tokens.device)
             x = self.drop(self.norm(self.item_emb(tokens) + self.pos_emb(pos)))
@@ -251,8 +257,9 @@ def _network_class() -> Any:
             allowed = causal[None] & (tokens > 0)[:, None, :]  # (b, L, L): key is real and past
             # additive mask, finite so fully padded rows stay NaN-free (they are never read)
             mask = torch.zeros(allowed.shape, dtype=x.dtype).masked_fill(~allowed, -1e9)
-            for block in self.blocks:
-                x = block(x, mask[:, None])
+            mask = mask[:, None]
+            for i, block in enumerate(self.blocks):
+                x = block(x, mask, last_only and i == len(self.blocks) - 1)
             return x
 
     def _init_weights(module: Any) -> None:

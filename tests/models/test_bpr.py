@@ -77,3 +77,17 @@ def test_train_loop_stops_on_patience_and_restores_the_best():
     assert log.epochs == [1, 2, 3, 4, 5]
     assert log.best_epoch == 2 and log.best_score == 0.3
     assert restored == [{"epoch": 2}]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bpr_beats_popularity_on_movielens():
+    from llmrec.data.movielens import load_movielens_100k
+    from llmrec.eval import evaluate
+    from llmrec.models.popularity import Popularity
+
+    split = leave_one_out(load_movielens_100k(fetch=False))
+    pop = evaluate(Popularity().fit(split.train), split, phase="valid", ks=(10,))
+    model = BPR(epochs=20).fit(split.train, split.valid)
+    ours = evaluate(model, split, phase="valid", ks=(10,))
+    assert ours.metrics["ndcg@10"] > 1.2 * pop.metrics["ndcg@10"]

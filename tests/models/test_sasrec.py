@@ -124,3 +124,17 @@ def test_training_windows_cover_every_next_item_once():
 def test_heads_must_divide_the_dimension():
     with pytest.raises(ConfigError, match="divisible"):
         SASRec(dim=10, n_heads=3)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_sasrec_beats_popularity_on_movielens_after_a_few_epochs():
+    from llmrec.data.movielens import load_movielens_100k
+    from llmrec.eval import evaluate
+    from llmrec.models.popularity import Popularity
+
+    split = leave_one_out(load_movielens_100k(fetch=False))
+    pop = evaluate(Popularity().fit(split.train), split, phase="valid", ks=(10,))
+    model = SASRec(epochs=5).fit(split.train, split.valid)
+    ours = evaluate(model, split, phase="valid", ks=(10,))
+    assert ours.metrics["ndcg@10"] > 1.3 * pop.metrics["ndcg@10"]
