@@ -80,7 +80,11 @@ def load(spec: str, threads: int) -> LanguageModel:
 
 
 def ranker_config(kind: str, spec: str) -> dict[str, Any]:
-    return {"kind": kind, "lm": spec, "prompt": PROMPT, "batch_size": 1}
+    """``verbaliser-cal`` is the verbaliser with contextual calibration."""
+    config = {"kind": kind.removesuffix("-cal"), "lm": spec, "prompt": PROMPT, "batch_size": 1}
+    if kind.endswith("-cal"):
+        config["calibrate"] = True
+    return config
 
 
 def candidate_run(
@@ -210,7 +214,12 @@ def main() -> None:
     parser.add_argument("--slots", type=int, nargs="+", default=[0, 9, 19])
     parser.add_argument("--bootstrap", type=int, default=3, help="orders B")
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
-    parser.add_argument("--rankers", nargs="+", default=["verbaliser", "likelihood", "generation"])
+    parser.add_argument(
+        "--rankers",
+        nargs="+",
+        default=["verbaliser", "verbaliser-cal", "likelihood", "generation"],
+        help="verbaliser, verbaliser-cal (calibrated), likelihood, generation",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--server", action="store_true", help="also run via llama.cpp server")
     parser.add_argument("--seed", type=int, default=0)

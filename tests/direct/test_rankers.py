@@ -189,3 +189,35 @@ class TestTwoStageConformance(RecommenderConformance):
 class TestTwoStageGenerationConformance(RecommenderConformance):
     def make_model(self):
         return TwoStage({"ranker": {"kind": "generation", "lm": "fake"}, "n_candidates": 6})
+
+
+class LabelBiasedLM(FakeLM):
+    """Prefers label A by 3 nats whatever the prompt, and a candidate whose title is in the
+    history by 2 nats: a model with a strong label prior and a weaker real signal."""
+
+    def score_next_batch(self, prompts, labels):
+        self._begin(prompts)
+        rows = []
+        for prompt in prompts:
+            history = {ln[2:] for ln in prompt.splitlines() if ln.startswith("- ")}
+            cands = [ln[3:] for ln in prompt.splitlines() if ln[:1].isupper() and ln[1:3] == ". "]
+            logits = np.array([2.0 * (c in history) for c in cands], dtype=np.float64)
+            logits[0] += 3.0
+            rows.append(logits - np.logaddexp.reduce(logits))
+        return np.asarray(rows, dtype=np.float32)
+
+
+def test_calibration_removes_a_label_prior(split):
+    hist = split.train.history()
+    user = 0
+    seen = int(hist.of(user)[-1])
+    others = [i for i in range(split.train.n_items) if i not in set(hist.of(user).tolist())]
+    cands = np.array([[others[0], seen, others[1]]])
+    raw = VerbaliserRanker(lm=LabelBiasedLM()).fit(split.train)
+    cal = VerbaliserRanker(lm=LabelBiasedLM(), calibrate=True).fit(split.train)
+    assert np.argmax(raw.rank(np.array([user]), hist, cands)[0]) == 0
+    scores = cal.rank(np.array([user]), hist, cands)[0]
+    assert np.argmax(scores) == 1
+    np.testing.assert_allclose(
+        cal.label_prior(3), np.log([np.e**3, 1, 1]) - np.log(np.e**3 + 2), rtol=1e-5
+    )

@@ -74,7 +74,15 @@ class RankerConfig(BaseModel):
 
 
 class VerbaliserConfig(RankerConfig):
+    """Attributes:
+    calibrate: subtract the label prior of a content-free prompt (no history, every
+        candidate ``"N/A"``) from each prompt's label log-probabilities — contextual
+        calibration (Zhao et al., 2021) against the model's preference for some labels.
+        Costs one extra forward per candidate-list length, not per user.
+    """
+
     kind: Literal["verbaliser"] = "verbaliser"
+    calibrate: bool = False
 
 
 class LikelihoodConfig(RankerConfig):
@@ -312,12 +320,39 @@ class VerbaliserRanker(Ranker):
 
     kind = "verbaliser"
     config_class = VerbaliserConfig
+    config: VerbaliserConfig
 
     def _rank_batch(self, prompts: list[Prompt]) -> np.ndarray:
         labels = prompts[0].labels
-        logprobs = self.lm.score_next_batch([p.score_text for p in prompts], labels)
+        logprobs = np.asarray(
+            self.lm.score_next_batch([p.score_text for p in prompts], labels), dtype=np.float32
+        )
         self.stats.label_mass.extend(np.exp(logprobs).sum(axis=1).tolist())
-        return np.asarray(logprobs, dtype=np.float32)
+        if self.config.calibrate:
+            logprobs = _over_labels(logprobs) - self.label_prior(len(labels))
+        return logprobs
+
+    def label_prior(self, n_candidates: int) -> np.ndarray:
+        """``(n_candidates,)`` float32 log-probabilities of the labels (renormalised over the
+        labels) after a content-free prompt; computed once per length."""
+        priors: dict[int, np.ndarray] = self.__dict__.setdefault("_priors", {})
+        if n_candidates not in priors:
+            empty = PromptBuilder(
+                self.config.prompt, ["N/A"] * n_candidates, self.lm, profiles=[]
+            ).build(
+                -1,
+                np.zeros(0, dtype=np.int64),
+                np.arange(n_candidates),
+                instruction=self._instruction(n_candidates),
+            )
+            raw = self.lm.score_next_batch([empty.score_text], empty.labels)
+            priors[n_candidates] = _over_labels(np.asarray(raw, dtype=np.float32))[0]
+        return priors[n_candidates]
+
+
+def _over_labels(logprobs: np.ndarray) -> np.ndarray:
+    """Log-probabilities renormalised over the labels of each row."""
+    return logprobs - np.logaddexp.reduce(logprobs, axis=1, keepdims=True)
 
 
 class LikelihoodRanker(Ranker):
