@@ -224,7 +224,15 @@ def main() -> None:
     parser.add_argument("--server", action="store_true", help="also run via llama.cpp server")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="merge earlier JSON outputs into --out, no run"
+    )
     args = parser.parse_args()
+    if args.merge:
+        merged = merge([json.loads(p.read_text()) for p in args.merge])
+        _write(args.out, merged)
+        print_table(merged)
+        return
 
     data = load_movielens_100k()
     split = leave_one_out(data)
@@ -286,6 +294,25 @@ def main() -> None:
     print_table(report)
 
 
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs (e.g. one per model, or extra rankers): each model entry
+    keeps the baselines and arguments of the run that produced it (samples differ by size)."""
+    out = {k: v for k, v in reports[0].items() if k not in ("models", "server")}
+    out["models"] = {}
+    for report in reports:
+        for name, entry in report["models"].items():
+            run = {"baselines": report["baselines"], "args": report["args"]}
+            for row in entry["rankers"].values():
+                row["run"] = run
+            if name in out["models"]:
+                out["models"][name]["rankers"].update(entry["rankers"])
+            else:
+                out["models"][name] = entry
+        if "server" in report:
+            out["server"] = report["server"]
+    return out
+
+
 def _metrics(res: Any) -> dict[str, float]:
     return {k: float(v) for k, v in res.metrics.items() if "@" in k and "pop" not in k}
 
@@ -303,7 +330,7 @@ def print_table(report: dict[str, Any]) -> None:
         f"NDCG@10 {base['popularity_full'].get('ndcg@10', 0):.3f}"
     )
     head = (
-        f"{'model':14} {'ranker':11} {'n':>3} {'NDCG@10':>7} {'HR@1':>5} {'HR@5':>5} "
+        f"{'model':14} {'ranker':14} {'n':>3} {'NDCG@10':>7} {'HR@1':>5} {'HR@5':>5} "
         f"{'2st NDCG':>8} {'p50 ms':>8} {'p95 ms':>8} {'calls/1k':>8} {'tok/1k':>9} "
         f"{'spread':>6} {'boot':>6} {'pop lift':>8}"
     )
@@ -318,7 +345,7 @@ def print_table(report: dict[str, Any]) -> None:
         boot = pr.get("position_bootstrapped", {}).get("spread", float("nan"))
         tokens = c["prompt_tokens_per_1000"] + c["generated_tokens_per_1000"]
         print(
-            f"{model:14} {kind:11} {c['n_users']:>3} {c['ndcg@10']:>7.3f} {c['hr@1'] or 0:>5.2f} "
+            f"{model:14} {kind:14} {c['n_users']:>3} {c['ndcg@10']:>7.3f} {c['hr@1'] or 0:>5.2f} "
             f"{c['hr@5'] or 0:>5.2f} {two:>8.3f} {c['latency_ms_p50'] or 0:>8.0f} "
             f"{c['latency_ms_p95'] or 0:>8.0f} {c['lm_calls_per_1000']:>8.0f} {tokens:>9.0f} "
             f"{spread:>6.3f} {boot:>6.3f} {c['popularity_bias']['lift']:>8.2f}"
