@@ -433,7 +433,7 @@ def _run_stage(
     except _Unavailable as exc:
         return _status(entry, "unavailable", reason=str(exc), key=key)
     except (LlmrecError, ValidationError, ValueError, RuntimeError, MemoryError, OSError) as exc:
-        reason = f"{type(exc).__name__}: {_first_line(exc)}"
+        reason = _reason(exc)
         return _status(entry, "failed", reason=reason, key=key, seconds=time.perf_counter() - tic)
     finally:
         gc.collect()
@@ -896,6 +896,15 @@ def _dur(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a stage failed; a validation error names the offending field."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "top level"
+        return f"invalid {exc.title} at {where}: {err['msg']}"
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,101 @@
+"""``llmrec compare`` and ``llmrec report`` end to end on small synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmrec.cli import main
+from llmrec.compare import load_compare_config
+from llmrec.errors import ConfigError
+from llmrec.models.registry import MODELS
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture()
+def config_file(tmp_path: Path) -> Path:
+    config = {
+        "dataset": "synthetic:60x40x600",
+        "eval": {"n_negatives": 9},
+        "probes": {"sample_users": 10, "latency_users": 3, "probe_users": 5, "slots": [0, 9]},
+        "entries": [
+            {"name": "pop", "paradigm": "classic", "model": "popularity"},
+            {"name": "knn", "paradigm": "classic", "model": "itemknn"},
+            {
+                "name": "rerank",
+                "paradigm": "direct",
+                "model": "two_stage",
+                "protocol": "two-stage",
+                "sample": True,
+                "params": {"n_candidates": 8, "ranker": {"kind": "verbaliser", "lm": "fake"}},
+            },
+        ],
+    }
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_compare_then_report_rerenders_with_new_constraints(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["compare", "--config", str(config_file), "--out", str(out)]
+    argv += ["--store", str(tmp_path / "r.sqlite"), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [s["status"] for s in summary["stages"]] == ["done", "done", "done"]
+    assert (out / "report.html").is_file()
+    assert summary["choice"]["recommended"] in {"pop", "knn", "rerank"}
+
+    assert main(["report", str(out), "--latency-budget-ms", "0.000001", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["choice"]["recommended"] is None
+    assert again["choice"]["constraints"]["latency_budget_ms"] == 1e-6
+
+    # resuming: nothing is refitted
+    assert main(argv) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert [s["status"] for s in resumed["stages"]] == ["cached"] * 3
+
+
+def test_only_runs_the_named_entries(config_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "only"
+    argv = ["compare", "--config", str(config_file), "--out", str(out), "--only", "pop"]
+    assert main([*argv, "--store", str(tmp_path / "r.sqlite")]) == 0
+    text = capsys.readouterr().out
+    assert "pop" in text and "disabled" in text
+
+
+def test_user_errors_are_one_line(config_file: Path, tmp_path: Path, capsys) -> None:
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "not a compare folder" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("entries: [{name: x, paradigm: quantum, model: popularity}]\n")
+    assert main(["compare", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "entries.0.paradigm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["compare-quick.yaml", "compare-full.yaml"])
+def test_shipped_presets_are_valid_and_name_registered_models(preset: str) -> None:
+    config = load_compare_config(CONFIGS / preset)
+    assert config.entries
+    for entry in config.entries:
+        assert entry.model in MODELS, entry.model
+    assert any(e.paradigm == "direct" for e in config.entries)
+    assert {"classic", "embeddings", "tokens", "direct"} <= {e.paradigm for e in config.entries}
+
+
+def test_config_is_strict() -> None:
+    with pytest.raises(ConfigError, match="nope"):
+        load_compare_config({"nope": 1})
+    with pytest.raises(ConfigError, match="unique"):
+        load_compare_config(
+            {"entries": [{"name": "a", "paradigm": "classic", "model": "popularity"}] * 2}
+        )
+    with pytest.raises(ConfigError, match="include 10"):
+        load_compare_config({"eval": {"ks": [5]}})
