@@ -221,3 +221,14 @@ def test_calibration_removes_a_label_prior(split):
     np.testing.assert_allclose(
         cal.label_prior(3), np.log([np.e**3, 1, 1]) - np.log(np.e**3 + 2), rtol=1e-5
     )
+
+
+def test_ranker_config_names_the_lm_instance_it_was_given():
+    class Named(FakeLM):
+        pass
+
+    lm = Named()
+    lm.model_id = "smollm2-135m"
+    assert VerbaliserRanker(lm=lm).config.lm == "smollm2-135m"
+    assert VerbaliserRanker(lm=FakeLM()).config.lm == "fake"
+    assert VerbaliserRanker({"lm": "gemma3-270m"}, lm=lm).config.lm == "gemma3-270m"

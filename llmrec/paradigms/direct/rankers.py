@@ -59,7 +59,8 @@ class RankerConfig(BaseModel):
 
     Attributes:
         lm: the LM spec for :func:`~llmrec.lm.registry.load_lm` (used when no LM instance is
-            given; also what a saved model reloads).
+            given; also what a saved model reloads). Given an instance whose ``model_id`` is a
+            spec (``smollm2-135m``, ``openai:URL#MODEL``), it defaults to that id.
         lm_options: options for ``load_lm``.
         prompt: the prompt templates.
         batch_size: users per LM call.
@@ -182,7 +183,10 @@ class Ranker(ABC):
     ) -> None:
         if isinstance(config, RankerConfig):
             config = config.model_dump()
-        self.config = self.config_class.model_validate({**dict(config or {}), **overrides})
+        data = {**dict(config or {}), **overrides}
+        if lm is not None and "lm" not in data and _loadable(lm.model_id):
+            data["lm"] = lm.model_id  # so a saved TwoStage reloads the same model
+        self.config = self.config_class.model_validate(data)
         self._lm = lm
         self.stats = RankerStats()
         self._builder: PromptBuilder | None = None
@@ -448,6 +452,14 @@ class GenerationRanker(Ranker):
         scores = np.empty(len(titles), dtype=np.float32)
         scores[order] = np.arange(len(titles), 0, -1, dtype=np.float32)
         return scores
+
+
+def _loadable(model_id: str) -> bool:
+    """Whether :func:`~llmrec.lm.registry.load_lm` accepts ``model_id`` as a spec."""
+    from llmrec.lm.registry import BACKENDS, PACKAGED
+
+    scheme, sep, _ = model_id.partition(":")
+    return model_id in PACKAGED or (bool(sep) and scheme in BACKENDS and scheme != "fake")
 
 
 _RANKERS: dict[str, type[Ranker]] = {
