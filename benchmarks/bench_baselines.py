@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: reprint the table and re-judge the bars from --out and the reference",
+    )
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(run_one(args.one[0], int(args.one[1]))))
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ours: dict[str, Any] = {}
     previous = json.loads(args.out.read_text()).get("models", {}) if args.out.exists() else {}
-    for name in args.models:
+    for name in [] if args.report_only else args.models:
         runs = []
         for seed in args.seeds:
             runs.append(_spawn(name, seed))
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "protocol": "ml-100k, every rating, leave-one-out by time, full ranking, known items "
         "excluded, 943 users; medians over seeds",
-        "seeds": args.seeds,
+        "seeds": sorted({r["seed"] for m in merged.values() for r in m["runs"]}),
         "environment": {
             "python": platform.python_version(),
             "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}",

@@ -34,13 +34,13 @@ class BPRConfig(TorchConfig):
     """BPR-MF hyper-parameters (defaults tuned on ML-100K validation NDCG@10)."""
 
     dim: int = Field(64, ge=1, description="embedding size")
-    lr: float = Field(5e-3, gt=0, description="Adam learning rate")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate")
     reg: float = Field(
-        1e-4, ge=0, description="L2 penalty on the embeddings of each batch, per example"
+        0.0, ge=0, description="L2 penalty on the embeddings of each batch, per example"
     )
-    batch_size: int = Field(2048, ge=1)
+    batch_size: int = Field(1024, ge=1)
     n_negatives: int = Field(4, ge=1, description="sampled negatives per positive pair")
-    init_std: float = Field(0.1, gt=0, description="std of the normal initialisation")
+    init_std: float = Field(0.01, gt=0, description="std of the normal initialisation")
 
 
 class BPR(Recommender):

@@ -8,7 +8,7 @@ from llmrec.models._torch import TorchConfig, train_loop
 from llmrec.models.bpr import BPR, _sample_negatives, _unique_pairs
 from llmrec.testing import RecommenderConformance, tiny_dataset
 
-FAST = {"epochs": 30, "lr": 0.05, "batch_size": 64, "patience": 30, "dim": 16}
+FAST = {"epochs": 30, "lr": 0.05, "batch_size": 64, "patience": 30, "dim": 16, "init_std": 0.1}
 
 
 class TestBPR(RecommenderConformance):
