@@ -504,6 +504,7 @@ def _measure(entry: CompareEntry, ctx: _Context, stage_dir: Path, key: str, log:
     extra["lm_serving"] = serve_lm
     extra["lm_fit"] = fit_lm
     extra["ranker_stats"] = _ranker_stats(model)
+    extra["training"] = _training(model)
     extra["violations"] = result.violations
     timings = {"fit_s": fit_s, "evaluate_s": result.timings["total_s"]}
     timings["stage_s"] = time.perf_counter() - stage_tic
@@ -725,6 +726,20 @@ def _lm_totals(model: Any) -> dict[str, float]:
 
 def _diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def _training(model: Any) -> dict[str, Any]:
+    """Early-stopping summary of torch-trained models (epochs run, best epoch and score)."""
+    log = getattr(model, "train_log", None)
+    if log is None or not hasattr(log, "best_epoch"):
+        return {}
+    epochs = list(getattr(log, "epochs", []))
+    return {
+        "epochs_evaluated": epochs[-1] if epochs else 0,
+        "best_epoch": int(log.best_epoch),
+        "best_valid_ndcg@10": float(getattr(log, "best_score", float("nan"))),
+        "time_to_best_s": float(getattr(log, "time_to_best_s", float("nan"))),
+    }
 
 
 def _ranker_stats(model: Any) -> dict[str, float]:
