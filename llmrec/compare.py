@@ -27,6 +27,7 @@ import json
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 MANIFEST_FILE = "compare.json"
+ERROR_FILE = "error.txt"
 Paradigm = Literal["classic", "embeddings", "tokens", "direct"]
 Protocol = Literal["full", "candidates", "two-stage"]
 Log = Callable[[str], None]
@@ -432,8 +434,12 @@ def _run_stage(
         record = _measure(entry, ctx, stage_dir, key, log)
     except _Unavailable as exc:
         return _status(entry, "unavailable", reason=str(exc), key=key)
-    except (LlmrecError, ValidationError, ValueError, RuntimeError, MemoryError, OSError) as exc:
+    except Exception as exc:  # one entry's failure must not stop the comparison
         reason = _reason(exc)
+        if not isinstance(exc, LlmrecError | ValidationError):
+            # an unexpected error is a bug somewhere: keep its traceback for the bug report
+            atomic_write_text(stage_dir / ERROR_FILE, traceback.format_exc())
+            reason += f" (traceback in stages/{entry.name}/{ERROR_FILE})"
         return _status(entry, "failed", reason=reason, key=key, seconds=time.perf_counter() - tic)
     finally:
         gc.collect()

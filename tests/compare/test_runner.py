@@ -131,3 +131,19 @@ def test_another_seed_changes_the_sample(tmp_path: Path) -> None:
     b = next(r for _, r in iter_records(tmp_path / "s12"))
     assert a is not None and b is not None
     assert a.extra["stage_key"] != b.extra["stage_key"]
+
+
+def test_an_unexpected_error_fails_only_its_stage_and_keeps_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_fit(self, *a, **k):
+        raise TypeError("a bug in a model")
+
+    monkeypatch.setattr(Popularity, "fit", broken_fit)
+    config = tiny_config()
+    config.entries = [e for e in config.entries if e.name in ("pop", "knn")]
+    statuses = {s.name: s for s in run_compare(config, tmp_path / "c", data=tiny_dataset())}
+    assert statuses["pop"].status == "failed"
+    assert "TypeError: a bug in a model" in statuses["pop"].reason
+    assert "a bug in a model" in (tmp_path / "c" / "stages" / "pop" / "error.txt").read_text()
+    assert statuses["knn"].status == "done"
