@@ -482,7 +482,7 @@ def _build_model(entry: CompareEntry, seed: int) -> Any:
 
 def _measure(entry: CompareEntry, ctx: _Context, stage_dir: Path, key: str, log: Log) -> RunRecord:
     """Fit, evaluate and probe one entry; return its record (not yet written)."""
-    stage_tic = time.perf_counter()
+    stage_tic, cpu_tic = time.perf_counter(), time.process_time()
     model = _build_model(entry, ctx.config.seed)
     mem = _Memory()
     tic = time.perf_counter()
@@ -501,6 +501,11 @@ def _measure(entry: CompareEntry, ctx: _Context, stage_dir: Path, key: str, log:
     )
     metrics["fit_lm_calls"] = fit_lm["calls"]
     metrics["fit_lm_tokens"] = fit_lm["prompt_tokens"] + fit_lm["generated_tokens"]
+    if not _language_models(model):
+        # no backend is reachable from the model (none, or released after fitting): say
+        # "not measured" rather than a zero that reads as "free"
+        for name in ("lm_calls_per_1k", "lm_tokens_per_1k", "fit_lm_calls", "fit_lm_tokens"):
+            metrics[name] = float("nan")
     metrics["throughput_users_s"] = n_recs / max(result.timings["total_s"], 1e-9)
     metrics.update(_latency(entry, model, ctx))
     log(f"    {entry.name}: ndcg@10 {metrics['ndcg@10']:.4f}, probes")
@@ -514,6 +519,8 @@ def _measure(entry: CompareEntry, ctx: _Context, stage_dir: Path, key: str, log:
     extra["violations"] = result.violations
     timings = {"fit_s": fit_s, "evaluate_s": result.timings["total_s"]}
     timings["stage_s"] = time.perf_counter() - stage_tic
+    # CPU seconds of all threads: on a shared machine a steadier figure than wall time
+    timings["stage_cpu_s"] = time.process_time() - cpu_tic
     return RunRecord(
         run_id=new_run_id(entry.name),
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),

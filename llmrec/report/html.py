@@ -61,7 +61,8 @@ def render_html(data: dict[str, Any]) -> str:
         '<p class="note">Latency: single-user calls on a seeded user sample, one warm-up call '
         "excluded. Throughput: users per second in the batched evaluation. Memory: the peak "
         "resident memory the stage added. LM calls and tokens: per 1,000 recommendation lists "
-        "at serving time; tokens in fit are the offline cost.</p>",
+        "at serving time; tokens in fit are the offline cost; – where no LM backend was reachable "
+        "from the fitted model (none, or released after fitting).</p>",
         "<h2>Bias</h2>",
         _table(data["tables"]["bias"]),
         '<p class="note">Position spread: max - min NDCG@10 with the held-out item moved across '

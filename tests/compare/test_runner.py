@@ -58,7 +58,7 @@ def test_records_hold_accuracy_efficiency_and_bias(tiny_compare: Path) -> None:
     assert records["knn"].metrics["size_bytes"] > 0
     # only the LM ranker spends LM calls at serving time, and only it is probed for fairness
     assert records["lm-rerank"].metrics["lm_calls_per_1k"] > 0
-    assert records["knn"].metrics["lm_calls_per_1k"] == 0
+    assert math.isnan(records["knn"].metrics["lm_calls_per_1k"])  # no LM: not measured
     assert "fairness" in records["lm-rerank"].extra
     assert "fairness" not in records["knn"].extra
     # an order-blind scorer has no position bias
