@@ -87,6 +87,7 @@ class LlamaServer:
         self._omp = omp_wait_policy
         self._timeout = startup_timeout_s
         self.log_path = Path(log_path) if log_path else None
+        self._own_log = log_path is None  # a temporary log is removed after a clean stop
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -116,7 +117,7 @@ class LlamaServer:
         try:
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self.stop(keep_log=True)
             raise
         return self
 
@@ -144,13 +145,17 @@ class LlamaServer:
         if self.log_path is None or not self.log_path.exists():
             return "(no log)"
         text = self.log_path.read_text(errors="replace").strip()
-        return " | ".join(text[-n_chars:].splitlines()) or "(empty log)"
+        tail = " | ".join(text[-n_chars:].splitlines()) or "(empty log)"
+        return f"{tail} (log: {self.log_path})"
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the server's process group; safe to call twice."""
+    def stop(self, timeout_s: float = 10.0, *, keep_log: bool = False) -> None:
+        """Stop the server's process group; safe to call twice. A temporary log is removed
+        unless ``keep_log``."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        if self._own_log and not keep_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)  # the server keeps its handle until it exits
         atexit.unregister(self.stop)
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

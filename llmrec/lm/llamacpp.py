@@ -247,11 +247,12 @@ class LlamaCppLM(LanguageModel):
         row = self._lib.llama_get_logits_ith(llama.ctx, -1)
         return np.ctypeslib.as_array(row, shape=(self._n_vocab,)).copy()
 
-    def _decode_all(self, tokens: list[int], start: int) -> np.ndarray:
-        """``(len(tokens), vocab)`` float32 logits of ``tokens`` decoded at positions
-        ``start...``, on top of the cache. The caller rewinds the cache afterwards."""
+    def _decode_all(self, tokens: list[int], start: int, keep_from: int = 0) -> np.ndarray:
+        """``(len(tokens) - keep_from, vocab)`` float32 logits of ``tokens[keep_from:]``, all
+        of ``tokens`` decoded at positions ``start...`` on top of the cache (only the kept
+        rows are computed). The caller rewinds the cache afterwards."""
         lib, llama = self._lib, self.llama
-        out = np.empty((len(tokens), self._n_vocab), dtype=np.float32)
+        out = np.empty((len(tokens) - keep_from, self._n_vocab), dtype=np.float32)
         step = int(self.llama.n_batch)
         for lo in range(0, len(tokens), step):
             chunk = tokens[lo : lo + step]
@@ -262,14 +263,14 @@ class LlamaCppLM(LanguageModel):
                     batch.pos[i] = start + lo + i
                     batch.n_seq_id[i] = 1
                     batch.seq_id[i][0] = 0
-                    batch.logits[i] = True
+                    batch.logits[i] = lo + i >= keep_from
                 batch.n_tokens = len(chunk)
                 code = lib.llama_decode(llama.ctx, batch)
                 if code != 0:
                     raise BackendError(f"{self.model_id}: llama_decode returned {code}")
-                for i in range(len(chunk)):
+                for i in range(max(0, keep_from - lo), len(chunk)):
                     row = lib.llama_get_logits_ith(llama.ctx, i)
-                    out[lo + i] = np.ctypeslib.as_array(row, shape=(self._n_vocab,))
+                    out[lo + i - keep_from] = np.ctypeslib.as_array(row, shape=(self._n_vocab,))
             finally:
                 lib.llama_batch_free(batch)
         return out
@@ -359,7 +360,7 @@ class LlamaCppLM(LanguageModel):
         self.stats.prompt_tokens += len(ctx) + len(cont)
         self._rewind(0)
         try:
-            logprobs = _log_softmax(self._decode_all([*ctx, *cont[:-1]], 0)[len(ctx) - 1 :])
+            logprobs = _log_softmax(self._decode_all([*ctx, *cont[:-1]], 0, len(ctx) - 1))
         finally:
             self._rewind(0)
         return float(logprobs[np.arange(len(cont)), cont].sum())
