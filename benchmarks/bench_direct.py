@@ -204,6 +204,45 @@ def server_run(
     return out
 
 
+def latency_run(
+    split: Split,
+    spec: str,
+    lm: LanguageModel,
+    kinds: list[str],
+    users: np.ndarray,
+    cands: np.ndarray,
+    positives: np.ndarray,
+) -> dict[str, Any]:
+    """Per-user latency with the rankers interleaved user by user (same prompts, same load),
+    plus each ranker's NDCG@10 on these users."""
+    hist = split.known_at_test().history()
+    rankers = {k: make_ranker(ranker_config(k, spec), lm=lm).fit(split.train) for k in kinds}
+    ms: dict[str, list[float]] = {k: [] for k in kinds}
+    ndcg: dict[str, list[float]] = {k: [] for k in kinds}
+    for row in range(len(users)):
+        for kind, ranker in rankers.items():
+            tic = time.perf_counter()
+            scores = ranker.rank(users[row : row + 1], hist, cands[row : row + 1])[0]
+            ms[kind].append(1000.0 * (time.perf_counter() - tic))
+            rank = int(
+                np.flatnonzero(cands[row][np.argsort(-scores, kind="stable")] == positives[row])[0]
+            )
+            ndcg[kind].append(1.0 / np.log2(rank + 2) if rank < 10 else 0.0)
+    out: dict[str, Any] = {"n_users": len(users)}
+    for kind in kinds:
+        out[kind] = {
+            "latency_ms_p50": float(np.percentile(ms[kind], 50)),
+            "latency_ms_p95": float(np.percentile(ms[kind], 95)),
+            "ndcg@10": float(np.mean(ndcg[kind])),
+            "stats": rankers[kind].stats.summary(),
+        }
+    if "verbaliser" in kinds and "generation" in kinds:
+        out["generation_over_verbaliser_p50"] = (
+            out["generation"]["latency_ms_p50"] / out["verbaliser"]["latency_ms_p50"]
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=30, help="users, candidate protocol")
@@ -225,6 +264,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--latency-only",
+        type=int,
+        default=0,
+        help="only the interleaved per-user latency run, on this many users",
+    )
+    parser.add_argument(
         "--merge", type=Path, nargs="+", help="merge earlier JSON outputs into --out, no run"
     )
     args = parser.parse_args()
@@ -244,6 +289,22 @@ def main() -> None:
     cands = sample_candidates(users, truth, hist, data.n_items, n_negatives=19, seed=args.seed)
     positives = truth.items[truth.indptr[:-1]]
 
+    if args.latency_only:
+        n = args.latency_only
+        lat: dict[str, Any] = {"args": vars(args) | {"out": str(args.out), "merge": None}}
+        for spec in args.models:
+            lm = load(spec, args.threads)
+            make_ranker(ranker_config("verbaliser", spec), lm=lm).fit(split.train).rank(
+                users[:1], hist, cands[:1]
+            )  # warm-up, not timed
+            print(f"[{spec}] interleaved latency ({n} users)", flush=True)
+            lat[spec] = latency_run(
+                split, spec, lm, args.rankers, users[:n], cands[:n], positives[:n]
+            )
+            _write(args.out, {"latency": lat})
+            lm.close()
+        print(json.dumps(lat, indent=1, default=float))
+        return
     pop = Popularity().fit(split.train)
     report: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU (shared), torch threads "
@@ -297,10 +358,11 @@ def main() -> None:
 def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from several runs (e.g. one per model, or extra rankers): each model entry
     keeps the baselines and arguments of the run that produced it (samples differ by size)."""
-    out = {k: v for k, v in reports[0].items() if k not in ("models", "server")}
+    first = next((r for r in reports if "models" in r), reports[0])
+    out = {k: v for k, v in first.items() if k not in ("models", "server", "latency")}
     out["models"] = {}
     for report in reports:
-        for name, entry in report["models"].items():
+        for name, entry in report.get("models", {}).items():
             run = {"baselines": report["baselines"], "args": report["args"]}
             for row in entry["rankers"].values():
                 row["run"] = run
@@ -310,6 +372,8 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
                 out["models"][name] = entry
         if "server" in report:
             out["server"] = report["server"]
+        if "latency" in report:
+            out.setdefault("latency", {}).update(report["latency"])
     return out
 
 
