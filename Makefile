@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.llmrec-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test test-fast lint typecheck bench clean
+.PHONY: setup data demo browser test test-fast lint typecheck bench clean
 
 # torch is pinned: a CPU build of 2.13.0 lies on disk here; an unpinned torch pulls CUDA (GBs).
 # llama-cpp-python builds from source the first time (~10 min on 2 cores); pip caches the wheel.
@@ -24,10 +24,15 @@ setup: $(STAMP)
 data: setup
 	$(BIN)/llmrec data fetch ml-100k
 
+# The main job: every paradigm beside the classic baselines on MovieLens-100K, quick preset,
+# ending in runs/compare-quick/report.html. A second run resumes from the finished stages.
 demo: data
-	$(BIN)/llmrec run --model popularity --dataset ml-100k
-	$(BIN)/llmrec run --model sasrec --dataset ml-100k
-	$(BIN)/llmrec results --dataset ml-100k --last 5
+	$(BIN)/llmrec compare --dataset ml-100k --quick --out runs/compare-quick
+
+# Debian's chromium checks the HTML report in a real browser; without it those tests skip.
+browser:
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the browser tests will be skipped"
 
 lint: setup
 	$(BIN)/ruff check llmrec tests benchmarks
@@ -36,7 +41,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: lint typecheck data
+test: lint typecheck data browser
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
