@@ -55,6 +55,8 @@ class ScriptedLM(LanguageModel):
         ("a very long tag with too many words, short one", ["short one"]),
         ("the movie, 1995, !!!", []),
         ("war, War, wars", ["war"]),
+        ("Genres: Adventure|Children's", ["adventure", "children"]),
+        ("the 1996, classic 1977", ["classic"]),
     ],
 )
 def test_parse_tags_normalises_and_dedups(answer, expected):
@@ -73,7 +75,7 @@ def test_normalize_tag_folds_simple_plurals_only():
 
 def test_vocabulary_keeps_tags_shared_by_enough_items():
     answers = {"A": "war, drama, rare one", "B": "war, drama", "C": "war, comedy"}
-    lm = ScriptedLM(lambda p, s, t: answers[p.rsplit(": ", 1)[1]])
+    lm = ScriptedLM(lambda p, s, t: answers[p.split("\n")[0].removeprefix("Movie: ")])
     result = generate_item_tags(lm, ["A", "B", "C"], TagConfig(min_count=2))
     assert result.vocabulary == ["war", "drama"]
     assert result.tags == [["war", "drama"], ["war", "drama"], ["war"]]
@@ -89,7 +91,7 @@ def test_a_fixed_vocabulary_filters_the_tags():
 def test_unparseable_answers_are_retried_with_sampling():
     # item B answers garbage greedily, then something usable when sampled
     def script(prompt: str, seed: int, temperature: float) -> str:
-        if prompt.endswith(": B") and temperature == 0.0:
+        if prompt.startswith("Movie: B\n") and temperature == 0.0:
             return "!!!"
         return "war, drama"
 
@@ -102,7 +104,7 @@ def test_unparseable_answers_are_retried_with_sampling():
 
 
 def test_persistently_unparseable_items_get_empty_sets_and_are_counted():
-    lm = ScriptedLM(lambda p, s, t: "..." if p.endswith(": B") else "war")
+    lm = ScriptedLM(lambda p, s, t: "..." if p.startswith("Movie: B\n") else "war")
     result = generate_item_tags(lm, ["A", "B", "C"], TagConfig(min_count=1, retries=2))
     assert result.tags[1] == [] and result.failed == [1]
     assert len(lm.calls) == 3  # first pass, then two retries of item B alone
@@ -110,7 +112,7 @@ def test_persistently_unparseable_items_get_empty_sets_and_are_counted():
 
 
 def test_backend_errors_never_crash_the_run():
-    lm = FakeLM(chat_template=True, fail_on=": Movie 3.")
+    lm = FakeLM(chat_template=True, fail_on="Movie: Movie 3.")
     data = tiny_dataset()
     result = generate_item_tags(lm, data.item_texts(), TagConfig(min_count=1, retries=1))
     assert result.tags[3] == [] and 3 in result.failed
@@ -125,7 +127,7 @@ def test_few_shot_prompt_for_base_models_and_instruction_for_chat_models():
     generate_item_tags(chat, ["Heat (1995)"])
     base_prompt, chat_prompt = base.calls[0][0][0], chat.calls[0][0][0]
     assert base_prompt.endswith("Movie: Heat (1995)\nTags:") and "Star Wars" in base_prompt
-    assert chat_prompt.startswith("Write 5 short descriptive tags")
+    assert chat_prompt.startswith("Movie: Heat (1995)\nWrite 5 short descriptive tags")
 
 
 def test_user_tags_read_profile_and_recent_history():

@@ -37,7 +37,7 @@ from llmrec.errors import BackendError
 from llmrec.lm.base import LanguageModel
 
 _SPLIT = re.compile(r"[,;\n|/]+")
-_LEADING = re.compile(r"^\s*(?:[-*•#]+|\d+[.)]|tags?\s*:)\s*", re.IGNORECASE)
+_LEADING = re.compile(r"^\s*(?:[-*•#]+|\d+[.)]|[a-z ]{1,20}:)\s*", re.IGNORECASE)
 _NOT_WORD = re.compile(r"[^a-z0-9' -]+")
 _STOP = frozenset(
     [
@@ -76,8 +76,9 @@ FEW_SHOT = (
     "{noun_cap}: {text}\nTags:"
 )
 INSTRUCTION = (
+    "{noun_cap}: {text}\n"
     "Write {n} short descriptive tags (one to three words each) for this {noun}. "
-    "Answer with the tags only, comma-separated, lowercase.\n{noun_cap}: {text}"
+    "Answer with the tags only, comma-separated, lowercase."
 )
 USER_INSTRUCTION = (
     "A user ({profile}) recently liked these {noun}s: {history}. "
@@ -171,8 +172,9 @@ def normalize_tag(text: str, max_words: int = 3) -> str | None:
     """One tag in canonical form (lowercase words, plurals folded), or ``None`` if unusable."""
     tag = _LEADING.sub("", text.strip().lower()).strip(" .\"'`*_()[]{}")
     tag = _NOT_WORD.sub(" ", tag)
-    words = [_singular(w.strip("'-")) for w in tag.split()]
-    words = [w for w in words if w]
+    words = [_singular(w.removesuffix("'s").strip("'-")) for w in tag.split()]
+    # years and counts echoed from the item text are not tags
+    words = [w for w in words if w and not w.isdigit()]
     if not words or len(words) > max_words or all(w in _STOP for w in words):
         return None
     joined = " ".join(words)
