@@ -184,13 +184,10 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.repeats)))
         return
-    rows = [run_worker(m, None if p == "default" else p, args.repeats)
-            for m in args.models for p in args.policies]  # fmt: skip
-    print(table(rows))
     import llama_cpp
 
-    report = {
-        "benchmark": "bench_llamacpp", "repeats": args.repeats, "rows": rows,
+    report: dict[str, Any] = {
+        "benchmark": "bench_llamacpp", "repeats": args.repeats, "rows": [],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "llama_cpp": llama_cpp.__version__},
         "notes": "medians; verbaliser = one ~400-token prompt, 20 labels A..T, cold cache; "
@@ -198,7 +195,14 @@ def main() -> None:
                  "ll20 full = same, every candidate's full sequence evaluated (one run)",
     }  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    for policy in args.policies:  # one policy for every model first: partial runs stay useful
+        for name in args.models:
+            report["rows"].append(
+                run_worker(name, None if policy == "default" else policy, args.repeats)
+            )
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+            print(table(report["rows"][-1:]), flush=True)
+    print(table(report["rows"]))
     print(f"wrote {args.out}")
 
 
