@@ -241,7 +241,10 @@ class GenerativeRetrieval(Recommender):
 
     # --- decoding ----------------------------------------------------------------------------
     def decode(
-        self, users: np.ndarray, history: UserHistory, beam_size: int | None = None
+        self,
+        users: np.ndarray | list[int],
+        history: UserHistory,
+        beam_size: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Beam-search each user's next item.
 
@@ -252,6 +255,7 @@ class GenerativeRetrieval(Recommender):
         """
         self._require_fitted()
         assert self.ids is not None and self._trie is not None
+        users = np.asarray(users, dtype=np.int64)
         width = beam_size or self.config.beam_size
         with torch_session(self.config.threads) as torch, torch.no_grad():
             tuples, scores = self._beam_search(torch, users, history, width)
