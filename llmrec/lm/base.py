@@ -120,6 +120,15 @@ class LanguageModel(ABC):
     def has_chat_template(self) -> bool:
         return False
 
+    def apply_chat_template(self, prompt: str) -> str:
+        """``prompt`` as one user turn plus the assistant prefix, in the model's chat format.
+
+        ``score_next`` and ``loglikelihood`` read their prompt as plain text; callers that want
+        a chat model to see its own format wrap the prompt with this first. Models without a
+        template (and servers, which apply theirs on the chat endpoint) return it unchanged.
+        """
+        return prompt
+
     def close(self) -> None:
         """Release resources (servers, threads). Safe to call twice."""
 

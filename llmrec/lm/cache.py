@@ -192,6 +192,9 @@ class CachedLM(LanguageModel):
     def has_chat_template(self) -> bool:
         return self.inner.has_chat_template
 
+    def apply_chat_template(self, prompt: str) -> str:
+        return self.inner.apply_chat_template(prompt)
+
     def close(self) -> None:
         """Close the database and the inner model; safe to call twice."""
         with self._lock:

@@ -169,6 +169,8 @@ class Recommender(ABC):
 
     def _scores_with_fallback(self, users: np.ndarray, hist: UserHistory) -> np.ndarray:
         scores = np.asarray(self.score(users, hist), dtype=np.float32)
+        # a NaN score (a diverged model) ranks last instead of breaking the ordering
+        scores[np.isnan(scores)] = -np.inf
         cold = hist.lengths()[users] == 0
         if cold.any():
             assert self._popularity is not None
@@ -249,15 +251,26 @@ def _mask_seen(scores: np.ndarray, users: np.ndarray, hist: UserHistory) -> None
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best items per row, best first; equal scores go to the lower item index.
+
+    Ties matter at the cut: ``argpartition`` alone picks among items tied with the k-th score
+    arbitrarily, so the top 10 would not be the full ranking cut at 10. Items strictly above the
+    k-th score are all kept, and the tied ones are filled in index order.
+    """
+    n_rows, n_items = scores.shape
     if k == 0:
-        empty = np.zeros((len(scores), 0))
+        empty = np.zeros((n_rows, 0))
         return empty.astype(np.int64), empty.astype(np.float32)
-    if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    if k < n_items:
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+        above = scores > kth
+        tied = scores == kth
+        room = k - above.sum(axis=1, keepdims=True)
+        keep = above | (tied & (np.cumsum(tied, axis=1) <= room))
+        part = np.nonzero(keep)[1].reshape(n_rows, k)
     else:
-        part = np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+        part = np.tile(np.arange(n_items), (n_rows, 1))
     part_scores = np.take_along_axis(scores, part, axis=1)
-    # stable tie-break by item index keeps results deterministic
     order = np.lexsort((part, -part_scores), axis=1)
     items = np.take_along_axis(part, order, axis=1)
     return items.astype(np.int64), np.take_along_axis(part_scores, order, axis=1)

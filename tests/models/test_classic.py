@@ -40,3 +40,14 @@ def test_itemknn_recommends_from_the_users_half_of_the_catalogue():
 def test_itemknn_keeps_at_most_the_configured_neighbours():
     model = ItemKNN(neighbors=3).fit(tiny_dataset())
     assert np.diff(model._sim.indptr).max() <= 3
+
+
+def test_top_k_breaks_ties_at_the_cut_by_item_index():
+    data = tiny_dataset()
+    model = Popularity().fit(data)
+    empty = data.with_interactions(np.zeros(0), np.zeros(0))
+    full = model.recommend([0], data.n_items, history=empty).items[0]
+    for k in (1, 3, 7, 10):
+        assert model.recommend([0], k, history=empty).items[0].tolist() == full[:k].tolist()
+    counts = data.item_popularity()
+    assert full.tolist() == np.lexsort((np.arange(data.n_items), -counts)).tolist()

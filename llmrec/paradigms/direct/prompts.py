@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -148,13 +148,8 @@ def user_profiles(data: Dataset, fields: Sequence[str]) -> list[dict[str, str]]:
 
 
 def _chat_template(lm: LanguageModel) -> Callable[[str], str] | None:
-    """The backend's ``apply_chat_template`` (not part of the LM protocol), looked up on the
-    model or on the model a wrapper such as ``CachedLM`` holds; ``None`` for plain models."""
-    for candidate in (lm, getattr(lm, "inner", None)):
-        apply: Any = getattr(candidate, "apply_chat_template", None)
-        if candidate is not None and candidate.has_chat_template and callable(apply):
-            return cast(Callable[[str], str], apply)
-    return None
+    """The backend's ``apply_chat_template``; ``None`` for models without a chat template."""
+    return lm.apply_chat_template if lm.has_chat_template else None
 
 
 class PromptBuilder:
