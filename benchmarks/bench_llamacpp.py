@@ -4,8 +4,8 @@ For each model (SmolLM2-135M-Instruct Q4_1, Gemma 3 270M Q4_K_M) and each OpenMP
 (PASSIVE and the runtime's default), a fresh worker process measures:
 
 * load time and peak RSS of the worker;
-* the verbaliser: one ~400-token ranking prompt with 20 candidate labels (`` A``..`` T``),
-  ``score_next`` from a cold cache;
+* the verbaliser: one ranking prompt (673 SmolLM2 tokens) with 20 candidate labels
+  (`` A``..`` T``), ``score_next`` from a cold cache;
 * generation speed (greedy, 64 new tokens) in tokens/s;
 * ``loglikelihood`` of 20 candidate titles after the same prompt (prompt KV reused), and the
   full-sequence reference once;
@@ -53,7 +53,7 @@ HISTORY = [
 
 
 def ranking_prompt(head: int) -> str:
-    """A ~400-token verbaliser prompt; ``head`` varies its first line so no cache helps."""
+    """A 673-token (SmolLM2) verbaliser prompt; ``head`` varies its first line (no cache hit)."""
     lines = [f"Request {head}. You are a movie recommender.",
              "The user rated these movies highly, oldest first:"]  # fmt: skip
     lines += [f"- {t}, a film the user watched and rated 5 out of 5 stars" for t in HISTORY]
@@ -190,7 +190,7 @@ def main() -> None:
         "benchmark": "bench_llamacpp", "repeats": args.repeats, "rows": [],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "llama_cpp": llama_cpp.__version__},
-        "notes": "medians; verbaliser = one ~400-token prompt, 20 labels A..T, cold cache; "
+        "notes": "medians; verbaliser = one 673-token prompt, 20 labels A..T, cold cache; "
                  "ll20 = loglikelihood of 20 titles after that prompt (prompt KV reused); "
                  "ll20 full = same, every candidate's full sequence evaluated (one run)",
     }  # fmt: skip
