@@ -182,11 +182,20 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "llmrec-vi")
     parser.add_argument("--reuse", action="store_true", help="load saved indexes and truth")
     parser.add_argument("--build-only", action="store_true", help="build and save, no search")
+    parser.add_argument(
+        "--search-only",
+        action="store_true",
+        help="with --reuse: measure search on saved indexes, keep the rest of --out",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--label", default="rt", help="key suffix of --search-only results")
     args = parser.parse_args()
     import faiss
 
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.search_only:
+        search_only(args)
+        return
     start = time.perf_counter()
     centres, bases, x = clustered_vectors(
         args.n, args.dim, n_clusters=args.clusters, rank=16, spread=args.spread, seed=0
@@ -231,6 +240,21 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
     print(table(record))
+
+
+def search_only(args: argparse.Namespace) -> None:
+    """Re-measure search on saved indexes without regenerating the catalogue (queries need only
+    the cluster centres and bases); the other figures are kept from ``--out``."""
+    centres, bases, _ = clustered_vectors(
+        0, args.dim, n_clusters=args.clusters, rank=16, spread=args.spread, seed=0
+    )
+    queries = draw(args.n_queries, centres, bases, rng=np.random.default_rng(1))
+    truth = np.load(args.workdir / f"truth-{args.n}-{args.n_queries}.npy")
+    record = json.loads(args.out.read_text())
+    for res in record["indexes"]:
+        index = VectorIndex.load(args.workdir / f"{res['kind']}-{args.n}.faiss")
+        res[f"search_{args.label}"] = bench_search(index, queries, truth, args)
+    args.out.write_text(json.dumps(record, indent=2))
 
 
 def table(record: dict) -> str:
