@@ -85,7 +85,7 @@ class SASRec(Recommender):
         rng = np.random.default_rng(cfg.seed)
         v_users, v_items = heldout_targets(valid)
         with torch_session(cfg.threads, cfg.seed) as torch:
-            self.net = _network_class()(self.n_items, cfg)
+            self.net = self._build_net()
             opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             inputs_t = torch.from_numpy(inputs)
             targets_t = torch.from_numpy(targets)
@@ -117,6 +117,11 @@ class SASRec(Recommender):
             )
         self.net.eval()
         return self
+
+    def _build_net(self) -> Any:
+        """The torch network (called inside the torch session of ``fit`` and on load);
+        subclasses override it to change the item representation."""
+        return _network_class()(self.n_items, self.config)
 
     def _loss(self, inputs: Any, targets: Any, rng: np.random.Generator) -> Any:
         """Mean loss over the non-padding positions of a ``(b, max_len)`` batch."""
@@ -166,7 +171,7 @@ class SASRec(Recommender):
         return state_to_numpy(self.net, "net.")
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.net = _network_class()(self.n_items, self.config)
+        self.net = self._build_net()
         self.net.load_state_dict(numpy_to_state(state, "net."))
         self.net.eval()
 

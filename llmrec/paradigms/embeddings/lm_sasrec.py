@@ -28,13 +28,7 @@ from pydantic import Field
 from llmrec.data.dataset import Dataset
 from llmrec.models import sasrec as _sasrec
 from llmrec.models._torch import (
-    clone_state,
-    heldout_targets,
     import_torch,
-    ndcg_at_k,
-    numpy_to_state,
-    torch_session,
-    train_loop,
 )
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items
@@ -79,63 +73,17 @@ class LMSASRec(SASRec):
         self._text = whiten(vectors, self.config.whiten_dim)
         self._has_id = train.item_popularity() >= self.config.id_min_count
         self.fit_info = info.as_dict()
-        if "_build_net" in vars(SASRec):  # SASRec builds its network through the hook
-            return super().fit(train, valid)
-        return self._fit_without_hook(train, valid)
+        return super().fit(train, valid)
 
     def _build_net(self) -> Any:
         """The network, its item table made from the whitened text vectors."""
         assert self._text is not None and self._has_id is not None
         return _lm_network_class()(self.n_items, self.config, self._text, self._has_id)
 
-    def _fit_without_hook(self, train: Dataset, valid: Dataset | None) -> Self:
-        """SASRec.fit with the network from :meth:`_build_net` (for a SASRec without the hook)."""
-        self._remember_catalogue(train)
-        cfg = self.config
-        hist = train.history()
-        inputs, targets = _sasrec._training_windows(hist, cfg.max_len)
-        rng = np.random.default_rng(cfg.seed)
-        v_users, v_items = heldout_targets(valid)
-        with torch_session(cfg.threads, cfg.seed) as torch:
-            self.net = self._build_net()
-            opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            inputs_t = torch.from_numpy(inputs)
-            targets_t = torch.from_numpy(targets)
-
-            def run_epoch(epoch: int) -> float:
-                self.net.train()
-                order = torch.from_numpy(rng.permutation(len(inputs)))
-                total, count = 0.0, 0
-                for start in range(0, len(order), cfg.batch_size):
-                    idx = order[start : start + cfg.batch_size]
-                    loss = self._loss(inputs_t[idx], targets_t[idx], rng)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                    count += len(idx)
-                return total / max(count, 1)
-
-            def evaluate() -> float:
-                scores = self._score_sequences(hist.last(v_users, cfg.max_len))
-                return ndcg_at_k(scores, v_users, v_items, hist)
-
-            self.train_log = train_loop(
-                cfg,
-                run_epoch,
-                evaluate if len(v_users) else None,
-                lambda: clone_state(self.net),
-                self.net.load_state_dict,
-            )
-        self.net.eval()
-        return self
-
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self._text = state["net.item_emb.text"][1:]
         self._has_id = state["net.item_emb.id_mask"][1:, 0] > 0
-        self.net = self._build_net()
-        self.net.load_state_dict(numpy_to_state(state, "net."))
-        self.net.eval()
+        super()._load_state(state)
 
 
 def whiten(vectors: np.ndarray, n_components: int | None = None, eps: float = 1e-5) -> np.ndarray:

@@ -53,7 +53,6 @@ class TokenSASRec(SASRec):
     config: TokenSASRecConfig
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
-        self._net: Any = None
         self.ids: SemanticIDs | None = None
         self.tag_index: np.ndarray | None = None  # (n_items, max_tags) int64, -1 = none
         self.tag_vocab: list[str] = []
@@ -79,18 +78,11 @@ class TokenSASRec(SASRec):
                 self.tag_index[row, : len(item)] = [pos[t] for t in item]
         return self
 
-    # SASRec assigns ``self.net`` when it builds (fit) or restores (load) its network; the
-    # property swaps in the token embedding at that moment, before the optimiser sees the
-    # parameters, so SASRec itself needs no hook.
-    @property
-    def net(self) -> Any:
-        return self._net
-
-    @net.setter
-    def net(self, module: Any) -> None:
-        if module is not None and not isinstance(module.item_emb, _token_embedding_class()):
-            module.item_emb = self._token_embedding(module.item_emb.embedding_dim)
-        self._net = module
+    def _build_net(self) -> Any:
+        """SASRec's network with the item table replaced by summed code (and tag) embeddings."""
+        net = super()._build_net()
+        net.item_emb = self._token_embedding(net.item_emb.embedding_dim)
+        return net
 
     def _token_embedding(self, dim: int) -> Any:
         assert self.ids is not None
