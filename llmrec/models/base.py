@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
@@ -64,23 +64,32 @@ class Recommender(ABC):
     uses_query_history: ClassVar[bool] = True
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any):
-        if config is None:
-            config = self.config_class(**overrides)
-        elif isinstance(config, dict):
-            config = self.config_class(**{**config, **overrides})
-        elif overrides:
-            config = config.model_copy(update=overrides)
-            config = self.config_class.model_validate(config.model_dump())
-        if not isinstance(config, self.config_class):
-            raise ConfigError(
-                f"{type(self).__name__} needs a {self.config_class.__name__}, "
-                f"got {type(config).__name__}"
-            )
+        try:
+            config = self._validate_config(config, overrides)
+        except ValidationError as exc:
+            raise ConfigError(f"{self.name}: {_one_line(exc)}") from None
         self.config = config
         self.n_items = 0
         self.n_users = 0
         self._popularity: np.ndarray | None = None
         self._fit_history: UserHistory | None = None
+
+    @classmethod
+    def _validate_config(
+        cls, config: ModelConfig | dict[str, Any] | None, overrides: dict[str, Any]
+    ) -> ModelConfig:
+        if config is None:
+            config = cls.config_class(**overrides)
+        elif isinstance(config, dict):
+            config = cls.config_class(**{**config, **overrides})
+        elif overrides:
+            config = config.model_copy(update=overrides)
+            config = cls.config_class.model_validate(config.model_dump())
+        if not isinstance(config, cls.config_class):
+            raise ConfigError(
+                f"{cls.__name__} needs a {cls.config_class.__name__}, got {type(config).__name__}"
+            )
+        return config
 
     # --- the two verbs -----------------------------------------------------------------------
     @abstractmethod
@@ -185,6 +194,12 @@ class Recommender(ABC):
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_state` returned."""
 
+    def _save_files(self, folder: Path) -> None:
+        """Write artefacts that are not arrays (e.g. a vector index) into ``folder``."""
+
+    def _load_files(self, folder: Path) -> None:
+        """Read what :meth:`_save_files` wrote; called after :meth:`_load_state`."""
+
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``state.safetensors`` into the folder ``path``."""
         from safetensors.numpy import save_file
@@ -206,6 +221,7 @@ class Recommender(ABC):
         state["base.items"] = self._fit_history.items
         state["base.timestamps"] = self._fit_history.timestamps
         save_file(state, str(folder / STATE_FILE))
+        self._save_files(folder)
         return folder
 
     @classmethod
@@ -233,10 +249,17 @@ class Recommender(ABC):
             model.n_items,
         )
         model._load_state({k.removeprefix("model."): v for k, v in state.items()})
+        model._load_files(folder)
         return model
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+
+def _one_line(error: ValidationError) -> str:
+    """Pydantic's report as one line: each failing field with its message."""
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors()]
+    return "; ".join(parts)
 
 
 def _mask_seen(scores: np.ndarray, users: np.ndarray, hist: UserHistory) -> None:
