@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmrec.data.splits import make_split
 from llmrec.errors import ConfigError
 from llmrec.eval.protocols import EvalResult, evaluate, evaluate_candidates
+from llmrec.eval.slices import slice_report
 from llmrec.models.registry import create_model
 from llmrec.results import (
     ResultsStore,
@@ -70,6 +71,10 @@ def run_experiment(
     """Run ``config`` and write ``record.json`` (and the fitted model) into ``run_dir``."""
     from llmrec.data import load_dataset
 
+    # the model and its config are checked before any data is read: a typo fails in a second
+    params = dict(config.params)
+    params.setdefault("seed", config.seed)
+    model = create_model(config.model, params)
     timer = StageTimer()
     with timer("load"):
         data = load_dataset(config.dataset, data_dir=data_dir)
@@ -80,9 +85,6 @@ def run_experiment(
         f"split {config.split.kind}: train {len(split.train)}, valid {len(split.valid)}, "
         f"test {len(split.test)} interactions"
     )
-    params = dict(config.params)
-    params.setdefault("seed", config.seed)
-    model = create_model(config.model, params)
     log(f"fitting {model!r}")
     with timer("fit"):
         model.fit(split.train, split.valid)
@@ -91,6 +93,11 @@ def run_experiment(
         test = _evaluate(model, split, config, "test")
     metrics = dict(test.metrics)
     metrics.update({f"valid_{k}": v for k, v in valid.metrics.items() if "@" in k})
+    slices = slice_report(test, split)
+    for name in ("cold_items", "cold_users"):
+        for key in ("ndcg@10", "recall@10", "n_users"):
+            if key in slices[name]:
+                metrics[f"{name}_{key}"] = slices[name][key]
     timings = dict(timer.seconds)
     timings["test_per_user_ms"] = test.timings["per_user_ms"]
     record = RunRecord(

@@ -61,12 +61,21 @@ def build_config(args: argparse.Namespace) -> Any:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
-        _assign(raw, key.split("."), yaml.safe_load(value))
+        _assign(raw, key.split("."), _parse_value(value))
     try:
         return RunConfig.model_validate(raw)
     except ValueError as exc:
         first = str(exc).splitlines()
         raise ConfigError(f"invalid run config: {' '.join(first[:3])}") from None
+
+
+def _parse_value(text: str) -> Any:
+    """A ``--set`` value as YAML (numbers, lists, booleans), else the raw string: templates
+    such as ``{title} ({year})`` are not valid YAML but are what the user meant."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
