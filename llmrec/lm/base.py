@@ -16,7 +16,7 @@ A backend that cannot do a verb (an encoder-only model cannot generate) raises
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +55,38 @@ class LMStats:
             "cache_hits": self.cache_hits,
             **self.extra,
         }
+
+
+def single_token_ids(
+    tokenize: Callable[[str], list[int]],
+    prompt: str,
+    labels: Sequence[str],
+    model_id: str,
+    *,
+    tail_chars: int = 64,
+) -> list[int]:
+    """Token id of each label as it tokenises right after ``prompt``.
+
+    ``tokenize`` maps text to ids without special tokens. Tokenisation boundaries are local, so
+    the prompt's last ``tail_chars`` characters decide them. Raises
+    :class:`~llmrec.errors.BackendError` naming every label that is not exactly one token there.
+    """
+    tail = prompt[-tail_chars:]
+    base = tokenize(tail)
+    ids: list[int] = []
+    bad: list[str] = []
+    for label in labels:
+        joint = tokenize(tail + label)
+        if len(joint) == len(base) + 1 and joint[: len(base)] == base:
+            ids.append(joint[-1])
+        else:
+            bad.append(label)
+    if bad:
+        raise BackendError(
+            f"labels {bad} are not single tokens after this prompt for {model_id}; "
+            "use one-token labels (e.g. ' A' after a prompt ending in ':')"
+        )
+    return ids
 
 
 class LanguageModel(ABC):

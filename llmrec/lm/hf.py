@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.errors import BackendError, ConfigError, require
-from llmrec.lm.base import LanguageModel, Pooling
+from llmrec.lm.base import LanguageModel, Pooling, single_token_ids
 
 if TYPE_CHECKING:
     import torch
@@ -320,27 +320,11 @@ class HFCausalLM(LanguageModel):
 
     # --- score_next ----------------------------------------------------------------------------
     def label_token_ids(self, prompt: str, labels: Sequence[str]) -> list[int]:
-        """Token id of each label as it tokenises right after ``prompt``.
-
-        Raises :class:`BackendError` naming the labels that are not exactly one token there.
-        """
-        # tokenisation boundaries are local: the prompt's tail is enough to decide them
-        tail = prompt[-64:]
-        base = self._ids(tail, special=False)
-        ids: list[int] = []
-        bad: list[str] = []
-        for label in labels:
-            joint = self._ids(tail + label, special=False)
-            if len(joint) == len(base) + 1 and joint[: len(base)] == base:
-                ids.append(joint[-1])
-            else:
-                bad.append(label)
-        if bad:
-            raise BackendError(
-                f"labels {bad} are not single tokens after this prompt for {self.model_id}; "
-                "use one-token labels (e.g. ' A' after a prompt ending in ':')"
-            )
-        return ids
+        """Token id of each label as it tokenises right after ``prompt`` (see
+        :func:`~llmrec.lm.base.single_token_ids`)."""
+        return single_token_ids(
+            lambda text: self._ids(text, special=False), prompt, labels, self.model_id
+        )
 
     def score_next(self, prompt: str, labels: Sequence[str]) -> np.ndarray:
         """``(len(labels),)`` float32 log-probabilities over the full vocabulary."""

@@ -30,14 +30,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.errors import BackendError, ConfigError, require
-from llmrec.lm.base import LanguageModel, Pooling
+from llmrec.lm.base import LanguageModel, Pooling, single_token_ids
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LlamaCppConfig", "LlamaCppLM"]
 
-#: characters of the prompt's tail used to decide how a label tokenises after it
-_LABEL_TAIL_CHARS = 64
 #: tokens left for a named chat format's markers when a prompt must be cut to fit
 _CHAT_OVERHEAD = 64
 
@@ -209,26 +207,11 @@ class LlamaCppLM(LanguageModel):
         return ids[len(ids) - budget :]
 
     def label_token_ids(self, prompt: str, labels: Sequence[str]) -> list[int]:
-        """Token id of each label as it tokenises right after ``prompt``.
-
-        Raises :class:`BackendError` naming the labels that are not exactly one token there.
-        """
-        tail = prompt[-_LABEL_TAIL_CHARS:]
-        base = self._ids(tail, special=False)
-        ids: list[int] = []
-        bad: list[str] = []
-        for label in labels:
-            joint = self._ids(tail + label, special=False)
-            if len(joint) == len(base) + 1 and joint[: len(base)] == base:
-                ids.append(joint[-1])
-            else:
-                bad.append(label)
-        if bad:
-            raise BackendError(
-                f"labels {bad} are not single tokens after this prompt for {self.model_id}; "
-                "use one-token labels (e.g. ' A' after a prompt ending in ':')"
-            )
-        return ids
+        """Token id of each label as it tokenises right after ``prompt`` (see
+        :func:`~llmrec.lm.base.single_token_ids`)."""
+        return single_token_ids(
+            lambda text: self._ids(text, special=False), prompt, labels, self.model_id
+        )
 
     # --- evaluation primitives -----------------------------------------------------------------
     def _logits_after(self, ids: list[int]) -> np.ndarray:
