@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llmrec._io import atomic_write_text, read_yaml_mapping
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.data.splits import Split, make_split
 from llmrec.errors import ConfigError, LlmrecError
@@ -212,19 +213,7 @@ def load_compare_config(
     source: Path | dict[str, Any], overrides: dict[str, Any] | None = None
 ) -> CompareConfig:
     """A :class:`CompareConfig` from a YAML/JSON file or a mapping, with top-level overrides."""
-    import yaml
-
-    if isinstance(source, Path):
-        try:
-            raw = yaml.safe_load(source.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"compare config {source} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"compare config {source} is not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"compare config {source} must hold a mapping at the top level")
-    else:
-        raw = dict(source)
+    raw = read_yaml_mapping(source, "compare config") if isinstance(source, Path) else dict(source)
     raw.update(overrides or {})
     try:
         return CompareConfig.model_validate(raw)
@@ -883,14 +872,6 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object")
     return data
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 #: rough seconds per stage on ML-100K (943 users, 1,682 items) on a 2-core machine

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmrec._io import atomic_write_text
+
 RECORD_FILE = "record.json"
 
 
@@ -115,11 +117,8 @@ class StageTimer:
 
 def write_record(record: RunRecord, run_dir: Path) -> Path:
     """Write ``record.json`` atomically into ``run_dir``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / RECORD_FILE
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(record.to_json())
-    tmp.replace(target)
+    atomic_write_text(target, record.to_json())
     return target
 
 

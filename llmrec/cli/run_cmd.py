@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from llmrec import paths
+from llmrec._io import read_yaml_mapping
 from llmrec.cli._format import print_json, table
 from llmrec.errors import ConfigError
 
@@ -79,15 +80,7 @@ def _parse_value(text: str) -> Any:
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return data
+    return read_yaml_mapping(path, "config file")
 
 
 def _assign(target: dict[str, Any], keys: list[str], value: Any) -> None:

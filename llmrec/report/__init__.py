@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llmrec.compare import atomic_write_text
+from llmrec._io import atomic_write_text
 from llmrec.report.choose import PIPELINE_CHOICES, Constraints, choose
 from llmrec.report.collect import build_report_data, summary_rows
 
