@@ -407,9 +407,14 @@ def _assemble(
 
 
 def _read(path: Path, **kwargs: object) -> pd.DataFrame:
+    return _read_rows(path, "file has no rows", header=None, **kwargs)
+
+
+def _read_rows(path: Path, no_rows: str, **kwargs: object) -> pd.DataFrame:
+    """``pd.read_csv`` with every failure (and a file without rows) as a one-line DataError."""
     src = _Source(str(path))
     try:
-        frame = pd.read_csv(path, header=None, **kwargs)  # type: ignore[call-overload]
+        frame = pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
     except FileNotFoundError:
         raise src.error("file not found") from None
     except pd.errors.EmptyDataError:
@@ -417,7 +422,7 @@ def _read(path: Path, **kwargs: object) -> pd.DataFrame:
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
         raise src.error(f"malformed file: {_reason(exc)}") from None
     if len(frame) == 0:
-        raise src.error("file has no rows")
+        raise src.error(no_rows)
     return frame
 
 
@@ -425,16 +430,14 @@ def _read_atomic(path: Path) -> pd.DataFrame:
     """A RecBole atomic file; ``name:type`` headers become ``name``; tokens stay text except
     ids, ratings and times, which pandas reads as numbers."""
     src = _Source(str(path))
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8")
-    except FileNotFoundError:
-        raise src.error("file not found") from None
-    except pd.errors.EmptyDataError:
-        raise src.error("file is empty") from None
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
-        raise src.error(f"malformed file: {_reason(exc)}") from None
-    if len(frame) == 0:
-        raise src.error("file has no rows (only a header)")
+    frame = _read_rows(
+        path,
+        "file has no rows (only a header)",
+        sep="\t",
+        dtype=str,
+        keep_default_na=False,
+        encoding="utf-8",
+    )
     frame.columns = [str(c).split(":", 1)[0] for c in frame.columns]
     for col in ("user_id", "item_id"):
         if col in frame.columns:
