@@ -121,9 +121,7 @@ class Recommender(ABC):
             history: interactions known at query time (default: those given to ``fit``).
             exclude_seen: drop items in the user's history from the list.
         """
-        hist = self._query_history(history)
-        users_arr = np.asarray(users, dtype=np.int64)
-        self._check_users(users_arr, hist)
+        users_arr, hist = self._query(users, history)
         k_eff = max(0, min(k, self.n_items))
         out_items = np.full((len(users_arr), k), -1, dtype=np.int64)
         out_scores = np.full((len(users_arr), k), -np.inf, dtype=np.float32)
@@ -146,9 +144,7 @@ class Recommender(ABC):
         history: Dataset | UserHistory | None = None,
     ) -> np.ndarray:
         """``(n, c)`` float32 scores of each user's candidate items ``(n, c)`` int64."""
-        hist = self._query_history(history)
-        users_arr = np.asarray(users, dtype=np.int64)
-        self._check_users(users_arr, hist)
+        users_arr, hist = self._query(users, history)
         scores = self._scores_with_fallback(users_arr, hist)
         return np.take_along_axis(scores, np.asarray(candidates, dtype=np.int64), axis=1)
 
@@ -170,6 +166,15 @@ class Recommender(ABC):
             assert self._fit_history is not None
             return self._fit_history
         return history.history() if isinstance(history, Dataset) else history
+
+    def _query(
+        self, users: np.ndarray | list[int], history: Dataset | UserHistory | None
+    ) -> tuple[np.ndarray, UserHistory]:
+        """``(users as int64, query-time history)``, checked: fitted, users in range."""
+        hist = self._query_history(history)
+        users_arr = np.asarray(users, dtype=np.int64)
+        self._check_users(users_arr, hist)
+        return users_arr, hist
 
     def _check_users(self, users: np.ndarray, hist: UserHistory) -> None:
         if len(users) and (users.min() < 0 or users.max() >= hist.n_users):

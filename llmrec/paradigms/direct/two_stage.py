@@ -125,9 +125,7 @@ class TwoStage(Recommender):
         history: Dataset | UserHistory | None = None,
     ) -> np.ndarray:
         """``(n, c)`` float32 LM scores of the given candidates (the retriever is skipped)."""
-        hist = self._query_history(history)
-        users_arr = np.asarray(users, dtype=np.int64)
-        self._check_users(users_arr, hist)
+        users_arr, hist = self._query(users, history)
         return self.ranker.rank(users_arr, hist, np.asarray(candidates, dtype=np.int64))
 
     # --- persistence ---------------------------------------------------------------------------
