@@ -31,13 +31,17 @@ def fake_server() -> Iterator[Callable[[Reply, float], tuple[str, list[int]]]]:
 
     def start(reply: Reply, delay_s: float = 0.0) -> tuple[str, list[int]]:
         seen: list[int] = []
+        numbering = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                seen.append(len(seen))
+                # concurrent requests must each get their own number, or two can share one
+                with numbering:
+                    n = len(seen)
+                    seen.append(n)
                 time.sleep(delay_s)
-                status, body = reply(len(seen) - 1)
+                status, body = reply(n)
                 data = body.encode()
                 try:
                     self.send_response(status)
