@@ -25,7 +25,6 @@ import gc
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +51,7 @@ from llmrec.results import (
 
 __all__ = [
     "MANIFEST_FILE",
+    "MODEL_DIR",
     "PIPELINE",
     "CompareConfig",
     "CompareEntry",
@@ -65,6 +65,8 @@ __all__ = [
 
 MANIFEST_FILE = "compare.json"
 ERROR_FILE = "error.txt"
+#: the fitted model inside a stage folder (what `llmrec serve COMPARE_DIR` loads)
+MODEL_DIR = "model"
 Paradigm = Literal["classic", "embeddings", "tokens", "direct"]
 Protocol = Literal["full", "candidates", "two-stage"]
 Log = Callable[[str], None]
@@ -499,7 +501,7 @@ def _measure(entry: CompareEntry, ctx: _Context, stage_dir: Path, key: str, log:
     metrics.update(_latency(entry, model, ctx))
     log(f"    {entry.name}: ndcg@10 {metrics['ndcg@10']:.4f}, probes")
     _probes(entry, model, ctx, metrics, extra)
-    metrics["size_bytes"] = float(_saved_size(model))
+    metrics["size_bytes"] = float(_save_model(model, stage_dir / MODEL_DIR))
     metrics["peak_rss_mb"], metrics["peak_delta_mb"] = mem.peak()
     extra["lm_serving"] = serve_lm
     extra["lm_fit"] = fit_lm
@@ -654,16 +656,20 @@ def _candidates_for(users: np.ndarray, ctx: _Context) -> np.ndarray:
     )
 
 
-def _saved_size(model: Any) -> int:
-    """Bytes the fitted model takes on disk when saved (0 if it cannot be saved)."""
-    folder = Path(tempfile.mkdtemp(prefix="llmrec-size-"))
+def _save_model(model: Any, folder: Path) -> int:
+    """Save the fitted model into the stage (``llmrec serve`` loads it from there); return its
+    size on disk in bytes, 0 if it cannot be saved. Written beside and renamed into place, so an
+    interrupted save never leaves a half-written model that looks whole."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save(folder / "model")
-        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        model.save(tmp)
     except (LlmrecError, NotImplementedError, OSError, TypeError, ValueError):
+        shutil.rmtree(tmp, ignore_errors=True)
         return 0
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 class _Memory:

@@ -147,3 +147,19 @@ def test_an_unexpected_error_fails_only_its_stage_and_keeps_a_traceback(
     assert "TypeError: a bug in a model" in statuses["pop"].reason
     assert "a bug in a model" in (tmp_path / "c" / "stages" / "pop" / "error.txt").read_text()
     assert statuses["knn"].status == "done"
+
+
+def test_each_stage_keeps_its_fitted_model_for_serving(tiny_compare: Path) -> None:
+    from llmrec.models.base import Recommender
+
+    data = tiny_dataset()
+    for name in ("pop", "knn", "text-knn", "lm-rerank"):
+        folder = tiny_compare / "stages" / name / "model"
+        assert (folder / "config.json").is_file(), name
+        model = Recommender.load(folder)
+        recs = model.recommend([0, 1], k=5)
+        assert recs.items.shape == (2, 5) and (recs.items >= 0).all()
+        assert recs.items.max() < data.n_items
+    assert not list(tiny_compare.glob("stages/*/model.tmp"))
+    # a stage that failed leaves no model behind
+    assert not (tiny_compare / "stages" / "broken" / "model").exists()
