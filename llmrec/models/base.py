@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -62,6 +64,10 @@ class Recommender(ABC):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     #: False for models that cannot use a query-time history (they use fit-time embeddings).
     uses_query_history: ClassVar[bool] = True
+    #: True for models that call a language model at query time (batched by a service).
+    queries_lm: ClassVar[bool] = False
+    #: True for models whose answer depends on the user's profile attributes.
+    reads_profiles: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any):
         try:
@@ -147,6 +153,14 @@ class Recommender(ABC):
         users_arr, hist = self._query(users, history)
         scores = self._scores_with_fallback(users_arr, hist)
         return np.take_along_axis(scores, np.asarray(candidates, dtype=np.int64), axis=1)
+
+    @contextmanager
+    def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
+        """Within the block, user index ``u`` of a query is described by ``profiles[u]``: a
+        mapping of attributes (``{}``: no profile), or the index of a known user whose stored
+        profile applies. How a service answers rows of a query-time history, users the model
+        may never have seen; models that read no profile (``reads_profiles`` False) ignore it."""
+        yield
 
     # --- shared helpers for subclasses -------------------------------------------------------
     def _remember_catalogue(self, train: Dataset) -> None:

@@ -27,6 +27,20 @@ MODELS: dict[str, str] = {
     "token-sasrec": "llmrec.paradigms.tokens.token_sasrec:TokenSASRec",
 }
 
+#: the paradigm each registered model stands for (what ``llmrec serve`` labels it with)
+PARADIGMS: dict[str, str] = {
+    "popularity": "classic",
+    "itemknn": "classic",
+    "bpr": "classic",
+    "sasrec": "classic",
+    "textknn": "embeddings",
+    "lm-sasrec": "embeddings",
+    "user-tower": "embeddings",
+    "two_stage": "direct",
+    "tiger": "tokens",
+    "token-sasrec": "tokens",
+}
+
 
 def get_model_class(name: str) -> type[Recommender]:
     """The class for a registered short name or a ``module:Class`` import path."""

@@ -192,6 +192,7 @@ class Ranker(ABC):
         self._builder: PromptBuilder | None = None
         self._titles: list[str] = []
         self._profile_override: dict[str, str] | None = None
+        self._row_profiles: Sequence[Mapping[str, str]] | None = None
 
     @property
     def lm(self) -> LanguageModel:
@@ -249,6 +250,22 @@ class Ranker(ABC):
         finally:
             self._profile_override = saved
 
+    @contextmanager
+    def row_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
+        """Within the block the prompt of user index ``u`` shows ``profiles[u]``: attributes
+        (``{}``: no profile) or the index of a user whose stored profile applies. How a service
+        passes each request's profile when a query's users are rows of a query-time history."""
+        stored = self.builder.profiles
+        saved = self._row_profiles
+        self._row_profiles = [
+            (stored[p] if 0 <= p < len(stored) else {}) if isinstance(p, int) else p
+            for p in profiles
+        ]
+        try:
+            yield
+        finally:
+            self._row_profiles = saved
+
     # --- ranking -------------------------------------------------------------------------------
     def rank(self, users: np.ndarray, history: UserHistory, candidates: np.ndarray) -> np.ndarray:
         """``(n, c)`` float32 scores of ``candidates`` ``(n, c)`` int64 for ``users`` ``(n,)``,
@@ -289,6 +306,9 @@ class Ranker(ABC):
 
     def prompt(self, user: int, history: np.ndarray, candidates: np.ndarray) -> Prompt:
         """The prompt this ranker writes for one user."""
+        profile = self._profile_override
+        if profile is None and self._row_profiles is not None:
+            profile = dict(self._row_profiles[user])
         return self.builder.build(
             user,
             history,
@@ -296,7 +316,7 @@ class Ranker(ABC):
             instruction=self._instruction(len(candidates)),
             show_candidates=self._shows_candidates(),
             style=self._answer_style(),
-            profile=self._profile_override,
+            profile=profile,
         )
 
     def _instruction(self, n_candidates: int) -> str:

@@ -19,7 +19,8 @@ config; loading rebuilds the LM from ``ranker.lm`` (a registered spec such as ``
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Self
 
 import numpy as np
@@ -60,6 +61,8 @@ class TwoStage(Recommender):
     name = "two_stage"
     config_class = TwoStageConfig
     config: TwoStageConfig
+    queries_lm = True
+    reads_profiles = True
 
     def __init__(
         self,
@@ -127,6 +130,11 @@ class TwoStage(Recommender):
         """``(n, c)`` float32 LM scores of the given candidates (the retriever is skipped)."""
         users_arr, hist = self._query(users, history)
         return self.ranker.rank(users_arr, hist, np.asarray(candidates, dtype=np.int64))
+
+    @contextmanager
+    def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
+        with self.ranker.row_profiles(profiles):
+            yield
 
     # --- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -19,9 +19,12 @@ Example::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
 from llmrec.data.dataset import Dataset, UserHistory
@@ -53,6 +56,8 @@ class UserTower(Recommender):
     name = "user-tower"
     config_class = UserTowerConfig
     config: UserTowerConfig
+    queries_lm = True
+    reads_profiles = True
 
     def __init__(self, config: UserTowerConfig | dict[str, Any] | None = None, **overrides: Any):
         super().__init__(config, **overrides)
@@ -87,6 +92,20 @@ class UserTower(Recommender):
         else:
             self._titles = train.item_texts(self.config.item_template, self.config.item_fields)
         return self
+
+    @contextmanager
+    def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
+        saved = self._profiles
+        given = [{} if isinstance(p, int) else dict(p) for p in profiles]
+        rendered = self.view.profiles(pd.DataFrame(given, index=range(len(given))))
+        self._profiles = [
+            (saved[p] if 0 <= p < len(saved) else "") if isinstance(p, int) else text
+            for p, text in zip(profiles, rendered, strict=True)
+        ]
+        try:
+            yield
+        finally:
+            self._profiles = saved
 
     def user_texts(self, users: np.ndarray, history: UserHistory) -> list[str]:
         """The text the LM reads for each user (profile, then recent titles)."""

@@ -1,0 +1,106 @@
+"""``llmrec serve``: the trained models of a run or compare folder behind an HTTP service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from llmrec.errors import ConfigError, require
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve trained models (a run or compare folder) over HTTP, with a web page",
+        description="Binds 127.0.0.1 unless --host says otherwise. The page is at /, the API "
+        "schema at /docs and /openapi.json, Prometheus metrics at /metrics.",
+    )
+    p.add_argument(
+        "source",
+        nargs="?",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a run folder (llmrec run) or compare folder (llmrec compare)",
+    )
+    p.add_argument("--config", type=Path, help="YAML serve config (see docs/serve.md)")
+    p.add_argument("--dataset", help="dataset the models were trained on (default: recorded)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    p.add_argument(
+        "--api-key-file",
+        type=Path,
+        help="file holding the API key that /v1 and /metrics require (kept off the command line)",
+    )
+    p.add_argument("--lm-budget-ms", type=float, help="LM time before the retriever answers")
+    p.add_argument("--window-ms", type=float, help="micro-batching window for LM models")
+    p.add_argument("--max-batch", type=int, help="most requests per LM forward pass")
+    p.add_argument("--max-queue", type=int, help="most waiting requests per model (then 503)")
+    p.add_argument("--no-batching", action="store_true", help="answer each request alone")
+    p.add_argument("--only", action="append", default=[], metavar="ENTRY", help="serve only these")
+    p.set_defaults(func=cmd_serve)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The :class:`~llmrec.serve.ServeConfig` the arguments describe."""
+    from llmrec.serve import config_from_folder, load_serve_config
+
+    if (args.source is None) == (args.config is None):
+        raise ConfigError("give a run/compare folder or --config FILE (one of them)")
+    key = None
+    if args.api_key_file is not None:
+        try:
+            key = args.api_key_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --api-key-file: {exc.strerror}") from None
+        if not key:
+            raise ConfigError(f"{args.api_key_file} is empty")
+    overrides = {
+        "dataset": args.dataset,
+        "host": args.host,
+        "port": args.port,
+        "api_key": key,
+        "lm_budget_ms": args.lm_budget_ms,
+    }
+    if args.config is not None:
+        config = load_serve_config(args.config, **overrides)
+    else:
+        if not args.source.is_dir():
+            raise ConfigError(f"{args.source} is not a folder")
+        config = config_from_folder(args.source, **overrides)
+    batching = config.batching.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "window_ms": args.window_ms,
+                "max_batch": args.max_batch,
+                "max_queue": args.max_queue,
+                "enabled": False if args.no_batching else None,
+            }.items()
+            if v is not None
+        }
+    )
+    entries = [e for e in config.entries if not args.only or e.name in args.only]
+    missing = sorted(set(args.only) - {e.name for e in config.entries})
+    if missing:
+        known = ", ".join(e.name for e in config.entries)
+        raise ConfigError(f"--only names unknown entries {missing}; entries: {known}")
+    return type(config).model_validate(
+        {**config.model_dump(), "batching": batching.model_dump(), "entries": entries}
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from llmrec.serve import load_service
+    from llmrec.serve.app import create_app
+
+    uvicorn: Any = require("uvicorn", "serve")
+    config = build_config(args)
+    print(f"llmrec serve: loading {len(config.entries)} model(s) ...", file=sys.stderr)
+    service = load_service(config)
+    app = create_app(service)
+    names = ", ".join(f"{e.name} ({e.paradigm})" for e in config.entries)
+    print(f"llmrec serve: {names} on http://{config.host}:{config.port}/", file=sys.stderr)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    return 0

@@ -1,0 +1,132 @@
+"""What ``llmrec serve`` serves and how: plain, validated data (no I/O here but reading YAML).
+
+A :class:`ServeConfig` names the dataset (for ids, titles, histories and profiles) and one or
+more *entries*, each a saved model folder with the paradigm it stands for. It is built from a
+run folder (``llmrec run``), a compare folder (``llmrec compare``) or a YAML file::
+
+    dataset: ml-100k
+    entries:
+      - {name: sasrec, paradigm: classic, path: runs/compare-quick/stages/sasrec/model}
+      - {name: llm-rerank, paradigm: direct, path: runs/compare-quick/stages/llm-rerank/model}
+    batching: {window_ms: 20, max_batch: 8, max_queue: 64}
+    lm_budget_ms: 5000
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from llmrec._io import read_yaml_mapping
+from llmrec.errors import ConfigError
+
+__all__ = ["BatchingConfig", "ServeConfig", "ServeEntry", "load_serve_config"]
+
+Paradigm = Literal["classic", "embeddings", "tokens", "direct"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServeEntry(_Strict):
+    """One served model.
+
+    Attributes:
+        name: what requests name in ``paradigm`` (letters, digits, ``-``, ``_``, ``.``).
+        paradigm: classic / embeddings / tokens / direct; a request may also name the paradigm,
+            which picks its first entry.
+        path: a saved model folder (``config.json`` + ``state.safetensors``).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    paradigm: Paradigm
+    path: Path
+
+
+class BatchingConfig(_Strict):
+    """Micro-batching of each entry's requests.
+
+    Attributes:
+        enabled: ``False`` runs every request alone (what the benchmark compares against).
+        window_ms: how long the first request of a batch waits for others, for models that call
+            an LM at query time (direct; a user tower). Other models take whatever is queued
+            when they are free, without waiting.
+        max_batch: most requests in one batch (one forward pass) of a model with an LM.
+        max_batch_fast: most requests in one batch of a model without one.
+        max_queue: most requests waiting per entry; more are refused with 503 + Retry-After.
+    """
+
+    enabled: bool = True
+    window_ms: float = Field(default=20.0, ge=0.0, le=1000.0)
+    max_batch: int = Field(default=8, ge=1, le=256)
+    max_batch_fast: int = Field(default=64, ge=1, le=4096)
+    max_queue: int = Field(default=64, ge=1, le=100_000)
+
+
+class ServeConfig(_Strict):
+    """Everything ``llmrec serve`` needs.
+
+    Attributes:
+        dataset: dataset name or path (as ``llmrec run`` takes it): ids, titles and histories.
+        entries: the models served, first is the default.
+        host, port: where to listen; 127.0.0.1 unless told otherwise.
+        api_key: when set, every ``/v1`` route and ``/metrics`` needs
+            ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``.
+        max_k: the largest ``k`` a request may ask for.
+        max_history: the most items a request's ``history`` may hold.
+        max_body_bytes: larger request bodies are refused with 413.
+        lm_budget_ms: a direct (LM-ranked) request whose LM work exceeds this, or whose backend
+            fails, is answered with the retriever's ranking and ``"degraded": true``.
+        batching: micro-batching settings.
+        history_source: which interactions count as a known user's history: ``all`` of the
+            dataset's (a deployed service knows everything) or the model's ``train`` split.
+    """
+
+    dataset: str = "ml-100k"
+    entries: list[ServeEntry] = Field(min_length=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: str | None = None
+    max_k: int = Field(default=100, ge=1, le=10_000)
+    max_history: int = Field(default=1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+    lm_budget_ms: float = Field(default=10_000.0, gt=0.0)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    history_source: Literal["all", "train"] = "all"
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ServeConfig:
+        names = [e.name for e in self.entries]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"entry names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+def load_serve_config(source: Path | dict[str, Any], **overrides: Any) -> ServeConfig:
+    """A :class:`ServeConfig` from a YAML file or mapping; ``overrides`` (not ``None``) win.
+
+    Relative entry paths in a file are taken relative to the file's folder.
+    """
+    if isinstance(source, Path):
+        raw = read_yaml_mapping(source, "serve config")
+        for entry in raw.get("entries") or []:
+            if isinstance(entry, dict) and "path" in entry:
+                entry["path"] = str((source.parent / str(entry["path"])).resolve())
+    else:
+        raw = dict(source)
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return validate_serve_config(raw)
+
+
+def validate_serve_config(raw: dict[str, Any]) -> ServeConfig:
+    """``raw`` validated, with the first problem as a one-line :class:`ConfigError`."""
+    try:
+        return ServeConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"invalid serve config at {where or 'top level'}: {err['msg']}") from None
