@@ -66,6 +66,7 @@ def run_one(name: str, seed: int) -> dict[str, Any]:
         "n_users": len(result.users),
         "fit_s": fit_s,
         "time_to_best_s": log.time_to_best_s if log else fit_s,
+        "cpu_to_best_s": log.cpu_to_best_s if log else None,
         "best_epoch": log.best_epoch if log else None,
         "epochs_run": len(log.losses) if log else None,
         "best_valid_ndcg@10": log.best_score if log else None,
