@@ -9,9 +9,10 @@ Routes (``/v1`` and ``/metrics`` need the API key when one is configured):
   ``GET /v1/users``;
 * ``GET /healthz``, ``GET /metrics`` (Prometheus text), ``GET /`` (the web page).
 
-Errors are JSON ``{"detail": "one line"}``: 400 (the model cannot serve this query), 401 (API
-key), 404 (unknown id or paradigm), 411/413 (body length), 422 (a field is invalid: FastAPI's
-list names the field), 503 with ``Retry-After`` (queue full).
+Errors are JSON ``{"detail": "one line"}``: 401 (API key), 404 (unknown id or paradigm), 409
+(the chosen model cannot serve this query, e.g. an ID model and a new user), 411/413 (body
+length), 422 (a field is invalid: FastAPI's list names the field), 503 with ``Retry-After``
+(queue full).
 
 This module deliberately has no ``from __future__ import annotations``: the request models are
 built per app (their limits come from the config) and FastAPI must see them as real classes.
@@ -107,7 +108,16 @@ def _request_models(max_k: int, max_history: int) -> tuple[type[BaseModel], type
     """The request bodies, with the config's limits in their schema."""
 
     class _Query(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+        # "user_id or history" is in the schema too, so generated clients and fuzzers know it
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={
+                "anyOf": [
+                    {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+                    for key in ("user_id", "history")
+                ]
+            },
+        )
 
         user_id: JsonId | None = Field(default=None, description="a known user's id")
         history: list[JsonId] | None = Field(
@@ -144,7 +154,9 @@ def _status(exc: BaseException) -> tuple[int, str, dict[str, str]]:
         return 503, str(exc), {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, UnknownIdError):
         return 404, str(exc), {}
-    if isinstance(exc, CannotServe | ConfigError):
+    if isinstance(exc, CannotServe):
+        return 409, str(exc), {}
+    if isinstance(exc, ConfigError):
         return 400, str(exc), {}
     if isinstance(exc, LlmrecError):
         return 502, str(exc), {}
@@ -153,7 +165,7 @@ def _status(exc: BaseException) -> tuple[int, str, dict[str, str]]:
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 404, 411, 413, 500, 502, 503)
+    code: {"model": ErrorOut} for code in (400, 401, 404, 409, 411, 413, 500, 502, 503)
 }
 
 

@@ -68,7 +68,8 @@ class MicroBatcher(Generic[Q, A]):
         max_queue: most queries waiting; more raise :class:`Overloaded`.
         budget_s: the longest a batch may take before ``fallback`` answers it.
         fallback: ``(queries, reason) -> answers`` used on failure or timeout; runs in
-            ``fallback_executor``. Without one, failures reach the callers as exceptions.
+            ``fallback_executor`` (default: the event loop's), never behind the model's own
+            busy thread. Without one, failures reach the callers as exceptions.
         on_batch: called after each batch (metrics).
     """
 
@@ -93,7 +94,7 @@ class MicroBatcher(Generic[Q, A]):
         self._max_batch = max_batch
         self._budget_s = budget_s
         self._fallback = fallback
-        self._fallback_executor = fallback_executor or executor
+        self._fallback_executor = fallback_executor
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Pending[Q, A]] = asyncio.Queue(maxsize=max_queue)
         self._worker: asyncio.Task[None] | None = None
