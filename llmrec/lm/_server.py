@@ -167,6 +167,14 @@ class LlamaServer:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
+    def crash(self) -> None:
+        """SIGKILL the server's process group at once, as a crash would (fault tests); ``stop``
+        still cleans up afterwards."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
