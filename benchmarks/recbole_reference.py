@@ -274,8 +274,14 @@ def _summary(runs: list[dict]) -> dict:
     out: dict = {"model": runs[0]["model"], "complete": True, "seeds": [r["seed"] for r in runs]}
     for part in ("test_masked", "test_recbole"):
         out[part] = {k: med(r[part][k] for r in runs) for k in runs[0][part]}
-    for key in ("time_to_best_s", "cpu_to_best_s", "fit_s", "best_epoch", "epochs_run",
-                "best_valid_ndcg@10"):
+    for key in (
+        "time_to_best_s",
+        "cpu_to_best_s",
+        "fit_s",
+        "best_epoch",
+        "epochs_run",
+        "best_valid_ndcg@10",
+    ):
         out[key] = med(r[key] for r in runs)
     out["runs"] = runs
     return out

@@ -27,9 +27,7 @@ from pydantic import Field
 
 from llmrec.data.dataset import Dataset
 from llmrec.models import sasrec as _sasrec
-from llmrec.models._torch import (
-    import_torch,
-)
+from llmrec.models._torch import computed_table_class, import_torch
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items
 
@@ -105,10 +103,10 @@ def _lm_network_class() -> Any:
     nn = torch.nn
     base = _sasrec._network_class()
 
-    class TextItemTable(nn.Module):  # type: ignore[name-defined]
+    class TextItemTable(computed_table_class()):  # type: ignore[misc]
         """Item table ``(n_items + 1, dim)``: adaptor(whitened text) [+ ID embedding]; row 0
-        (padding) is zero. ``weight`` is computed on access, so SASRec's loss and scoring,
-        which read ``item_emb.weight``, use it unchanged."""
+        (padding) is zero. ``weight`` is computed on access (kept while scoring), so SASRec's
+        loss and scoring, which read ``item_emb.weight``, use it unchanged."""
 
         def __init__(
             self, n_items: int, cfg: LMSASRecConfig, text: np.ndarray, has_id: np.ndarray
@@ -135,15 +133,11 @@ def _lm_network_class() -> Any:
                 self.ids.weight.data.normal_(0.0, 0.02)
                 self.ids.weight.data[0] = 0.0
 
-        @property
-        def weight(self) -> Any:
+        def compute_weight(self) -> Any:
             table = self.adaptor(self.text) * self.real
             if self.ids is not None:
                 table = table + self.ids.weight * self.id_mask
             return table
-
-        def forward(self, tokens: Any) -> Any:
-            return self.weight[tokens]
 
     class LMSASRecNet(base):  # type: ignore[misc, valid-type]
         """SASRec's network whose ``item_emb`` is a :class:`TextItemTable`."""

@@ -128,12 +128,12 @@ def _token_embedding_class() -> Any:
     global _CLASS
     if _CLASS is not None:
         return _CLASS
-    from llmrec.models._torch import import_torch
+    from llmrec.models._torch import computed_table_class, import_torch
 
     torch = import_torch()
     nn = torch.nn
 
-    class TokenEmbedding(nn.Module):  # type: ignore[name-defined]
+    class TokenEmbedding(computed_table_class()):  # type: ignore[misc]
         """Stands in for SASRec's ``nn.Embedding(n_items + 1, dim, padding_idx=0)``.
 
         ``weight`` is ``(n_items + 1, dim)``: row 0 zeros (padding), row ``i + 1`` the sum of
@@ -164,8 +164,7 @@ def _token_embedding_class() -> Any:
                 self.tag_emb = nn.Embedding(int(tag_index.max()) + 2, dim, padding_idx=0)
                 nn.init.normal_(self.tag_emb.weight, 0.0, 0.02)
 
-        @property
-        def weight(self) -> Any:
+        def compute_weight(self) -> Any:
             items = self.code_emb(self.codes).sum(dim=1)  # (n_items, dim)
             if self.id_emb is not None:
                 items = items + self.id_emb.weight
@@ -174,9 +173,6 @@ def _token_embedding_class() -> Any:
                 summed = (self.tag_emb(self.tags + 1) * present[..., None]).sum(dim=1)
                 items = items + summed / present.sum(dim=1, keepdim=True).clamp(min=1.0)
             return torch.cat([items.new_zeros(1, items.shape[1]), items], dim=0)
-
-        def forward(self, tokens: Any) -> Any:
-            return self.weight[tokens]
 
     _CLASS = TokenEmbedding
     return _CLASS
