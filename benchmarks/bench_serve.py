@@ -11,9 +11,9 @@ Three parts (``--parts``), each against a real ``llmrec serve`` started as a sub
   answered, for ``--direct-seconds`` per level, once with micro-batching and once without
   (``--no-batching``). Model: item-kNN's top 20 re-ranked by the SmolLM2 verbaliser.
 * ``kill`` — the direct paradigm with its LM behind a llama.cpp server (OpenAI protocol); the
-  LM server is killed a third of the way into the load. Every request must still be answered
-  (degraded ones by the retriever) and the degraded answers are counted, in the responses and
-  in ``/metrics``.
+  LM server is killed ``--kill-after`` seconds (40) into ``--kill-seconds`` (80) of load from
+  ``--kill-clients`` (2) clients. Every request must still be answered (degraded ones by the
+  retriever) and the degraded answers are counted, in the responses and in ``/metrics``.
 
 Models are fitted on the leave-one-out training split and saved once into ``--workdir``
 (reused on the next run). Writes ``benchmarks/results/bench_serve.json``::
@@ -71,7 +71,12 @@ def prepare(workdir: Path, parts: list[str], lm_url: str | None = None) -> dict[
             {
                 "retriever": "itemknn",
                 "n_candidates": 20,
-                "ranker": {"kind": "verbaliser", "lm": lm_url, "batch_size": 4},
+                "ranker": {
+                    "kind": "verbaliser",
+                    "lm": lm_url,
+                    "batch_size": 2,
+                    "lm_options": {"max_retries": 1, "backoff_s": 0.2},
+                },
             },
         )
     split = None
@@ -154,13 +159,20 @@ class Tally:
     degraded: int = 0
     batch_sizes: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    degraded_at_s: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
 
     def add(self, status: int, ms: float, body: bytes) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.latencies_ms.append(ms)
         if status == 200:
             data = json.loads(body)
-            self.degraded += bool(data.get("degraded"))
+            if data.get("degraded"):
+                self.degraded += 1
+                self.degraded_at_s.append(time.perf_counter() - self.started)
+                why = str(data.get("degraded_reason"))[:120]
+                self.reasons[why] = self.reasons.get(why, 0) + 1
             self.batch_sizes.append(int(data.get("batch_size", 1)))
         elif len(self.errors) < 5:
             self.errors.append(f"{status}: {body[:200]!r}")
@@ -179,6 +191,8 @@ class Tally:
             "p99_ms": float(np.percentile(lat, 99)),
             "max_ms": float(lat.max()),
             "degraded": self.degraded,
+            "degraded_reasons": self.reasons,
+            "first_degraded_at_s": min(self.degraded_at_s) if self.degraded_at_s else None,
             "mean_batch": statistics.fmean(self.batch_sizes) if self.batch_sizes else 0.0,
             "error_samples": self.errors,
         }
@@ -370,15 +384,18 @@ def part_kill(workdir: Path, args: argparse.Namespace) -> dict:
             "lm_budget_ms": args.kill_budget_ms,
         }
         with Served(workdir, entries, **cfg) as srv:
+            asyncio.run(closed_loop(srv.port, payloads[-2:], 1, 1))  # warm-up: first answer
             killed_at: list[float] = []
 
             async def killer(start: float) -> None:
-                await asyncio.sleep(args.kill_seconds / 3)
+                await asyncio.sleep(args.kill_after)
                 server.crash()
                 killed_at.append(time.perf_counter() - start)
 
             tally, wall = asyncio.run(
-                closed_loop(srv.port, payloads, 4, args.kill_seconds, on_tick=killer)
+                closed_loop(
+                    srv.port, payloads, args.kill_clients, args.kill_seconds, on_tick=killer
+                )
             )
             metrics = srv.metrics()
         s = tally.summary(wall)
@@ -420,7 +437,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--direct-seconds", type=float, default=60.0)
     parser.add_argument("--window-ms", type=float, default=30.0)
-    parser.add_argument("--kill-seconds", type=float, default=60.0)
+    parser.add_argument("--kill-seconds", type=float, default=80.0, help="load duration")
+    parser.add_argument("--kill-after", type=float, default=40.0, help="LM server killed at")
+    parser.add_argument("--kill-clients", type=int, default=2)
     parser.add_argument("--kill-budget-ms", type=float, default=30_000.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
