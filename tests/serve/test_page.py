@@ -156,8 +156,18 @@ def test_page_recommends_with_every_paradigm_and_draws_the_position_bias_grid(
         page.wait("document.querySelectorAll('#user-select option').length > 1")
         assert page_errors(b.events) == ([], [])
 
+        # the random button picks one of the listed users; a typed id is looked up
+        users = call(base, "/v1/users?limit=200")
+        page.click("#random-user")
+        picked = page.wait("document.getElementById('user-id').value")
+        assert picked in [str(u) for u in users]
+        page.type("#user-id", str(users[5]))
+        page.wait(
+            f"document.getElementById('user-heading').textContent.startsWith('user {users[5]}:')"
+        )
+
         # a known user: the panel shows their history's titles, every column k items
-        user = call(base, "/v1/users?limit=200")[3]
+        user = users[3]
         page.js(
             f"(() => {{ const s = document.getElementById('user-select'); s.value = "
             f"{json.dumps(user)}; s.dispatchEvent(new Event('change')); }})()"
