@@ -96,8 +96,10 @@ class MicroBatcher(Generic[Q, A]):
         self._fallback = fallback
         self._fallback_executor = fallback_executor
         self._on_batch = on_batch
+        self._max_queue = max_queue
         self._queue: asyncio.Queue[_Pending[Q, A]] = asyncio.Queue(maxsize=max_queue)
         self._worker: asyncio.Task[None] | None = None
+        self._loop_of_worker: asyncio.AbstractEventLoop | None = None
 
     @property
     def depth(self) -> int:
@@ -105,8 +107,15 @@ class MicroBatcher(Generic[Q, A]):
         return self._queue.qsize()
 
     def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._loop())
+        """Start the worker on the running event loop (again, if an earlier loop is gone: a
+        test client without its lifespan runs every request on a new loop)."""
+        loop = asyncio.get_running_loop()
+        if self._worker is not None and self._loop_of_worker is loop:
+            return
+        if self._loop_of_worker is not loop:
+            self._queue = asyncio.Queue(maxsize=self._max_queue)  # a queue belongs to one loop
+        self._loop_of_worker = loop
+        self._worker = loop.create_task(self._loop())
 
     async def stop(self) -> None:
         if self._worker is not None:

@@ -263,3 +263,16 @@ def test_position_bias_view_ranks_every_candidate_in_every_shift(
     assert body["shifts"][1]["slot"][0] == (n - body["shifts"][1]["offset"]) % n
     r = client.post("/v1/position-bias", json={"user_id": "u1", "paradigm": "knn"})
     assert r.status_code == 409 and "direct paradigm" in r.json()["detail"]
+
+
+def test_a_client_without_the_lifespan_still_answers_every_request(
+    make_service: Callable[..., Any],
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from llmrec.serve.app import create_app
+
+    client = TestClient(create_app(make_service()))  # no `with`: each request on a new loop
+    for user in ("u1", "u2", "u3"):
+        r = client.post("/v1/recommend", json={"user_id": user, "paradigm": "direct"})
+        assert r.status_code == 200

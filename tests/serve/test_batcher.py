@@ -156,3 +156,10 @@ def test_a_call_waiting_behind_a_slow_one_is_cancelled_not_run_late() -> None:
         assert run.batches == [[0]]
 
     asyncio.run(main())
+
+
+def test_a_batcher_survives_its_event_loop() -> None:
+    b, _ = _batcher(Recorder(), window_s=0.0)
+    assert asyncio.run(b.submit(1))[0] == 10
+    # a second loop (a test client without its lifespan does this per request)
+    assert asyncio.run(b.submit(2))[0] == 20
