@@ -52,7 +52,11 @@ class UserHistory:
     def to_csr(self) -> sp.csr_matrix:
         """Binary ``(n_users, n_items)`` float32 matrix of who interacted with what."""
         data = np.ones(len(self.items), dtype=np.float32)
-        mat = sp.csr_matrix((data, self.items, self.indptr), shape=(self.n_users, self.n_items))
+        # copies: scipy sorts and merges indices in place, and ``items`` is this history's
+        # time order (shared by every model fitted on the same split)
+        mat = sp.csr_matrix(
+            (data, self.items.copy(), self.indptr.copy()), shape=(self.n_users, self.n_items)
+        )
         mat.sum_duplicates()
         mat.data[:] = 1.0
         return mat

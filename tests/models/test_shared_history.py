@@ -7,21 +7,13 @@ sequences (the quick compare preset's SASRec fell from NDCG@10 0.093 to 0.017 be
 """
 
 import numpy as np
-import pytest
 
 from llmrec.data.splits import leave_one_out
 from llmrec.models.itemknn import ItemKNN
 from llmrec.models.sasrec import SASRec
 from tests.models.test_sasrec import FAST, cycle_dataset
 
-PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="UserHistory.to_csr sorts the shared item array in place (fix: pass a copy of "
-    "self.items to scipy in llmrec/data/dataset.py); drop this mark with the fix",
-)
 
-
-@PENDING
 def test_itemknn_leaves_the_time_order_of_a_shared_split() -> None:
     split = leave_one_out(cycle_dataset())
     train_before = split.train.history().items.copy()
@@ -33,7 +25,6 @@ def test_itemknn_leaves_the_time_order_of_a_shared_split() -> None:
     np.testing.assert_array_equal(known.history().items, known_before)
 
 
-@PENDING
 def test_sasrec_after_itemknn_on_the_same_split_still_learns_the_sequence() -> None:
     split = leave_one_out(cycle_dataset())
     known = split.known_at_test()
