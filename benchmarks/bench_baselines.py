@@ -40,7 +40,7 @@ SEEDED = {"bpr", "sasrec"}
 METRICS = ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20")
 
 
-def run_one(name: str, seed: int) -> dict[str, Any]:
+def run_one(name: str, seed: int, threads: int | None = None) -> dict[str, Any]:
     """Fit one model on ML-100K, evaluate on test; returns figures (runs in a subprocess)."""
     from llmrec.data.movielens import load_movielens_100k
     from llmrec.data.splits import leave_one_out
@@ -49,6 +49,8 @@ def run_one(name: str, seed: int) -> dict[str, Any]:
 
     split = leave_one_out(load_movielens_100k())
     config = dict(MODELS[name])
+    if threads is not None and "threads" in config:
+        config["threads"] = threads
     if name in SEEDED:
         config["seed"] = seed
     model = create_model(name, config)
@@ -75,9 +77,10 @@ def run_one(name: str, seed: int) -> dict[str, Any]:
     }
 
 
-def _spawn(name: str, seed: int) -> dict[str, Any]:
+def _spawn(name: str, seed: int, threads: int | None = None) -> dict[str, Any]:
+    extra = ["--threads", str(threads)] if threads is not None else []
     out = subprocess.run(
-        [sys.executable, __file__, "--one", name, str(seed)],
+        [sys.executable, __file__, "--one", name, str(seed), *extra],
         check=True,
         capture_output=True,
         text=True,
@@ -178,13 +181,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--threads", type=int, help="torch threads of BPR/SASRec (default: their config, 2)"
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="run nothing: reprint the table and re-judge the bars from --out and the reference",
     )
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]))))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.threads)))
         return
 
     ours: dict[str, Any] = {}
@@ -192,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in [] if args.report_only else args.models:
         runs = []
         for seed in args.seeds:
-            runs.append(_spawn(name, seed))
+            runs.append(_spawn(name, seed, args.threads))
             print(f"{name} seed {seed}: {runs[-1]['metrics']['ndcg@10']:.4f}", file=sys.stderr)
         ours[name] = _summary(runs)
     merged = {**previous, **ours}
