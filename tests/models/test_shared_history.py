@@ -1,8 +1,8 @@
 """Models that share one split (as ``llmrec compare``'s stages do) must not reorder its history.
 
-``UserHistory.to_csr`` hands its ``items`` array to scipy, whose ``sum_duplicates`` sorts each
-row's indices in place: ItemKNN's fit or score then leaves every user's history sorted by item
-index instead of by time, and a SASRec fitted later on the same split learns from scrambled
+``UserHistory.to_csr`` used to hand its ``items`` array to scipy, whose ``sum_duplicates`` sorts
+each row's indices in place: ItemKNN's fit or score left every user's history sorted by item
+index instead of by time, and a SASRec fitted later on the same split learned from scrambled
 sequences (the quick compare preset's SASRec fell from NDCG@10 0.093 to 0.017 behind ItemKNN).
 """
 
