@@ -83,6 +83,9 @@ class ServeConfig(_Strict):
         batching: micro-batching settings.
         history_source: which interactions count as a known user's history: ``all`` of the
             dataset's (a deployed service knows everything) or the model's ``train`` split.
+        scoring_threads: torch threads of models without an LM (``None``: as configured for
+            training). One is faster for the small batches a service sees (1.2 vs 2.9 ms for
+            three users with SASRec here) and leaves the other cores to HTTP.
     """
 
     dataset: str = "ml-100k"
@@ -96,6 +99,7 @@ class ServeConfig(_Strict):
     lm_budget_ms: float = Field(default=10_000.0, gt=0.0)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     history_source: Literal["all", "train"] = "all"
+    scoring_threads: int | None = Field(default=1, ge=1, le=256)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServeConfig:

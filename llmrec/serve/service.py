@@ -277,6 +277,8 @@ class Service:
                     f"users x {model.n_items} items, but {config.dataset} has {data.n_users} x "
                     f"{data.n_items}: serve it with the dataset it was trained on"
                 )
+            if config.scoring_threads and not model.queries_lm:
+                _set_threads(model, config.scoring_threads)
             models[entry.name] = ServedModel(entry, model)
         service = cls(config, data, models)
         if config.history_source == "train":
@@ -409,6 +411,14 @@ def config_from_folder(folder: Path, **overrides: Any) -> ServeConfig:
     raise ConfigError(
         f"{folder} is neither a run folder ({RECORD_FILE}) nor a compare folder ({MANIFEST_FILE})"
     )
+
+
+def _set_threads(model: Recommender, threads: int) -> None:
+    """Set the torch threads of ``model`` (and of a model it wraps) where its config has them."""
+    for part in (model, getattr(model, "retriever", None)):
+        config = getattr(part, "config", None)
+        if config is not None and "threads" in type(config).model_fields:
+            config.threads = threads
 
 
 def _set(overrides: dict[str, Any]) -> dict[str, Any]:

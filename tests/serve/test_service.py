@@ -197,3 +197,11 @@ def test_config_from_a_run_folder_and_a_compare_folder(
     ]
     with pytest.raises(ConfigError, match="neither a run folder"):
         config_from_folder(tmp_path)
+
+
+def test_models_without_an_lm_score_on_the_configured_threads(
+    make_service: Callable[..., Any],
+) -> None:
+    # the tiny BPR was saved with 1 thread
+    assert make_service(scoring_threads=3).entry("bpr").model.config.threads == 3
+    assert make_service(scoring_threads=None).entry("bpr").model.config.threads == 1
