@@ -255,7 +255,8 @@ class _Runtime:
         def on_batch(stats: BatchStats) -> None:
             metrics.batch_size.labels(name).observe(stats.size)
             if stats.fallback_reason:
-                kind = "timeout" if "budget" in stats.fallback_reason else "error"
+                why = stats.fallback_reason
+                kind = "breaker" if "skipped" in why else "timeout" if "budget" in why else "error"
                 metrics.fallbacks.labels(name, kind).inc(stats.size)
 
         return MicroBatcher(
@@ -269,6 +270,8 @@ class _Runtime:
             fallback=fallback if served.can_degrade else None,
             fallback_executor=self.fallback_pool,
             on_batch=on_batch,
+            breaker_failures=cfg.breaker_failures,
+            breaker_cooldown_s=cfg.breaker_cooldown_ms / 1000.0,
         )
 
     async def stop(self) -> None:

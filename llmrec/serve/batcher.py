@@ -13,7 +13,9 @@ Bounds, so that overload is visible rather than an unbounded wait:
 * with a ``budget_s`` and a ``fallback``, a batch whose call fails or takes longer than the
   budget is answered by ``fallback`` instead (the direct paradigm's retriever), and the late
   call's result is dropped. A batch still waiting for the busy worker thread when its budget
-  ends is cancelled before it starts, so a slow LM sheds load instead of piling it up.
+  ends is cancelled before it starts, so a slow LM sheds load instead of piling it up;
+* after ``breaker_failures`` such batches in a row, the model is skipped for
+  ``breaker_cooldown_s`` (answers come from ``fallback`` at once), then tried again.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class MicroBatcher(Generic[Q, A]):
             ``fallback_executor`` (default: the event loop's), never behind the model's own
             busy thread. Without one, failures reach the callers as exceptions.
         on_batch: called after each batch (metrics).
+        breaker_failures: after this many failed or late batches in a row (0: never), batches
+            go straight to ``fallback`` for ``breaker_cooldown_s``; the next batch after that
+            tries the model again (a circuit breaker: a dead backend costs one timeout, not one
+            per request).
     """
 
     def __init__(
@@ -86,6 +92,8 @@ class MicroBatcher(Generic[Q, A]):
         fallback: Callable[[list[Q], str], list[A]] | None = None,
         fallback_executor: Executor | None = None,
         on_batch: Callable[[BatchStats], None] = lambda _s: None,
+        breaker_failures: int = 3,
+        breaker_cooldown_s: float = 5.0,
     ) -> None:
         self.name = name
         self._run = run
@@ -96,6 +104,11 @@ class MicroBatcher(Generic[Q, A]):
         self._fallback = fallback
         self._fallback_executor = fallback_executor
         self._on_batch = on_batch
+        self._breaker_failures = breaker_failures
+        self._breaker_cooldown_s = breaker_cooldown_s
+        self._failures = 0
+        self._open_until = 0.0
+        self._last_failure = ""
         self._max_queue = max_queue
         self._queue: asyncio.Queue[_Pending[Q, A]] = asyncio.Queue(maxsize=max_queue)
         self._worker: asyncio.Task[None] | None = None
@@ -158,6 +171,33 @@ class MicroBatcher(Generic[Q, A]):
             except TimeoutError:
                 return
 
+    async def _call(self, queries: list[Q]) -> tuple[list[A] | None, BaseException | None, str]:
+        """(answers, error, reason): the model's answers, or why there are none."""
+        if self._fallback is not None and time.monotonic() < self._open_until:
+            # the breaker is open: do not wait on a backend that has just failed repeatedly
+            return None, None, f"{self._last_failure} (skipped after repeated failures)"
+        call = asyncio.get_running_loop().run_in_executor(self._executor, self._run, queries)
+        try:
+            answers = await asyncio.wait_for(call, self._budget_s) if self._budget_s else await call
+        except TimeoutError:
+            reason = f"LM exceeded its time budget of {1000 * (self._budget_s or 0):.0f} ms"
+            self._failed(reason)
+            return None, None, reason
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the model's failure: fall back, or report it to the callers
+            reason = f"LM backend failed: {_one_line(exc)}"
+            self._failed(reason)
+            return None, exc, reason
+        self._failures = 0
+        return answers, None, ""
+
+    def _failed(self, reason: str) -> None:
+        self._failures += 1
+        self._last_failure = reason
+        if self._breaker_failures and self._failures >= self._breaker_failures:
+            self._open_until = time.monotonic() + self._breaker_cooldown_s
+
     async def _serve(self, batch: list[_Pending[Q, A]]) -> None:
         loop = asyncio.get_running_loop()
         live = [p for p in batch if not p.future.done()]  # a caller may have gone away
@@ -165,19 +205,7 @@ class MicroBatcher(Generic[Q, A]):
             return
         queries = [p.query for p in live]
         started = time.perf_counter()
-        reason = ""
-        answers: list[A] | None = None
-        error: BaseException | None = None
-        call = loop.run_in_executor(self._executor, self._run, queries)
-        try:
-            answers = await asyncio.wait_for(call, self._budget_s) if self._budget_s else await call
-        except TimeoutError:
-            reason = f"LM exceeded its time budget of {1000 * (self._budget_s or 0):.0f} ms"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the model's failure: fall back, or report it to the callers
-            error = exc
-            reason = f"LM backend failed: {_one_line(exc)}"
+        answers, error, reason = await self._call(queries)
         if answers is None and self._fallback is not None:
             try:
                 answers = await loop.run_in_executor(

@@ -80,6 +80,9 @@ class ServeConfig(_Strict):
         max_body_bytes: larger request bodies are refused with 413.
         lm_budget_ms: a direct (LM-ranked) request whose LM work exceeds this, or whose backend
             fails, is answered with the retriever's ranking and ``"degraded": true``.
+        breaker_failures: after this many failed or late LM batches in a row, a direct entry
+            answers from its retriever at once for ``breaker_cooldown_ms``, then tries the LM
+            again (0: never skip the LM).
         batching: micro-batching settings.
         history_source: which interactions count as a known user's history: ``all`` of the
             dataset's (a deployed service knows everything) or the model's ``train`` split.
@@ -97,6 +100,8 @@ class ServeConfig(_Strict):
     max_history: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=65_536, ge=1024)
     lm_budget_ms: float = Field(default=10_000.0, gt=0.0)
+    breaker_failures: int = Field(default=3, ge=0)
+    breaker_cooldown_ms: float = Field(default=5_000.0, ge=0.0)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     history_source: Literal["all", "train"] = "all"
     scoring_threads: int | None = Field(default=1, ge=1, le=256)

@@ -6,7 +6,8 @@ Exposed at ``GET /metrics`` in the Prometheus text format:
 * ``llmrec_request_seconds{entry, paradigm}`` — latency histogram of answered requests;
 * ``llmrec_batch_size{entry}`` — queries per model call;
 * ``llmrec_lm_calls_total{entry}`` — LM calls made while serving;
-* ``llmrec_fallbacks_total{entry, reason}`` — degraded answers (``timeout`` / ``error``);
+* ``llmrec_fallbacks_total{entry, reason}`` — degraded answers (``timeout`` / ``error`` /
+  ``breaker``: the LM skipped after repeated failures);
 * ``llmrec_rejected_total{entry}`` — requests refused with 503 because the queue was full;
 * ``llmrec_queue_depth{entry}`` — queries waiting now.
 """

@@ -163,3 +163,29 @@ def test_a_batcher_survives_its_event_loop() -> None:
     assert asyncio.run(b.submit(1))[0] == 10
     # a second loop (a test client without its lifespan does this per request)
     assert asyncio.run(b.submit(2))[0] == 20
+
+
+def test_repeated_failures_open_the_breaker_then_it_retries() -> None:
+    async def main() -> None:
+        run = Recorder(fail=True)
+        reasons: list[str] = []
+
+        def fallback(queries: list[int], reason: str) -> list[int]:
+            reasons.append(reason)
+            return [0] * len(queries)
+
+        b, _ = _batcher(
+            run, fallback=fallback, breaker_failures=2, breaker_cooldown_s=0.2, max_batch=1
+        )
+        for i in range(4):
+            await b.submit(i)
+        # two calls failed, then the breaker answered without calling the model
+        assert len(run.batches) == 2
+        assert "skipped after repeated failures" in reasons[2] and "backend down" in reasons[2]
+        run.fail = False
+        await asyncio.sleep(0.25)  # cool-down over: the model is tried again, and it works
+        assert (await b.submit(5))[0] == 50
+        assert (await b.submit(6))[0] == 60
+        await b.stop()
+
+    asyncio.run(main())
