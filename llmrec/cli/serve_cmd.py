@@ -97,6 +97,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     uvicorn: Any = require("uvicorn", "serve")
     config = build_config(args)
+    if config.port == 0:  # pick the port here, so the address printed below is the real one
+        from llmrec.lm._server import free_port
+
+        config = config.model_copy(update={"port": free_port()})
     print(f"llmrec serve: loading {len(config.entries)} model(s) ...", file=sys.stderr)
     service = load_service(config)
     app = create_app(service)
