@@ -118,3 +118,13 @@ def test_minilm_semantic_ids_end_to_end(split):
     recs = model.recommend(split.test.active_users(), 5)
     assert (recs.items >= 0).all()
     assert model.decode_stats["invalid"] == 0
+
+
+def test_default_learning_rate_trains_further_than_the_shared_default(split):
+    # an epoch of a small catalogue is a few dozen steps: TIGER's default lr (above the shared
+    # TorchConfig 1e-3) must get its next-token loss lower in the same number of epochs
+    fast = {k: v for k, v in FAST.items() if k != "lr"}
+    default = GenerativeRetrieval(**{**fast, "epochs": 6}).fit(split.train)
+    shared = GenerativeRetrieval(**{**fast, "epochs": 6, "lr": 1e-3}).fit(split.train)
+    assert default.config.lr > shared.config.lr
+    assert default.train_log.losses[-1] < shared.train_log.losses[-1]
