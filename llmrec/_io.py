@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from llmrec.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -34,3 +39,21 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must hold a mapping at the top level")
     return data
+
+
+def validated(model: type[M], raw: dict[str, Any], what: str) -> M:
+    """``raw`` validated as ``model``; the first problem as a one-line :class:`ConfigError`
+    naming where it is (``invalid serve config at port: ...``)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"invalid {what} at {where or 'top level'}: {err['msg']}") from None
+
+
+def check_unique_names(names: Sequence[str]) -> None:
+    """Raise ``ValueError`` (inside a pydantic validator) naming the repeated entry names."""
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"entry names must be unique; repeated: {', '.join(dupes)}")

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llmrec._io import atomic_write_text, read_yaml_mapping
+from llmrec._io import atomic_write_text, check_unique_names, read_yaml_mapping, validated
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.data.splits import Split, make_split
 from llmrec.errors import ConfigError, LlmrecError
@@ -204,10 +204,7 @@ class CompareConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> CompareConfig:
-        names = [e.name for e in self.entries]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"entry names must be unique; repeated: {', '.join(dupes)}")
+        check_unique_names([e.name for e in self.entries])
         return self
 
 
@@ -217,14 +214,7 @@ def load_compare_config(
     """A :class:`CompareConfig` from a YAML/JSON file or a mapping, with top-level overrides."""
     raw = read_yaml_mapping(source, "compare config") if isinstance(source, Path) else dict(source)
     raw.update(overrides or {})
-    try:
-        return CompareConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(
-            f"invalid compare config at {where or 'top level'}: {err['msg']}"
-        ) from None
+    return validated(CompareConfig, raw, "compare config")
 
 
 def quick_config(dataset: str = "ml-100k") -> CompareConfig:

@@ -17,10 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmrec._io import read_yaml_mapping
-from llmrec.errors import ConfigError
+from llmrec._io import check_unique_names, read_yaml_mapping, validated
 
 __all__ = ["BatchingConfig", "ServeConfig", "ServeEntry", "load_serve_config"]
 
@@ -108,10 +107,7 @@ class ServeConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServeConfig:
-        names = [e.name for e in self.entries]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"entry names must be unique; repeated: {', '.join(dupes)}")
+        check_unique_names([e.name for e in self.entries])
         return self
 
 
@@ -133,9 +129,4 @@ def load_serve_config(source: Path | dict[str, Any], **overrides: Any) -> ServeC
 
 def validate_serve_config(raw: dict[str, Any]) -> ServeConfig:
     """``raw`` validated, with the first problem as a one-line :class:`ConfigError`."""
-    try:
-        return ServeConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"invalid serve config at {where or 'top level'}: {err['msg']}") from None
+    return validated(ServeConfig, raw, "serve config")

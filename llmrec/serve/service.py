@@ -25,7 +25,7 @@ import numpy as np
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, LlmrecError, UnknownIdError
 from llmrec.models.base import Recommender
-from llmrec.serve.config import ServeConfig, ServeEntry, validate_serve_config
+from llmrec.serve.config import ServeConfig, ServeEntry, load_serve_config
 
 __all__ = [
     "Answer",
@@ -398,7 +398,7 @@ def config_from_folder(folder: Path, **overrides: Any) -> ServeConfig:
                 f"{folder} holds no saved models (run llmrec compare again with this version)"
             )
         dataset = manifest.get("config", {}).get("dataset", "ml-100k")
-        return validate_serve_config({"dataset": dataset, "entries": entries, **_set(overrides)})
+        return load_serve_config({"dataset": dataset, "entries": entries}, **overrides)
     if (folder / RECORD_FILE).is_file():
         record = json.loads((folder / RECORD_FILE).read_text())
         path = folder / "model"
@@ -407,7 +407,7 @@ def config_from_folder(folder: Path, **overrides: Any) -> ServeConfig:
         name = record["model"]
         entry = {"name": name, "paradigm": PARADIGMS.get(name, "classic"), "path": str(path)}
         dataset = record.get("config", {}).get("dataset", record["dataset"])
-        return validate_serve_config({"dataset": dataset, "entries": [entry], **_set(overrides)})
+        return load_serve_config({"dataset": dataset, "entries": [entry]}, **overrides)
     raise ConfigError(
         f"{folder} is neither a run folder ({RECORD_FILE}) nor a compare folder ({MANIFEST_FILE})"
     )
@@ -419,10 +419,6 @@ def _set_threads(model: Recommender, threads: int) -> None:
         config = getattr(part, "config", None)
         if config is not None and "threads" in type(config).model_fields:
             config.threads = threads
-
-
-def _set(overrides: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in overrides.items() if v is not None}
 
 
 # --- small helpers -------------------------------------------------------------------------------
