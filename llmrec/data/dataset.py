@@ -19,6 +19,19 @@ import scipy.sparse as sp
 from llmrec.errors import DataError, UnknownIdError
 
 
+def ragged(
+    rows: Sequence[Sequence[int] | np.ndarray], dtype: type = np.int64
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, values)``: the CSR layout of ``rows``; row ``i`` is
+    ``values[indptr[i]:indptr[i + 1]]``. ``indptr`` is ``(len(rows) + 1,)`` int64."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    if not len(rows):
+        return indptr, np.zeros(0, dtype=dtype)
+    return indptr, np.concatenate([np.asarray(r, dtype=dtype) for r in rows])
+
+
 @dataclass(frozen=True, eq=False)
 class UserHistory:
     """Each user's interactions in time order, as a CSR layout.
@@ -36,6 +49,14 @@ class UserHistory:
     items: np.ndarray
     timestamps: np.ndarray
     n_items: int
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[int] | np.ndarray], n_items: int) -> UserHistory:
+        """A history whose user ``i`` has the items ``rows[i]``, oldest first (each row's order
+        is its time: timestamps are positions within the row)."""
+        indptr, items = ragged(rows, np.int32)
+        stamps = np.arange(len(items), dtype=np.int64) - np.repeat(indptr[:-1], np.diff(indptr))
+        return cls(indptr, items, stamps, n_items)
 
     @property
     def n_users(self) -> int:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llmrec.data.dataset import ragged
+
 
 @dataclass(frozen=True)
 class Truth:
@@ -22,15 +24,7 @@ class Truth:
 
     @classmethod
     def from_lists(cls, lists: list[list[int]] | list[np.ndarray]) -> Truth:
-        lengths = np.array([len(x) for x in lists], dtype=np.int64)
-        indptr = np.zeros(len(lists) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        items = (
-            np.concatenate([np.asarray(x, dtype=np.int64) for x in lists])
-            if len(lists)
-            else np.zeros(0, dtype=np.int64)
-        )
-        return cls(indptr, items)
+        return cls(*ragged(lists, np.int64))
 
     @property
     def counts(self) -> np.ndarray:

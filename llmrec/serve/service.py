@@ -185,7 +185,7 @@ def position_view(served: ServedModel, query: Query, shifts: int) -> dict[str, A
     if ranker is None or not isinstance(retriever, Recommender):
         raise CannotServe(f"{served.name} is not an LM ranker over a retriever (direct paradigm)")
     n_cand = int(getattr(model.config, "n_candidates", 20))
-    batch = batch_history([query.history], model.n_items)
+    batch = UserHistory.from_rows([query.history], model.n_items)
     users = np.zeros(1, dtype=np.int64)
     recs = retriever.recommend(users, n_cand, history=batch, exclude_seen=query.exclude_seen)
     cands = recs.items[0][recs.items[0] >= 0]
@@ -217,7 +217,7 @@ def _recommend(
         users = np.array([q.user for q in queries], dtype=np.int64)
         recs = model.recommend(users, k, history=stored, exclude_seen=exclude_seen)
         return recs.items, recs.scores
-    batch = batch_history([q.history for q in queries], stored.n_items)
+    batch = UserHistory.from_rows([q.history for q in queries], stored.n_items)
     users = np.arange(len(queries), dtype=np.int64)
     profiles = [_profile_spec(q) for q in queries]
     with model.query_profiles(profiles):
@@ -229,25 +229,6 @@ def _profile_spec(query: Query) -> dict[str, str] | int:
     if query.profile is not None:
         return query.profile
     return query.user if query.user is not None else {}
-
-
-def batch_history(histories: list[np.ndarray], n_items: int) -> UserHistory:
-    """A :class:`UserHistory` whose row ``i`` is ``histories[i]`` (oldest first)."""
-    lengths = np.array([len(h) for h in histories], dtype=np.int64)
-    indptr = np.zeros(len(histories) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    items = (
-        np.concatenate([np.asarray(h, dtype=np.int32) for h in histories])
-        if len(histories)
-        else np.zeros(0, dtype=np.int32)
-    )
-    # request histories carry no times: their order is their time
-    stamps = (
-        np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])
-        if len(lengths)
-        else (np.zeros(0, dtype=np.int64))
-    )
-    return UserHistory(indptr, items.astype(np.int32), stamps, n_items)
 
 
 class Service:

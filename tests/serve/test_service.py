@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from llmrec.data.dataset import Dataset
+from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, UnknownIdError
 from llmrec.serve import CannotServe, config_from_folder
-from llmrec.serve.service import batch_history
 
 
 def _items(answer: Any) -> list[int]:
@@ -141,11 +140,12 @@ def test_fallback_is_the_retrievers_ranking_marked_degraded(
         service.entry("knn").fallback(queries, service.history, "x")
 
 
-def test_batch_history_rows_are_the_given_histories() -> None:
-    hist = batch_history([np.array([3, 1]), np.array([], dtype=np.int64), np.array([2])], 5)
+def test_a_history_from_rows_keeps_each_rows_order() -> None:
+    hist = UserHistory.from_rows([np.array([3, 1]), np.array([], dtype=np.int64), np.array([2])], 5)
     assert hist.n_users == 3
     assert [hist.of(u).tolist() for u in range(3)] == [[3, 1], [], [2]]
     assert hist.lengths().tolist() == [2, 0, 1]
+    assert hist.timestamps.tolist() == [0, 1, 0]
 
 
 def test_a_model_trained_on_other_data_is_refused(
