@@ -17,6 +17,18 @@ from llmrec.lm.fake import FakeLM
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
+class StuckLM(FakeLM):
+    """A fake LM whose label scoring waits until ``release`` is set (at most 10 s)."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    def score_next(self, prompt: str, labels: Any) -> Any:
+        self.release.wait(10)
+        return super().score_next(prompt, labels)
+
+
 def _metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample of the Prometheus text (0 when absent)."""
     for line in text.splitlines():
@@ -175,14 +187,8 @@ def test_a_failing_lm_degrades_to_the_retriever_and_is_counted(
 
 def test_a_slow_lm_is_cut_off_at_its_budget(client_for: Callable[..., Any]) -> None:
     release = threading.Event()
-
-    class StuckLM(FakeLM):
-        def score_next(self, prompt: str, labels: Any) -> Any:
-            release.wait(10)
-            return super().score_next(prompt, labels)
-
     client = client_for(lm_budget_ms=100)
-    client.service.entry("lm-rerank").model.ranker._lm = StuckLM()
+    client.service.entry("lm-rerank").model.ranker._lm = StuckLM(release)
     try:
         r = client.post("/v1/recommend", json={"user_id": "u1", "paradigm": "direct"})
         assert r.status_code == 200 and r.json()["degraded"] is True
@@ -218,16 +224,10 @@ def test_concurrent_lm_requests_share_batches_and_metrics_count_them(
 
 def test_a_full_queue_answers_503_with_retry_after(client_for: Callable[..., Any]) -> None:
     release = threading.Event()
-
-    class StuckLM(FakeLM):
-        def score_next(self, prompt: str, labels: Any) -> Any:
-            release.wait(10)
-            return super().score_next(prompt, labels)
-
     client = client_for(
         batching={"window_ms": 0, "max_batch": 1, "max_queue": 1}, lm_budget_ms=60_000
     )
-    client.service.entry("lm-rerank").model.ranker._lm = StuckLM()
+    client.service.entry("lm-rerank").model.ranker._lm = StuckLM(release)
 
     def ask(_i: int) -> Any:
         return client.post("/v1/recommend", json={"user_id": "u1", "paradigm": "direct"})
