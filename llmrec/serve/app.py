@@ -254,10 +254,8 @@ class _Runtime:
 
         def on_batch(stats: BatchStats) -> None:
             metrics.batch_size.labels(name).observe(stats.size)
-            if stats.fallback_reason:
-                why = stats.fallback_reason
-                kind = "breaker" if "skipped" in why else "timeout" if "budget" in why else "error"
-                metrics.fallbacks.labels(name, kind).inc(stats.size)
+            if stats.fallback_kind:
+                metrics.fallbacks.labels(name, stats.fallback_kind).inc(stats.size)
 
         return MicroBatcher(
             name,

@@ -56,6 +56,8 @@ class BatchStats:
     size: int
     seconds: float
     fallback_reason: str = ""
+    #: why the fallback answered: ``timeout``, ``error`` or ``breaker`` (``""``: it did not)
+    fallback_kind: str = ""
 
 
 class MicroBatcher(Generic[Q, A]):
@@ -171,26 +173,30 @@ class MicroBatcher(Generic[Q, A]):
             except TimeoutError:
                 return
 
-    async def _call(self, queries: list[Q]) -> tuple[list[A] | None, BaseException | None, str]:
-        """(answers, error, reason): the model's answers, or why there are none."""
+    async def _call(
+        self, queries: list[Q]
+    ) -> tuple[list[A] | None, BaseException | None, str, str]:
+        """(answers, error, reason, kind): the model's answers, or why there are none (``kind``
+        is ``timeout``, ``error`` or ``breaker``)."""
         if self._fallback is not None and time.monotonic() < self._open_until:
             # the breaker is open: do not wait on a backend that has just failed repeatedly
-            return None, None, f"{self._last_failure} (skipped after repeated failures)"
+            reason = f"{self._last_failure} (skipped after repeated failures)"
+            return None, None, reason, "breaker"
         call = asyncio.get_running_loop().run_in_executor(self._executor, self._run, queries)
         try:
             answers = await asyncio.wait_for(call, self._budget_s) if self._budget_s else await call
         except TimeoutError:
             reason = f"LM exceeded its time budget of {1000 * (self._budget_s or 0):.0f} ms"
             self._failed(reason)
-            return None, None, reason
+            return None, None, reason, "timeout"
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the model's failure: fall back, or report it to the callers
             reason = f"LM backend failed: {_one_line(exc)}"
             self._failed(reason)
-            return None, exc, reason
+            return None, exc, reason, "error"
         self._failures = 0
-        return answers, None, ""
+        return answers, None, "", ""
 
     def _failed(self, reason: str) -> None:
         self._failures += 1
@@ -205,7 +211,7 @@ class MicroBatcher(Generic[Q, A]):
             return
         queries = [p.query for p in live]
         started = time.perf_counter()
-        answers, error, reason = await self._call(queries)
+        answers, error, reason, kind = await self._call(queries)
         if answers is None and self._fallback is not None:
             try:
                 answers = await loop.run_in_executor(
@@ -215,7 +221,10 @@ class MicroBatcher(Generic[Q, A]):
             except Exception as exc:
                 error = exc
         seconds = time.perf_counter() - started
-        self._on_batch(BatchStats(len(live), seconds, reason if answers is not None else ""))
+        fell_back = answers is not None and bool(kind)
+        self._on_batch(
+            BatchStats(len(live), seconds, reason if fell_back else "", kind if fell_back else "")
+        )
         for i, pending in enumerate(live):
             if pending.future.done():
                 continue

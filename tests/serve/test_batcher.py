@@ -124,6 +124,7 @@ def test_a_call_over_budget_is_answered_by_the_fallback() -> None:
         assert [r[0] for r in results] == [0, -1, -2]
         assert "time budget of 50 ms" in fallback_calls[0][1]
         assert stats[0].fallback_reason and stats[0].size == 3
+        assert stats[0].fallback_kind == "timeout"
 
     asyncio.run(main())
 
@@ -133,6 +134,7 @@ def test_a_failing_call_falls_back_or_reaches_the_caller() -> None:
         b, stats = _batcher(Recorder(fail=True), fallback=lambda qs, reason: [7 for _ in qs])
         assert (await b.submit(1))[0] == 7
         assert stats[0].fallback_reason == "LM backend failed: RuntimeError: backend down"
+        assert stats[0].fallback_kind == "error"
         await b.stop()
         plain, _ = _batcher(Recorder(fail=True))
         with pytest.raises(RuntimeError, match="backend down"):
