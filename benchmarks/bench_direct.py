@@ -73,10 +73,12 @@ def random_ndcg(n_candidates: int, k: int) -> float:
     return float((1.0 / np.log2(ranks + 2)).sum() / n_candidates)
 
 
-def load(spec: str, threads: int) -> LanguageModel:
+def load(spec: str, threads: int, dtype: str | None = None) -> LanguageModel:
     from llmrec.lm.registry import load_lm
 
-    return load_lm(spec) if spec.startswith("fake") else load_lm(spec, n_threads=threads)
+    if spec.startswith("fake"):
+        return load_lm(spec)
+    return load_lm(spec, n_threads=threads, **({"dtype": dtype} if dtype else {}))
 
 
 def ranker_config(kind: str, spec: str) -> dict[str, Any]:
@@ -260,6 +262,12 @@ def main() -> None:
         help="verbaliser, verbaliser-cal (calibrated), likelihood, generation",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default=None,
+        help="compute dtype of the local models (default: the backend's, float32)",
+    )
     parser.add_argument("--server", action="store_true", help="also run via llama.cpp server")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -293,7 +301,7 @@ def main() -> None:
         n = args.latency_only
         lat: dict[str, Any] = {"args": vars(args) | {"out": str(args.out), "merge": None}}
         for spec in args.models:
-            lm = load(spec, args.threads)
+            lm = load(spec, args.threads, args.dtype)
             make_ranker(ranker_config("verbaliser", spec), lm=lm).fit(split.train).rank(
                 users[:1], hist, cands[:1]
             )  # warm-up, not timed
@@ -327,7 +335,7 @@ def main() -> None:
     }
     for spec in args.models:
         tic = time.perf_counter()
-        lm = load(spec, args.threads)
+        lm = load(spec, args.threads, args.dtype)
         entry: dict[str, Any] = {"load_s": time.perf_counter() - tic, "rankers": {}}
         make_ranker(ranker_config("verbaliser", spec), lm=lm).fit(split.train).rank(
             users[:1], hist, cands[:1]

@@ -128,7 +128,12 @@ def _allow_own_checkpoints() -> None:
 
 
 def run_one(
-    model_name: str, threads: int, seed: int, workdir: Path, progress: Path | None = None
+    model_name: str,
+    threads: int,
+    seed: int,
+    workdir: Path,
+    progress: Path | None = None,
+    resume: Path | None = None,
 ) -> dict:
     import torch
     from recbole.config import Config
@@ -150,17 +155,22 @@ def run_one(
 
     # (wall s since fit start, process CPU s since fit start, valid NDCG@10)
     history: list[tuple[float, float, float]] = []
+    wall_offset = cpu_offset = 0.0
+    if resume is not None:
+        history, wall_offset, cpu_offset = _resume(trainer, resume, workdir, progress)
     original_valid = trainer._valid_epoch
     t0 = c0 = 0.0
 
     def timed_valid(*args, **kwargs):
         score, result = original_valid(*args, **kwargs)
-        history.append((time.perf_counter() - t0, time.process_time() - c0, float(score)))
+        wall = time.perf_counter() - t0 + wall_offset
+        history.append((wall, time.process_time() - c0 + cpu_offset, float(score)))
         if progress is not None:  # an interrupted run still leaves its curve behind
             progress.write_text(json.dumps({"model": model_name, "curve": history}) + "\n")
         return score, result
 
     trainer._valid_epoch = timed_valid
+    trainer_start = trainer.start_epoch
     t0, c0 = time.perf_counter(), time.process_time()
     best_valid, best_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     fit_s = time.perf_counter() - t0
@@ -184,7 +194,35 @@ def run_one(
         "cpu_to_best_s": history[best_idx][1],
         "fit_s": fit_s,
         "valid_curve": [round(s, 4) for _, _, s in history],
+        "resumed_from_epoch": None if resume is None else trainer_start,
     }
+
+
+def _resume(
+    trainer, checkpoint: Path, workdir: Path, progress: Path | None
+) -> tuple[list[tuple[float, float, float]], float, float]:
+    """Continue an interrupted run from RecBole's best-epoch checkpoint (model, optimiser,
+    epoch, patience counter, best score), keeping the interrupted run's curve up to that epoch.
+
+    Its timings continue from the checkpoint's epoch: the CPU seconds of the epochs replayed
+    after it are counted once, not twice. The checkpoint is copied, because RecBole overwrites
+    its resume file when the score improves.
+    """
+    import shutil
+
+    if progress is None or not progress.exists():
+        raise SystemExit(f"resume needs the interrupted run's progress file ({progress})")
+    own = workdir / "saved" / f"resumed-{checkpoint.name}"
+    own.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, own)
+    trainer.resume_checkpoint(own)
+    curve = [tuple(row) for row in json.loads(progress.read_text())["curve"]]
+    kept = curve[: trainer.start_epoch]
+    if len(kept) < trainer.start_epoch:
+        raise SystemExit(
+            f"{progress} has {len(curve)} epochs; the checkpoint resumes at {trainer.start_epoch}"
+        )
+    return kept, kept[-1][0], kept[-1][1]
 
 
 def partial_from_log(model_name: str, log_text: str, started: str | None = None) -> dict:
@@ -225,6 +263,13 @@ def main(argv: list[str] | None = None) -> None:
         help="record an unfinished run from its log instead of training",
     )
     parser.add_argument("--note", default=None, help="free text stored with a partial entry")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="continue an interrupted run from its RecBole checkpoint (one model, one seed; "
+        "its progress file in --workdir supplies the curve before the checkpoint)",
+    )
     args = parser.parse_args(argv)
     if args.partial_from:
         name, log_file = args.partial_from
@@ -238,6 +283,10 @@ def main(argv: list[str] | None = None) -> None:
     import recbole
     import torch
 
+    if args.resume is not None and (len(args.models) > 1 or len(args.seeds) > 1):
+        raise SystemExit("--resume continues one run: give one model and one seed")
+    if args.resume is not None:
+        args.resume = args.resume.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.workdir)  # RecBole writes log/ and log_tensorboard/ into the cwd
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -253,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = []
         for seed in args.seeds:
             progress = args.workdir / f"{name}-{seed}-progress.json"
-            runs.append(run_one(name, args.threads, seed, args.workdir, progress))
+            runs.append(run_one(name, args.threads, seed, args.workdir, progress, args.resume))
             res = runs[-1]
             print(
                 f"{name} seed {seed}: test NDCG@10 {res['test_masked']['ndcg@10']:.4f} (masked)"

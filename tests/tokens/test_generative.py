@@ -128,3 +128,23 @@ def test_default_learning_rate_trains_further_than_the_shared_default(split):
     shared = GenerativeRetrieval(**{**fast, "epochs": 6, "lr": 1e-3}).fit(split.train)
     assert default.config.lr > shared.config.lr
     assert default.train_log.losses[-1] < shared.train_log.losses[-1]
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from llmrec.paradigms.tokens.generative import _lr_factor
+
+    cosine = GenerativeRetrieval(
+        **{**FAST, "lr_schedule": "cosine", "warmup_epochs": 1, "epochs": 4}
+    ).config
+    factor = _lr_factor(cosine, steps_per_epoch=10)
+    assert factor(0) == pytest.approx(0.1)  # warm-up rises linearly over the first epoch
+    assert factor(9) == pytest.approx(1.0)
+    assert factor(10 + 15) == pytest.approx(0.5)  # half-way through the 30 decay steps
+    assert factor(39) < 0.01
+    constant = _lr_factor(GenerativeRetrieval(**FAST).config, steps_per_epoch=10)
+    assert {constant(s) for s in (0, 9, 39)} == {1.0}
+
+
+def test_a_cosine_fit_trains(split):
+    model = GenerativeRetrieval(**{**FAST, "lr_schedule": "cosine", "epochs": 3}).fit(split.train)
+    assert model.train_log.losses[-1] < model.train_log.losses[0]

@@ -61,6 +61,9 @@ class GenerativeConfig(TorchConfig, SemanticIDFields):
         lr: Adam learning rate. 3e-3, not the shared 1e-3: an epoch of ML-100K is only 40
             steps (5,105 windows of 128), and at 1e-3 TIGER was still improving when capped
             at 30 epochs; at 3e-3 it peaks near epoch 21 (docs/tokens.md).
+        lr_schedule: ``constant``, or ``cosine``: linear warm-up over ``warmup_epochs``, then
+            a cosine decay to zero at ``epochs`` (early stopping may end training sooner).
+        warmup_epochs: epochs of linear warm-up (``cosine`` only).
     """
 
     max_items: int = Field(20, ge=1)
@@ -73,6 +76,8 @@ class GenerativeConfig(TorchConfig, SemanticIDFields):
     fill: Literal["popularity", "none"] = "popularity"
     valid_users: int = Field(0, ge=0)
     lr: float = Field(3e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: int = Field(0, ge=0)
     epochs: int = Field(60, ge=1)
     batch_size: int = Field(128, ge=1)
     patience: int = Field(3, ge=1)
@@ -160,10 +165,12 @@ class GenerativeRetrieval(Recommender):
         with torch_session(cfg.threads, cfg.seed) as torch:
             self._net = _build_net(torch, self._vocab, self._max_len, cfg)
             opt = torch.optim.Adam(self._net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            steps = -(-len(windows) // cfg.batch_size)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, steps))
             gen = np.random.default_rng(cfg.seed)
 
             def run_epoch(_epoch: int) -> float:
-                return self._train_epoch(torch, windows, opt, gen)
+                return self._train_epoch(torch, windows, opt, sched, gen)
 
             def evaluate() -> float:
                 assert self._fit_history is not None
@@ -210,7 +217,9 @@ class GenerativeRetrieval(Recommender):
         same = level[:, None] == level[None, :]
         return torch.as_tensor(np.where(same, 0.0, -np.inf), dtype=torch.float32)
 
-    def _train_epoch(self, torch: Any, windows: np.ndarray, opt: Any, gen: Any) -> float:
+    def _train_epoch(
+        self, torch: Any, windows: np.ndarray, opt: Any, sched: Any, gen: Any
+    ) -> float:
         cfg, net = self.config, self._net
         net.train()
         level_mask = self._level_mask(torch)
@@ -226,6 +235,7 @@ class GenerativeRetrieval(Recommender):
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             total += float(loss.detach()) * int(keep.sum())
             count += int(keep.sum())
         return total / max(count, 1)
@@ -379,6 +389,23 @@ class GenerativeRetrieval(Recommender):
             self._net = _build_net(torch, self._vocab, self._max_len, self.config)
             self._net.load_state_dict(numpy_to_state(state, "net."))
             self._net.eval()
+
+
+def _lr_factor(cfg: GenerativeConfig, steps_per_epoch: int) -> Any:
+    """Multiplier of ``cfg.lr`` at each optimiser step (for ``LambdaLR``)."""
+    import math
+
+    if cfg.lr_schedule == "constant":
+        return lambda _step: 1.0
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    total = max(cfg.epochs * steps_per_epoch, warmup + 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+    return factor
 
 
 def _drop_seen(
