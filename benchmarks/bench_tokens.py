@@ -5,7 +5,8 @@ Parts (each merges its figures into the JSON, so they can run separately and res
 * ``ids``      — semantic-ID diagnostics (collision rate, codebook usage/entropy, dead codes,
   reconstruction) for MiniLM vectors (RQ-KMeans, balanced RQ-KMeans, RQ-VAE) and for SmolLM2
   mean-pooled hidden states (RQ-KMeans);
-* ``models``   — SASRec vs SASRec over semantic-ID features vs generative retrieval (TIGER):
+* ``models``   — SASRec vs SASRec over semantic-ID features vs generative retrieval (TIGER, on
+  text-only semantic IDs and, ``tiger-cf``, on IDs of text + collaborative factors):
   NDCG@10 / Recall@10 overall and on the cold-item slice, invalid-ID rate (measured, with and
   without the trie constraint), fit time;
 * ``latency``  — generative decoding per user (batch of one, beam 20, top-10): percentiles;
@@ -170,21 +171,34 @@ def part_models(split: Split, cache: Path, out: Path, args: argparse.Namespace) 
         vectors = _vectors("minilm-l6", split.train.item_texts(TEMPLATE), cache)
         RQKMeans(levels=3).fit(vectors, split.train.item_ids).save(ids_dir)
     ids = SemanticIDs.load(ids_dir)
+    cf_dir = cache / f"semantic_ids_minilm_cf{args.collaborative:g}"
+    if "tiger-cf" in (args.models or ["tiger-cf"]) and not cf_dir.is_dir():
+        from llmrec.paradigms.tokens._ids import with_collaborative
+        from llmrec.paradigms.tokens.quantize import RQKMeans
+
+        vectors = _vectors("minilm-l6", split.train.item_texts(TEMPLATE), cache)
+        mixed = with_collaborative(vectors, split.train, args.collaborative, 32, seed=0)
+        RQKMeans(levels=3).fit(mixed, split.train.item_ids).save(cf_dir)
+    tiger = {
+        "epochs": args.tiger_epochs,
+        "patience": args.tiger_patience,
+        "dim": args.tiger_dim,
+        "valid_users": args.tiger_valid_users,
+        "threads": 2,
+    }
     common = {"epochs": args.epochs, "eval_every": args.eval_every, "threads": 2}
     makers = {
         "sasrec": lambda: SASRec(**common),
         "token-sasrec": lambda: TokenSASRec(**common).use(ids=ids),
         "token-sasrec-codes-only": lambda: TokenSASRec(**common, id_embedding=False).use(ids=ids),
         # TIGER keeps its own defaults (lr 3e-3, dim 128, 4 heads, eval every 3 epochs)
-        "tiger": lambda: GenerativeRetrieval(
-            epochs=args.tiger_epochs,
-            patience=args.tiger_patience,
-            dim=args.tiger_dim,
-            valid_users=args.tiger_valid_users,
-            threads=2,
-        ).use(ids=ids),
+        "tiger": lambda: GenerativeRetrieval(**tiger, collaborative=0.0).use(ids=ids),
+        "tiger-cf": lambda: GenerativeRetrieval(**tiger, collaborative=args.collaborative).use(
+            ids=SemanticIDs.load(cf_dir)
+        ),
     }
-    rows, invalid = [], {}
+    rows: list[dict[str, Any]] = []
+    invalid: dict[str, Any] = {}
     for name, make in makers.items():
         if args.models and name not in args.models:
             continue
@@ -195,14 +209,18 @@ def part_models(split: Split, cache: Path, out: Path, args: argparse.Namespace) 
         rows.append(_model_row(name, model, split, fit_s, fit_cpu_s))
         print(_table(rows[-1:]), flush=True)
         if isinstance(model, GenerativeRetrieval):
-            invalid = _invalid_rates(model, split)
-            model.save(cache / "tiger_model")
+            invalid[name] = _invalid_rates(model, split)
+            rows[-1]["invalid_constrained"] = invalid[name]["constrained"]["rate"]
+            model.save(cache / f"{name.replace('-', '_')}_model")
     result = {"table": rows, "invalid_ids": invalid, "cold_max_item_count": COLD_MAX}
     prev = json.loads(out.read_text()).get("models", {}) if out.is_file() else {}
     if args.models and prev:  # a partial rerun keeps the other models' rows
         keep = [r for r in prev.get("table", []) if r["model"] not in {x["model"] for x in rows}]
         result["table"] = keep + rows
-        result["invalid_ids"] = invalid or prev.get("invalid_ids", {})
+        kept = prev.get("invalid_ids", {})
+        if "constrained" in kept:  # written before rows were keyed by model
+            kept = {"tiger": kept}
+        result["invalid_ids"] = {**kept, **invalid}
     # ratio against the SASRec row of this run, or of the kept rows on a partial rerun
     base = next((r for r in result["table"] if r["model"] == "sasrec"), None)
     if base is not None:
@@ -233,7 +251,7 @@ def _invalid_rates(model: Any, split: Split) -> dict[str, Any]:
 def part_latency(split: Split, cache: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from llmrec.models.base import Recommender
 
-    model: Any = Recommender.load(cache / "tiger_model")
+    model: Any = Recommender.load(cache / f"{args.latency_model.replace('-', '_')}_model")
     users = split.test.active_users()[: args.latency_users]
     hist = split.known_at_test().history()
     model.decode(users[:5], hist, beam_size=20)  # warm-up
@@ -255,6 +273,7 @@ def part_latency(split: Split, cache: Path, out: Path, args: argparse.Namespace)
         "top_k": 10,
         "users": len(users),
         "repeats": args.repeats,
+        "model": args.latency_model,
         "p50_ms": med[0],
         "p90_ms": med[1],
         "p95_ms": med[2],
@@ -300,8 +319,15 @@ def main() -> None:
         "--models",
         nargs="*",
         default=[],
-        help="sasrec, token-sasrec, token-sasrec-codes-only, tiger (default: all)",
+        help="sasrec, token-sasrec, token-sasrec-codes-only, tiger, tiger-cf (default: all)",
     )
+    parser.add_argument(
+        "--collaborative",
+        type=float,
+        default=1.0,
+        help="tiger-cf: weight of the collaborative factors beside the text vectors",
+    )
+    parser.add_argument("--latency-model", default="tiger-cf", choices=["tiger", "tiger-cf"])
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--tiger-epochs", type=int, default=60)

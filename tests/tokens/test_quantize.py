@@ -141,3 +141,34 @@ def test_rq_vae_dead_code_reset_revives_codes():
     with_reset = RQVAE(**common, reset_every=5).fit(x).diagnostics
     assert with_reset.extra["dead_code_resets"] > 0
     assert with_reset.dead_codes[0] <= no_reset.dead_codes[0]
+
+
+def test_collaborative_factors_are_appended_unit_scaled_and_zero_for_unseen_items():
+    from llmrec.paradigms.tokens._ids import with_collaborative
+    from llmrec.testing import tiny_dataset
+
+    data = tiny_dataset(n_items=31)  # the generator never uses the last item
+    text = np.random.default_rng(0).standard_normal((31, 16))
+    out = with_collaborative(text, data, 0.5, 4, seed=0)
+    assert out.shape == (31, 16 + 4)
+    np.testing.assert_allclose(np.linalg.norm(out[:, :16], axis=1), 1.0, rtol=1e-5)
+    seen = data.item_popularity() > 0
+    assert not seen[30] and seen[:30].all()
+    np.testing.assert_allclose(np.linalg.norm(out[seen, 16:], axis=1), 0.5, rtol=1e-5)
+    assert not out[~seen, 16:].any()
+
+
+def test_collaborative_factors_put_co_consumed_items_under_one_first_code():
+    from llmrec.paradigms.tokens._ids import with_collaborative
+    from llmrec.testing import tiny_dataset
+
+    data = tiny_dataset(n_items=30)  # even users take items 0-14, odd users items 15-29
+    text = np.random.default_rng(0).standard_normal((30, 16))  # text says nothing of that
+    half = np.arange(30) < 15
+
+    def purity(vectors: np.ndarray) -> float:
+        codes = RQKMeans(levels=1, codebook_size=2, seed=0).fit(vectors).codes[:, 0]
+        return max(float(np.mean(codes == half)), float(np.mean(codes != half)))
+
+    assert purity(with_collaborative(text, data, 3.0, 2, seed=0)) == 1.0
+    assert purity(text) < 0.9

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from llmrec.data.dataset import Dataset
@@ -35,6 +36,12 @@ class SemanticIDFields(BaseModel):
         levels: ``L`` code levels (plus one de-duplication digit).
         codebook_size: ``K`` per level; ``None`` picks a size from the catalogue.
         balanced: balanced k-means (RQ-KMeans only).
+        collaborative: weight of the items' collaborative factors appended to the LM vectors
+            before quantising (0: text only). Each item's LM vector and its factor vector are
+            unit-normalised, so 1.0 weighs interactions as much as text. Factors are a
+            truncated SVD of the training user-item matrix; items without interactions get a
+            zero factor vector and are placed by their text alone.
+        collaborative_dim: number of SVD factors.
         semantic_ids: folder of a saved mapping table to use instead of encoding.
     """
 
@@ -46,6 +53,8 @@ class SemanticIDFields(BaseModel):
     levels: int = Field(3, ge=1, le=8)
     codebook_size: int | None = Field(None, ge=2, le=4096)
     balanced: bool = False
+    collaborative: float = Field(0.0, ge=0)
+    collaborative_dim: int = Field(32, ge=1)
     semantic_ids: str | None = None
 
 
@@ -53,8 +62,6 @@ def quantize_vectors(
     vectors: object, cfg: SemanticIDFields, seed: int, item_ids: object = None
 ) -> SemanticIDs:
     """Run the configured tokeniser on ``(n_items, dim)`` vectors."""
-    import numpy as np
-
     x = np.asarray(vectors)
     ids = None if item_ids is None else np.asarray(item_ids)
     if cfg.quantizer == "rq-vae":
@@ -86,4 +93,32 @@ def make_semantic_ids(
 
         lm = load_lm(cfg.encoder, lm_cache_dir=cfg.lm_cache_dir)
     vectors = lm.encode(texts, pooling=cfg.pooling)
+    if cfg.collaborative > 0:
+        vectors = with_collaborative(vectors, train, cfg.collaborative, cfg.collaborative_dim, seed)
     return quantize_vectors(vectors, cfg, seed, train.item_ids)
+
+
+def with_collaborative(
+    vectors: np.ndarray, train: Dataset, weight: float, dim: int, seed: int
+) -> np.ndarray:
+    """``[unit(vectors), weight * unit(item factors)]``: item factors from a truncated SVD of
+    ``train``'s binary user-item matrix (only training interactions, so nothing leaks from
+    validation or test). Items no one interacted with get zeros there."""
+    from scipy.sparse.linalg import svds
+
+    x = np.asarray(vectors, dtype=np.float64)
+    mat = train.history().to_csr().astype(np.float64)
+    k = min(dim, min(mat.shape) - 1)
+    if k < 1:
+        raise ConfigError(
+            f"collaborative factors need at least 2 users and 2 items, got {mat.shape}"
+        )
+    v0 = np.random.default_rng(seed).standard_normal(min(mat.shape))
+    _, sing, vt = svds(mat, k=k, v0=v0)
+    factors = vt.T * np.sqrt(sing)[None, :]
+    return np.hstack([_unit(x), weight * _unit(factors)]).astype(np.float32)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)

@@ -64,6 +64,9 @@ class GenerativeConfig(TorchConfig, SemanticIDFields):
         lr_schedule: ``constant``, or ``cosine``: linear warm-up over ``warmup_epochs``, then
             a cosine decay to zero at ``epochs`` (early stopping may end training sooner).
         warmup_epochs: epochs of linear warm-up (``cosine`` only).
+        collaborative: as in :class:`SemanticIDFields`, but 1.0 by default here: semantic IDs
+            of text plus collaborative factors lift TIGER on ML-100K from 73% to 87% of
+            SASRec's NDCG@10 (text-only IDs: ``collaborative=0``; docs/tokens.md).
     """
 
     max_items: int = Field(20, ge=1)
@@ -76,6 +79,7 @@ class GenerativeConfig(TorchConfig, SemanticIDFields):
     fill: Literal["popularity", "none"] = "popularity"
     valid_users: int = Field(0, ge=0)
     lr: float = Field(3e-3, gt=0)
+    collaborative: float = Field(1.0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_epochs: int = Field(0, ge=0)
     epochs: int = Field(60, ge=1)
