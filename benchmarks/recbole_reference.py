@@ -249,6 +249,23 @@ def partial_from_log(model_name: str, log_text: str, started: str | None = None)
     }
 
 
+def partial_from_progress(model_name: str, curve: list[list[float]]) -> dict:
+    """What an unfinished run's progress file shows: per epoch, wall and CPU seconds since the
+    fit started and the validation NDCG@10 (a resumed run continues the same curve)."""
+    best = max(range(len(curve)), key=lambda i: (curve[i][2], -i))
+    return {
+        "model": model_name,
+        "complete": False,
+        "epochs_run": len(curve),
+        "valid_curve": [round(c[2], 4) for c in curve],
+        "elapsed_at_valid_s": [round(c[0], 1) for c in curve],
+        "cpu_at_valid_s": [round(c[1], 1) for c in curve],
+        "best_epoch_so_far": best,
+        "best_valid_so_far": curve[best][2],
+        "cpu_to_best_so_far_s": curve[best][1],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["SASRec", "BPR"])
@@ -260,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         "--partial-from",
         nargs=2,
         metavar=("MODEL", "LOG"),
-        help="record an unfinished run from its log instead of training",
+        help="record an unfinished run from its RecBole log or its progress file (.json)",
     )
     parser.add_argument("--note", default=None, help="free text stored with a partial entry")
     parser.add_argument(
@@ -274,7 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.partial_from:
         name, log_file = args.partial_from
         results = json.loads(args.out.read_text()) if args.out.exists() else {"models": {}}
-        entry = partial_from_log(name, Path(log_file).read_text())
+        text = Path(log_file).read_text()
+        if log_file.endswith(".json"):
+            entry = partial_from_progress(name, json.loads(text)["curve"])
+        else:
+            entry = partial_from_log(name, text)
         entry["note"] = args.note
         results["models"][name] = entry
         args.out.write_text(json.dumps(results, indent=2) + "\n")
