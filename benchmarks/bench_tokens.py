@@ -158,27 +158,34 @@ def _model_row(
     }
 
 
+def _minilm_ids(split: Split, cache: Path, collaborative: float = 0.0) -> Any:
+    """MiniLM semantic IDs (RQ-KMeans 3 levels, seed 0), built once and kept in ``cache``;
+    with ``collaborative`` > 0 the vectors carry the training interactions' SVD factors too."""
+    from llmrec.paradigms.tokens._ids import SemanticIDFields, with_collaborative
+    from llmrec.paradigms.tokens.quantize import RQKMeans, SemanticIDs
+
+    name = "semantic_ids_minilm" + (f"_cf{collaborative:g}" if collaborative else "")
+    folder = cache / name
+    if not folder.is_dir():
+        vectors = _vectors("minilm-l6", split.train.item_texts(TEMPLATE), cache)
+        if collaborative:
+            dim = SemanticIDFields().collaborative_dim
+            vectors = with_collaborative(vectors, split.train, collaborative, dim, seed=0)
+        RQKMeans(levels=3).fit(vectors, split.train.item_ids).save(folder)
+    return SemanticIDs.load(folder)
+
+
+def _model_dir(cache: Path, name: str) -> Path:
+    """Where ``part_models`` keeps a fitted generative model for ``part_latency``."""
+    return cache / f"{name.replace('-', '_')}_model"
+
+
 def part_models(split: Split, cache: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from llmrec.models.sasrec import SASRec
     from llmrec.paradigms.tokens.generative import GenerativeRetrieval
-    from llmrec.paradigms.tokens.quantize import SemanticIDs
     from llmrec.paradigms.tokens.token_sasrec import TokenSASRec
 
-    ids_dir = cache / "semantic_ids_minilm"
-    if not ids_dir.is_dir():
-        from llmrec.paradigms.tokens.quantize import RQKMeans
-
-        vectors = _vectors("minilm-l6", split.train.item_texts(TEMPLATE), cache)
-        RQKMeans(levels=3).fit(vectors, split.train.item_ids).save(ids_dir)
-    ids = SemanticIDs.load(ids_dir)
-    cf_dir = cache / f"semantic_ids_minilm_cf{args.collaborative:g}"
-    if "tiger-cf" in (args.models or ["tiger-cf"]) and not cf_dir.is_dir():
-        from llmrec.paradigms.tokens._ids import with_collaborative
-        from llmrec.paradigms.tokens.quantize import RQKMeans
-
-        vectors = _vectors("minilm-l6", split.train.item_texts(TEMPLATE), cache)
-        mixed = with_collaborative(vectors, split.train, args.collaborative, 32, seed=0)
-        RQKMeans(levels=3).fit(mixed, split.train.item_ids).save(cf_dir)
+    ids = _minilm_ids(split, cache)
     tiger = {
         "epochs": args.tiger_epochs,
         "patience": args.tiger_patience,
@@ -194,7 +201,7 @@ def part_models(split: Split, cache: Path, out: Path, args: argparse.Namespace) 
         # TIGER keeps its own defaults (lr 3e-3, dim 128, 4 heads, eval every 3 epochs)
         "tiger": lambda: GenerativeRetrieval(**tiger, collaborative=0.0).use(ids=ids),
         "tiger-cf": lambda: GenerativeRetrieval(**tiger, collaborative=args.collaborative).use(
-            ids=SemanticIDs.load(cf_dir)
+            ids=_minilm_ids(split, cache, args.collaborative)
         ),
     }
     rows: list[dict[str, Any]] = []
@@ -211,7 +218,7 @@ def part_models(split: Split, cache: Path, out: Path, args: argparse.Namespace) 
         if isinstance(model, GenerativeRetrieval):
             invalid[name] = _invalid_rates(model, split)
             rows[-1]["invalid_constrained"] = invalid[name]["constrained"]["rate"]
-            model.save(cache / f"{name.replace('-', '_')}_model")
+            model.save(_model_dir(cache, name))
     result = {"table": rows, "invalid_ids": invalid, "cold_max_item_count": COLD_MAX}
     prev = json.loads(out.read_text()).get("models", {}) if out.is_file() else {}
     if args.models and prev:  # a partial rerun keeps the other models' rows
@@ -251,7 +258,7 @@ def _invalid_rates(model: Any, split: Split) -> dict[str, Any]:
 def part_latency(split: Split, cache: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from llmrec.models.base import Recommender
 
-    model: Any = Recommender.load(cache / f"{args.latency_model.replace('-', '_')}_model")
+    model: Any = Recommender.load(_model_dir(cache, args.latency_model))
     users = split.test.active_users()[: args.latency_users]
     hist = split.known_at_test().history()
     model.decode(users[:5], hist, beam_size=20)  # warm-up

@@ -21,6 +21,7 @@ from llmrec.paradigms.tokens.quantize import (
     RQKMeansConfig,
     RQVAEConfig,
     SemanticIDs,
+    prepare_vectors,
 )
 
 
@@ -106,7 +107,6 @@ def with_collaborative(
     validation or test). Items no one interacted with get zeros there."""
     from scipy.sparse.linalg import svds
 
-    x = np.asarray(vectors, dtype=np.float64)
     mat = train.history().to_csr().astype(np.float64)
     k = min(dim, min(mat.shape) - 1)
     if k < 1:
@@ -116,9 +116,5 @@ def with_collaborative(
     v0 = np.random.default_rng(seed).standard_normal(min(mat.shape))
     _, sing, vt = svds(mat, k=k, v0=v0)
     factors = vt.T * np.sqrt(sing)[None, :]
-    return np.hstack([_unit(x), weight * _unit(factors)]).astype(np.float32)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    text = prepare_vectors(vectors, normalize=True)
+    return np.hstack([text, weight * prepare_vectors(factors, normalize=True)]).astype(np.float32)
