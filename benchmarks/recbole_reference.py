@@ -304,10 +304,10 @@ def main(argv: list[str] | None = None) -> None:
     import recbole
     import torch
 
-    if args.resume is not None and (len(args.models) > 1 or len(args.seeds) > 1):
-        raise SystemExit("--resume continues one run: give one model and one seed")
     if args.resume is not None:
-        args.resume = args.resume.resolve()
+        if len(args.models) > 1 or len(args.seeds) > 1:
+            raise SystemExit("--resume continues one run: give one model and one seed")
+        args.resume = args.resume.resolve()  # before chdir into the workdir
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.workdir)  # RecBole writes log/ and log_tensorboard/ into the cwd
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
