@@ -127,14 +127,9 @@ def _allow_own_checkpoints() -> None:
     torch.load = functools.partial(torch.load, weights_only=False)
 
 
-def run_one(
-    model_name: str,
-    threads: int,
-    seed: int,
-    workdir: Path,
-    progress: Path | None = None,
-    resume: Path | None = None,
-) -> dict:
+def _setup(model_name: str, threads: int, seed: int, workdir: Path):
+    """RecBole's dataset, loaders and trainer for one model and seed, as ``run_recbole`` builds
+    them."""
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -152,7 +147,18 @@ def run_one(
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return dataset, train_data, valid_data, test_data, trainer
 
+
+def run_one(
+    model_name: str,
+    threads: int,
+    seed: int,
+    workdir: Path,
+    progress: Path | None = None,
+    resume: Path | None = None,
+) -> dict:
+    dataset, train_data, valid_data, test_data, trainer = _setup(model_name, threads, seed, workdir)
     # (wall s since fit start, process CPU s since fit start, valid NDCG@10)
     history: list[tuple[float, float, float]] = []
     wall_offset = cpu_offset = 0.0
@@ -172,9 +178,34 @@ def run_one(
     trainer._valid_epoch = timed_valid
     trainer_start = trainer.start_epoch
     t0, c0 = time.perf_counter(), time.process_time()
-    best_valid, best_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    fit_s = time.perf_counter() - t0
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    fit_s = time.perf_counter() - t0 + wall_offset
+    record = _record(model_name, threads, seed, dataset, valid_data, test_data, trainer, history)
+    record["fit_s"] = fit_s
+    record["resumed_from_epoch"] = None if resume is None else trainer_start
+    return record
+
+
+def _record(
+    model_name: str,
+    threads: int,
+    seed: int,
+    dataset,
+    valid_data,
+    test_data,
+    trainer,
+    history: list[tuple[float, float, float]],
+    model_file: Path | None = None,
+) -> dict:
+    """Validation and test figures of the best checkpoint (``model_file``, else the one this
+    trainer saved), beside the curve's timings.
+
+    The validation result is re-computed from the checkpoint rather than taken from ``fit``:
+    a resumed run that never improves returns none (RecBole's checkpoint keeps only the score).
+    """
+    file = None if model_file is None else str(model_file)
+    best_result = trainer.evaluate(valid_data, load_best_model=True, model_file=file)
+    test_result = trainer.evaluate(test_data, load_best_model=True, model_file=file)
     best_idx = max(range(len(history)), key=lambda i: (history[i][2], -i))
     masked = _masked_test(trainer, test_data, _known_items(dataset, dataset.user_num))
     return {
@@ -184,7 +215,7 @@ def run_one(
         "n_users": dataset.user_num - 1,
         "n_items": dataset.item_num - 1,
         "n_interactions": len(dataset.inter_feat),
-        "best_valid_ndcg@10": float(best_valid),
+        "best_valid_ndcg@10": float(best_result["ndcg@10"]),
         "best_valid": {k: float(v) for k, v in best_result.items()},
         "test_recbole": {k: float(v) for k, v in test_result.items()},
         "test_masked": masked,
@@ -192,10 +223,41 @@ def run_one(
         "epochs_run": len(history),
         "time_to_best_s": history[best_idx][0],
         "cpu_to_best_s": history[best_idx][1],
-        "fit_s": fit_s,
+        "fit_s": history[-1][0],
         "valid_curve": [round(s, 4) for _, _, s in history],
-        "resumed_from_epoch": None if resume is None else trainer_start,
     }
+
+
+def evaluate_finished(
+    model_name: str, threads: int, seed: int, workdir: Path, progress: Path, checkpoint: Path
+) -> dict:
+    """The record of a run whose training finished (RecBole stopped it for patience) but whose
+    record was not written: figures from its best checkpoint, timings from its progress file.
+
+    Refuses a curve that shows no patience stop, and a checkpoint that does not reproduce the
+    curve's best validation score.
+    """
+    if not progress.exists():
+        raise SystemExit(f"--evaluate needs the run's progress file ({progress})")
+    history = [tuple(row) for row in json.loads(progress.read_text())["curve"]]
+    best_idx = max(range(len(history)), key=lambda i: (history[i][2], -i))
+    dataset, _train, valid_data, test_data, trainer = _setup(model_name, threads, seed, workdir)
+    patience = trainer.config["stopping_step"]
+    if len(history) - 1 - best_idx <= patience:
+        raise SystemExit(
+            f"{progress}: {len(history) - 1 - best_idx} epochs after the best, RecBole stops "
+            f"after {patience + 1}; the run has not finished (continue it with --resume)"
+        )
+    record = _record(
+        model_name, threads, seed, dataset, valid_data, test_data, trainer, history, checkpoint
+    )
+    if abs(record["best_valid_ndcg@10"] - history[best_idx][2]) > 1e-3:
+        raise SystemExit(
+            f"{checkpoint} gives validation NDCG@10 {record['best_valid_ndcg@10']:.4f}, the "
+            f"curve's best is {history[best_idx][2]:.4f}: not this run's best checkpoint"
+        )
+    record["evaluated_from_checkpoint"] = str(checkpoint)
+    return record
 
 
 def _resume(
@@ -287,6 +349,14 @@ def main(argv: list[str] | None = None) -> None:
         help="continue an interrupted run from its RecBole checkpoint (one model, one seed; "
         "its progress file in --workdir supplies the curve before the checkpoint)",
     )
+    parser.add_argument(
+        "--evaluate",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="write the record of a run that finished training but not its record, from its best "
+        "checkpoint and the progress file in --workdir (one model, one seed)",
+    )
     args = parser.parse_args(argv)
     if args.partial_from:
         name, log_file = args.partial_from
@@ -304,10 +374,13 @@ def main(argv: list[str] | None = None) -> None:
     import recbole
     import torch
 
+    for flag, value in (("--resume", args.resume), ("--evaluate", args.evaluate)):
+        if value is not None and (len(args.models) > 1 or len(args.seeds) > 1):
+            raise SystemExit(f"{flag} takes one run: give one model and one seed")
     if args.resume is not None:
-        if len(args.models) > 1 or len(args.seeds) > 1:
-            raise SystemExit("--resume continues one run: give one model and one seed")
         args.resume = args.resume.resolve()  # before chdir into the workdir
+    if args.evaluate is not None:
+        args.evaluate = args.evaluate.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.workdir)  # RecBole writes log/ and log_tensorboard/ into the cwd
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -323,7 +396,14 @@ def main(argv: list[str] | None = None) -> None:
         runs = []
         for seed in args.seeds:
             progress = args.workdir / f"{name}-{seed}-progress.json"
-            runs.append(run_one(name, args.threads, seed, args.workdir, progress, args.resume))
+            if args.evaluate is not None:
+                runs.append(
+                    evaluate_finished(
+                        name, args.threads, seed, args.workdir, progress, args.evaluate
+                    )
+                )
+            else:
+                runs.append(run_one(name, args.threads, seed, args.workdir, progress, args.resume))
             res = runs[-1]
             print(
                 f"{name} seed {seed}: test NDCG@10 {res['test_masked']['ndcg@10']:.4f} (masked)"
