@@ -96,6 +96,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
     for key in ("fit_s", "time_to_best_s", "eval_s", "peak_rss_mb"):
         summary[key] = med(r[key] for r in runs)
+    if all(r.get("cpu_to_best_s") is not None for r in runs):
+        summary["cpu_to_best_s"] = med(r["cpu_to_best_s"] for r in runs)
     return summary
 
 
@@ -117,8 +119,13 @@ def _bars(ours: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
             bars[f"{mine} {metric} >= recbole"] = {"ours": a, "recbole": b, "met": a >= b}
     rb_sasrec = ref.get("SASRec", {})
     if "sasrec" in ours and "time_to_best_s" in rb_sasrec:
-        a, b = ours["sasrec"]["time_to_best_s"], rb_sasrec["time_to_best_s"]
+        # CPU seconds where both sides have them: wall time on a shared machine counts the
+        # other jobs (and RecBole's many-hour run was paused while timed benchmarks ran)
+        both_cpu = ours["sasrec"].get("cpu_to_best_s") and rb_sasrec.get("cpu_to_best_s")
+        measure = "cpu_to_best_s" if both_cpu else "time_to_best_s"
+        a, b = ours["sasrec"][measure], rb_sasrec[measure]
         bars["sasrec time_to_best <= recbole / 10"] = {
+            "measure": measure,
             "ours_s": a,
             "recbole_s": b,
             "ratio": b / a,

@@ -23,6 +23,12 @@ repeated (user, item) pairs, so masking can only raise the figures.
 Timings: wall time from the start of ``trainer.fit`` to the end of the validation of the best
 epoch (``time_to_best_s``) and of the whole fit including the patience epochs (``fit_s``).
 Results are merged into ``benchmarks/results/recbole_reference.json`` per model.
+
+A run that takes many hours on a small machine can be carried over interruptions: each
+validation appends to ``<workdir>/<model>-<seed>-progress.json`` (wall s, CPU s, score);
+``--resume CHECKPOINT`` continues from RecBole's best-epoch checkpoint (model, optimiser,
+patience counter) and the same curve; ``--evaluate CHECKPOINT`` writes the record of a run that
+finished training but not its record; ``--partial-from`` records one that never finished.
 """
 
 from __future__ import annotations

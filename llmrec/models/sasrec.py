@@ -40,6 +40,12 @@ class SASRecConfig(TorchConfig):
     """SASRec hyper-parameters (defaults tuned on ML-100K validation NDCG@10)."""
 
     max_len: int = Field(50, ge=1, description="most recent items read per user")
+    stride: int | None = Field(
+        10,
+        ge=1,
+        description="a training window ends every `stride` items (capped at max_len; None = "
+        "max_len): each item is a target once, after at least max_len - stride items of context",
+    )
     dim: int = Field(64, ge=1, description="hidden size")
     n_layers: int = Field(2, ge=1)
     n_heads: int = Field(2, ge=1)
@@ -81,7 +87,7 @@ class SASRec(Recommender):
         self._remember_catalogue(train)
         cfg = self.config
         hist = train.history()
-        inputs, targets = _training_windows(hist, cfg.max_len)
+        inputs, targets = _training_windows(hist, cfg.max_len, cfg.stride)
         rng = np.random.default_rng(cfg.seed)
         v_users, v_items = heldout_targets(valid)
         with torch_session(cfg.threads, cfg.seed) as torch:
@@ -176,25 +182,34 @@ class SASRec(Recommender):
         self.net.eval()
 
 
-def _training_windows(hist: UserHistory, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def _training_windows(
+    hist: UserHistory, max_len: int, stride: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut every user's sequence into windows of ``max_len`` (input, next-item) pairs.
 
-    Windows are taken backwards from the end of each sequence with stride ``max_len`` so each
-    interaction after a user's first is a target exactly once.
+    Windows end every ``stride`` items (default ``max_len``), counted back from the end of each
+    sequence. A window's targets are its last ``stride`` positions (all of them in the window
+    that reaches the sequence's start), so each interaction after a user's first is a target
+    exactly once, with at least ``max_len - stride`` items before it where the sequence has
+    them. A smaller stride gives targets longer contexts (RecBole's every-prefix training is
+    ``stride=1``) at ``max_len / stride`` times the work.
 
     Returns:
         inputs: ``(n_windows, max_len)`` int64 tokens (item + 1), 0 = padding, right-aligned.
         targets: ``(n_windows, max_len)`` int64 next item indices, -1 where there is none.
     """
+    stride = max_len if stride is None else min(stride, max_len)
     inputs, targets = [], []
     for user in range(hist.n_users):
         seq = hist.of(user).astype(np.int64)
-        for end in range(len(seq), 1, -max_len):
+        for end in range(len(seq), 1, -stride):
             chunk = seq[max(0, end - max_len - 1) : end]
             x = np.zeros(max_len, dtype=np.int64)
             y = np.full(max_len, -1, dtype=np.int64)
             x[max_len - len(chunk) + 1 :] = chunk[:-1] + 1
             y[max_len - len(chunk) + 1 :] = chunk[1:]
+            if end - stride > 1:  # an earlier window has the targets before these
+                y[: max_len - stride] = -1
             inputs.append(x)
             targets.append(y)
     if not inputs:

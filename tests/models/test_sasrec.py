@@ -121,6 +121,22 @@ def test_training_windows_cover_every_next_item_once():
     np.testing.assert_array_equal((prev + 1) % 20, targets[keep])
 
 
+@pytest.mark.parametrize("stride", [1, 3, 8])
+def test_strided_windows_keep_each_target_once_with_a_long_context(stride):
+    seq = cycle_dataset(n_users=1, n_items=40, per_user=30).history().of(0)  # 30 distinct items
+    inputs, targets = _training_windows(cycle_dataset(1, 40, 30).history(), 8, stride)
+    assert len(inputs) == -(-29 // stride)  # one window per stride, covering 29 targets
+    positions = []
+    for x, y in zip(inputs, targets, strict=True):
+        for j in np.flatnonzero(y >= 0):
+            p = int(np.flatnonzero(seq == y[j])[0])  # the target's place in the sequence
+            context = x[: j + 1][x[: j + 1] > 0] - 1
+            np.testing.assert_array_equal(context, seq[p - len(context) : p])
+            assert len(context) >= min(p, 8 - stride + 1)
+            positions.append(p)
+    assert sorted(positions) == list(range(1, 30))  # every item after the first, once
+
+
 def test_heads_must_divide_the_dimension():
     with pytest.raises(ConfigError, match="divisible"):
         SASRec(dim=10, n_heads=3)
