@@ -191,6 +191,7 @@ def part_models(split: Split, cache: Path, out: Path, args: argparse.Namespace) 
         "patience": args.tiger_patience,
         "dim": args.tiger_dim,
         "valid_users": args.tiger_valid_users,
+        "stride": args.tiger_stride,
         "threads": 2,
     }
     common = {"epochs": args.epochs, "eval_every": args.eval_every, "threads": 2}
@@ -339,6 +340,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--tiger-epochs", type=int, default=60)
     parser.add_argument("--tiger-dim", type=int, default=128)
+    parser.add_argument(
+        "--tiger-stride", type=int, default=None, help="TIGER's training-window stride (items)"
+    )
     parser.add_argument("--tiger-patience", type=int, default=3)
     parser.add_argument(
         "--tiger-valid-users", type=int, default=0, help="users decoded per check (0: all)"

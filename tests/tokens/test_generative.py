@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from llmrec.data.splits import leave_one_out
-from llmrec.paradigms.tokens.generative import GenerativeRetrieval, Trie
+from llmrec.paradigms.tokens.generative import BOS, PAD, GenerativeRetrieval, Trie
 from llmrec.paradigms.tokens.quantize import RQKMeans
 from llmrec.testing import RecommenderConformance, tiny_dataset
 
@@ -148,3 +148,29 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 def test_a_cosine_fit_trains(split):
     model = GenerativeRetrieval(**{**FAST, "lr_schedule": "cosine", "epochs": 3}).fit(split.train)
     assert model.train_log.losses[-1] < model.train_log.losses[0]
+
+
+@pytest.mark.parametrize("stride", [None, 1, 2, 4])
+def test_strided_windows_train_each_item_once_with_a_longer_context(fitted, split, stride):
+    model = GenerativeRetrieval(**{**FAST, "stride": stride}).use(ids=fitted.ids)
+    hist = split.train.history()
+    windows, loss_from = model._training_windows(hist)
+    tokens = model._item_tokens()
+    width = tokens.shape[1]
+    item_of = {tuple(row): item for item, row in enumerate(tokens.tolist())}
+    span = FAST["max_items"] + 1
+    min_context = span - (stride or span)
+    trained: list[int] = []
+    for row, start in zip(windows, loss_from, strict=True):
+        first = max(int(start), 1)  # column 0 is padding or BOS, never a target
+        assert (len(row) - first) % width == 0
+        for col in range(first, len(row), width):
+            if row[col] in (PAD, BOS):
+                continue
+            trained.append(item_of[tuple(row[col : col + width].tolist())])
+            context = np.count_nonzero(row[1:col] > BOS) // width
+            # at least span - stride items before it, or a padded row: the window starts at the
+            # user's first item, so the item sees its whole history
+            assert context >= min_context or row[0] == PAD
+    expected = np.concatenate([hist.of(u) for u in range(hist.n_users)])
+    assert sorted(trained) == sorted(expected.tolist())  # every item a target exactly once

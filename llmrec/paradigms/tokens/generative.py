@@ -52,6 +52,12 @@ class GenerativeConfig(TorchConfig, SemanticIDFields):
 
     Attributes:
         max_items: history items the model reads (the last ones).
+        stride: training windows of ``max_items + 1`` items end every ``stride`` items, and only
+            a window's last ``stride`` items are trained as targets (all of them in the window
+            that reaches the sequence's start): each item is still a target once, after at
+            least ``max_items + 1 - stride`` items of context, at about ``(max_items + 1) /
+            stride`` times the work. ``None``: non-overlapping windows (as SASRec's
+            ``stride``, docs/models.md).
         dim, layers, heads, dropout: transformer size.
         beam_size: beams kept while decoding (top-``k`` needs ``beam_size >= k`` to be full).
         constrained: restrict decoding to the trie of valid tuples (off only to measure how
@@ -70,6 +76,7 @@ class GenerativeConfig(TorchConfig, SemanticIDFields):
     """
 
     max_items: int = Field(20, ge=1)
+    stride: int | None = Field(None, ge=1)
     dim: int = Field(128, ge=8)
     layers: int = Field(2, ge=1)
     heads: int = Field(4, ge=1)
@@ -161,7 +168,7 @@ class GenerativeRetrieval(Recommender):
         if self.ids is None or self.ids.n_items != train.n_items:
             self.ids = make_semantic_ids(train, cfg, cfg.seed, self._lm)
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
-        windows = self._training_windows(train.history())
+        windows, loss_from = self._training_windows(train.history())
         users, targets = heldout_targets(valid)
         if cfg.valid_users and len(users) > cfg.valid_users:
             pick = np.random.default_rng(cfg.seed).choice(len(users), cfg.valid_users, False)
@@ -174,7 +181,7 @@ class GenerativeRetrieval(Recommender):
             gen = np.random.default_rng(cfg.seed)
 
             def run_epoch(_epoch: int) -> float:
-                return self._train_epoch(torch, windows, opt, sched, gen)
+                return self._train_epoch(torch, windows, loss_from, opt, sched, gen)
 
             def evaluate() -> float:
                 assert self._fit_history is not None
@@ -195,21 +202,26 @@ class GenerativeRetrieval(Recommender):
         assert self.ids is not None
         return 1 + (self.config.max_items + 1) * self.ids.length
 
-    def _training_windows(self, hist: UserHistory) -> np.ndarray:
-        """``(n_windows, max_len)`` int64 token rows, left-padded: chunks of up to
-        ``max_items + 1`` consecutive items of each user, newest chunk first."""
+    def _training_windows(self, hist: UserHistory) -> tuple[np.ndarray, np.ndarray]:
+        """``(n_windows, max_len)`` int64 token rows, left-padded: up to ``max_items + 1``
+        consecutive items of each user ending every ``stride`` items, newest first; and per row
+        the first column whose token is a training target (see ``stride``)."""
         span = self.config.max_items + 1
+        stride = span if self.config.stride is None else min(self.config.stride, span)
+        width = self.ids.length if self.ids is not None else 1
         tokens = self._item_tokens()
-        rows = []
+        rows, starts = [], []
         for user in range(hist.n_users):
             seq = hist.of(user)
-            for end in range(len(seq), 0, -span):
+            for end in range(len(seq), 0, -stride):
                 chunk = seq[max(0, end - span) : end]
                 rows.append(np.concatenate([[BOS], tokens[chunk].reshape(-1)]))
+                # an earlier window trains the items before this one's last `stride`
+                starts.append(self._max_len - stride * width if end - stride > 0 else 0)
         out = np.full((len(rows), self._max_len), PAD, dtype=np.int64)
         for i, row in enumerate(rows):
             out[i, self._max_len - len(row) :] = row
-        return out
+        return out, np.asarray(starts, dtype=np.int64)
 
     def _level_mask(self, torch: Any) -> Any:
         """``(vocab, vocab)`` additive mask: row = target token, columns outside the target's
@@ -222,7 +234,13 @@ class GenerativeRetrieval(Recommender):
         return torch.as_tensor(np.where(same, 0.0, -np.inf), dtype=torch.float32)
 
     def _train_epoch(
-        self, torch: Any, windows: np.ndarray, opt: Any, sched: Any, gen: Any
+        self,
+        torch: Any,
+        windows: np.ndarray,
+        loss_from: np.ndarray,
+        opt: Any,
+        sched: Any,
+        gen: Any,
     ) -> float:
         cfg, net = self.config, self._net
         net.train()
@@ -230,10 +248,13 @@ class GenerativeRetrieval(Recommender):
         order = gen.permutation(len(windows))
         total, count = 0.0, 0
         for start in range(0, len(order), cfg.batch_size):
-            batch = torch.as_tensor(windows[order[start : start + cfg.batch_size]])
+            rows = order[start : start + cfg.batch_size]
+            batch = torch.as_tensor(windows[rows])
             inputs, targets = batch[:, :-1], batch[:, 1:]
             hidden, _ = net(inputs, inputs != PAD)
-            keep = targets != PAD
+            # target column j is token j + 1 of the row
+            trained = torch.arange(1, batch.shape[1]) >= torch.as_tensor(loss_from[rows])[:, None]
+            keep = (targets != PAD) & trained
             logits = net.head(hidden[keep]) + level_mask[targets[keep]]
             loss = torch.nn.functional.cross_entropy(logits, targets[keep])
             opt.zero_grad()
