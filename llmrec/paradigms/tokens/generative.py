@@ -71,8 +71,8 @@ class GenerativeConfig(TorchConfig, SemanticIDFields):
             a cosine decay to zero at ``epochs`` (early stopping may end training sooner).
         warmup_epochs: epochs of linear warm-up (``cosine`` only).
         collaborative: as in :class:`SemanticIDFields`, but 1.0 by default here: semantic IDs
-            of text plus collaborative factors lift TIGER on ML-100K from 73% to 87% of
-            SASRec's NDCG@10 (text-only IDs: ``collaborative=0``; docs/tokens.md).
+            of text plus collaborative factors lift TIGER on ML-100K from 0.0693 to 0.0829
+            NDCG@10 (text-only IDs: ``collaborative=0``; docs/tokens.md).
     """
 
     max_items: int = Field(20, ge=1)
