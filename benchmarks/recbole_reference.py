@@ -133,6 +133,12 @@ def _allow_own_checkpoints() -> None:
     torch.load = functools.partial(torch.load, weights_only=False)
 
 
+def _best_epoch(curve) -> int:
+    """Index of the best validation score in a ``(wall s, CPU s, score)`` curve; the first on a
+    tie, as RecBole keeps the first (it saves only on a strict improvement)."""
+    return max(range(len(curve)), key=lambda i: (curve[i][2], -i))
+
+
 def _setup(model_name: str, threads: int, seed: int, workdir: Path):
     """RecBole's dataset, loaders and trainer for one model and seed, as ``run_recbole`` builds
     them."""
@@ -187,7 +193,7 @@ def run_one(
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     fit_s = time.perf_counter() - t0 + wall_offset
     record = _record(model_name, threads, seed, dataset, valid_data, test_data, trainer, history)
-    record["fit_s"] = fit_s
+    record["fit_s"] = fit_s  # to the end of fit, past the last validation
     record["resumed_from_epoch"] = None if resume is None else trainer_start
     return record
 
@@ -212,7 +218,7 @@ def _record(
     file = None if model_file is None else str(model_file)
     best_result = trainer.evaluate(valid_data, load_best_model=True, model_file=file)
     test_result = trainer.evaluate(test_data, load_best_model=True, model_file=file)
-    best_idx = max(range(len(history)), key=lambda i: (history[i][2], -i))
+    best_idx = _best_epoch(history)
     masked = _masked_test(trainer, test_data, _known_items(dataset, dataset.user_num))
     return {
         "model": model_name,
@@ -229,7 +235,6 @@ def _record(
         "epochs_run": len(history),
         "time_to_best_s": history[best_idx][0],
         "cpu_to_best_s": history[best_idx][1],
-        "fit_s": history[-1][0],
         "valid_curve": [round(s, 4) for _, _, s in history],
     }
 
@@ -246,7 +251,7 @@ def evaluate_finished(
     if not progress.exists():
         raise SystemExit(f"--evaluate needs the run's progress file ({progress})")
     history = [tuple(row) for row in json.loads(progress.read_text())["curve"]]
-    best_idx = max(range(len(history)), key=lambda i: (history[i][2], -i))
+    best_idx = _best_epoch(history)
     dataset, _train, valid_data, test_data, trainer = _setup(model_name, threads, seed, workdir)
     patience = trainer.config["stopping_step"]
     if len(history) - 1 - best_idx <= patience:
@@ -262,6 +267,7 @@ def evaluate_finished(
             f"{checkpoint} gives validation NDCG@10 {record['best_valid_ndcg@10']:.4f}, the "
             f"curve's best is {history[best_idx][2]:.4f}: not this run's best checkpoint"
         )
+    record["fit_s"] = history[-1][0]  # the last validation: fit's end was not recorded
     record["evaluated_from_checkpoint"] = str(checkpoint)
     return record
 
@@ -320,7 +326,7 @@ def partial_from_log(model_name: str, log_text: str, started: str | None = None)
 def partial_from_progress(model_name: str, curve: list[list[float]]) -> dict:
     """What an unfinished run's progress file shows: per epoch, wall and CPU seconds since the
     fit started and the validation NDCG@10 (a resumed run continues the same curve)."""
-    best = max(range(len(curve)), key=lambda i: (curve[i][2], -i))
+    best = _best_epoch(curve)
     return {
         "model": model_name,
         "complete": False,

@@ -208,8 +208,8 @@ class GenerativeRetrieval(Recommender):
         the first column whose token is a training target (see ``stride``)."""
         span = self.config.max_items + 1
         stride = span if self.config.stride is None else min(self.config.stride, span)
-        width = self.ids.length if self.ids is not None else 1
         tokens = self._item_tokens()
+        width = tokens.shape[1]
         rows, starts = [], []
         for user in range(hist.n_users):
             seq = hist.of(user)
