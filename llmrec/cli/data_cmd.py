@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from llmrec.cli._format import print_json, table
+from llmrec.errors import ConfigError, DataError
 
 #: timestamps inside this range (1973..2096) are shown as dates; others are a plain clock
 _EPOCH_RANGE = (100_000_000, 4_000_000_000)
@@ -112,6 +113,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from llmrec.data import synthetic, write_parquet
 
+    _check_out(args.out)
     _status(
         f"generating {args.interactions:,} interactions, {args.users:,} users, "
         f"{args.items:,} items (seed {args.seed})"
@@ -127,6 +129,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     for path in write_parquet(data, args.out):
         print(f"wrote {path}")
     return 0
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be written before spending time generating data."""
+    if out.suffix.lower() not in (".parquet", ".pq", ".parq"):
+        raise ConfigError(f"--out {out}: name a .parquet file (data synth writes Parquet)")
+    if out.is_dir():
+        raise DataError("is a directory; --out names the .parquet file to write", file=str(out))
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise DataError(f"cannot write it: {blocker} is a file, not a folder", file=str(out))
 
 
 def describe(data: Any) -> dict[str, Any]:
@@ -170,7 +183,8 @@ def _time_range(ts: np.ndarray) -> dict[str, Any]:
 def _ratings(ratings: np.ndarray | None) -> dict[str, float] | None:
     if ratings is None or len(ratings) == 0:
         return None
-    return {"min": float(ratings.min()), "max": float(ratings.max()), "mean": float(ratings.mean())}
+    mean = float(ratings.mean(dtype=np.float64))  # float32 sums of large ratings overflow
+    return {"min": float(ratings.min()), "max": float(ratings.max()), "mean": mean}
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.data.loaders import (
     ColumnMap,
+    _check_regular_file,
     from_frame,
     read_csv,
     read_parquet,
@@ -76,11 +77,12 @@ def load_dataset(
         n_users, n_items, n_inter = parse_synthetic_spec(text)
         return synthetic(n_users, n_items, n_inter, seed=seed)
     path = Path(text).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(
             f"unknown dataset {text!r}: not ml-100k, synthetic:USERSxITEMSxINTERACTIONS, "
             f"or an existing CSV/Parquet file"
         )
+    _check_regular_file(path)  # a directory or a FIFO is named as such (a FIFO is not opened)
     items_guess, users_guess = side_paths(path)
     if items is None and items_guess.is_file():
         items = items_guess

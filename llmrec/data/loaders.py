@@ -16,10 +16,17 @@ Conventions (also in ``docs/data.md``):
 * **Timestamps** are integers (seconds since the epoch), floats (truncated to seconds) or
   strings/datetimes that pandas parses (naive times are taken as UTC). Without a timestamp
   column the row order is the time order: row ``i`` gets timestamp ``i``.
+* **Impossible values are refused**, never coerced: a timestamp must be finite, not negative
+  and fit in int64 (so 1970 onwards, in any unit up to nanoseconds); a rating must be finite
+  and fit in float32; an id must be a finite scalar (not a list, dict or struct); each role
+  needs its own column.
 """
 
 from __future__ import annotations
 
+import codecs
+import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,27 +205,61 @@ def _csv_sep(path: Path, sep: str | None) -> str:
     return "\t" if ".tsv" in stem_suffixes or ".tab" in stem_suffixes else ","
 
 
-def _header(path: Path, sep: str | None, read_kwargs: dict[str, Any]) -> list[str]:
-    """Column names of a file without reading its rows."""
+def _check_regular_file(path: Path) -> None:
+    """Refuse what cannot be read as a table before opening it (a FIFO would block forever)."""
+    src = _Source(str(path))
+    if not path.exists():
+        raise src.error("file not found")
+    if path.is_dir():
+        raise src.error("is a directory, not a data file")
+    if not path.is_file():
+        raise src.error("is not a regular file (a FIFO, socket or device); give a data file")
+
+
+def _header(path: Path, sep: str | None, read_kwargs: dict[str, Any]) -> tuple[list[str], set[str]]:
+    """Column names of a file without reading its rows, and the names its header repeats."""
     src = _Source(str(path))
     if _is_parquet(path):
         pq = _pyarrow_parquet()
+        _check_regular_file(path)
         try:
-            return list(pq.read_schema(path).names)
-        except FileNotFoundError:
-            raise src.error("file not found") from None
+            names = [str(n) for n in pq.read_schema(path).names]
         except Exception as exc:
             raise src.error(f"not a readable Parquet file ({_first_line(exc)})") from None
+        return names, _repeated(names)
+    _check_regular_file(path)
     frame = _read_csv(path, sep, {**read_kwargs, "nrows": 0})
-    return [str(c) for c in frame.columns]
+    return [str(c) for c in frame.columns], _repeated(_raw_csv_header(path, sep, read_kwargs))
+
+
+def _raw_csv_header(path: Path, sep: str | None, read_kwargs: dict[str, Any]) -> list[str]:
+    """The header fields as written: pandas renames a repeated ``a`` to ``a.1``, which would
+    hide that the file names one column twice."""
+    if "names" in read_kwargs or read_kwargs.get("header", "infer") not in ("infer", 0):
+        return []
+    kwargs = {k: v for k, v in read_kwargs.items() if k not in _NOT_FOR_RAW_HEADER}
+    kwargs.update(header=None, nrows=1, dtype=str, keep_default_na=False)
+    first = _read_csv(path, sep, kwargs)
+    return [str(v) for v in first.iloc[0]] if len(first) else []
+
+
+#: ``pandas.read_csv`` options that would change or break reading the header as a data row
+_NOT_FOR_RAW_HEADER = frozenset(
+    ("usecols", "index_col", "converters", "parse_dates", "na_values", "true_values",
+     "false_values", "date_format", "skipfooter")
+)  # fmt: skip
+
+
+def _repeated(names: Sequence[str]) -> set[str]:
+    return {name for name, count in Counter(names).items() if count > 1}
 
 
 def _wanted_interaction_columns(
     path: Path, cmap: ColumnMap, sep: str | None, read_kwargs: dict[str, Any]
 ) -> list[str]:
     """The interaction columns to read (only those, to save memory on wide files)."""
-    available = _header(path, sep, read_kwargs)
-    roles = _resolve_roles(available, cmap, _Source(str(path)))
+    available, repeated = _header(path, sep, read_kwargs)
+    roles = _resolve_roles(available, cmap, _Source(str(path)), repeated)
     return [c for c in roles.values() if c is not None]
 
 
@@ -227,6 +268,7 @@ def _read_file(
 ) -> pd.DataFrame:
     if _is_parquet(path):
         return _read_parquet_file(path, usecols)
+    _check_regular_file(path)
     # All CSV columns are read (pandas' usecols would silently accept rows with extra fields).
     frame = _read_csv(path, sep, dict(read_kwargs))
     return frame if usecols is None else frame[usecols]
@@ -242,19 +284,51 @@ def _read_csv(path: Path, sep: str | None, kwargs: dict[str, Any]) -> pd.DataFra
         raise src.error("file is empty (no header, no rows)") from None
     except pd.errors.ParserError as exc:
         raise src.error(f"malformed CSV: {_first_line(exc)}") from None
-    except UnicodeDecodeError:
-        raise src.error("file is not UTF-8 text; pass encoding=..., e.g. 'latin-1'") from None
+    except UnicodeDecodeError as exc:
+        raise src.error(_not_text(path, kwargs.get("encoding"), exc)) from None
     except ValueError as exc:  # e.g. usecols naming a column pandas did not find
         raise src.error(f"cannot read CSV: {_first_line(exc)}") from None
+    except LookupError as exc:  # an encoding Python does not know
+        raise src.error(f"cannot read CSV: {_first_line(exc)}") from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise src.error(f"cannot read file: {_os_reason(exc)}") from None
+
+
+def _not_text(path: Path, encoding: str | None, exc: UnicodeDecodeError) -> str:
+    """Where a file stops being text in its encoding: the line, when the file is not
+    compressed (then a line of the file is a line of the table)."""
+    codec = encoding or "utf-8"
+    hint = "convert it to UTF-8 (or pass encoding=..., e.g. 'latin-1', to read_csv)"
+    bad = f"byte 0x{exc.object[exc.start]:02x}" if exc.start < len(exc.object) else "a byte"
+    compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz", ".zst")
+    if compressed or _codec_name(codec) not in ("utf-8", "ascii"):
+        return f"file is not {codec} text ({bad}); {hint}"
+    try:
+        with path.open("rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                try:
+                    line.decode(codec)
+                except UnicodeDecodeError as err:
+                    bad = f"byte 0x{line[err.start]:02x}"
+                    return f"line {number} is not {codec} text ({bad}); {hint}"
+    except OSError:
+        pass
+    return f"file is not {codec} text ({bad}); {hint}"
+
+
+def _codec_name(codec: str) -> str:
+    try:
+        return codecs.lookup(codec).name
+    except LookupError:
+        return codec
 
 
 def _read_parquet_file(path: Path, usecols: list[str] | None) -> pd.DataFrame:
     pq = _pyarrow_parquet()
+    _check_regular_file(path)
     src = _Source(str(path))
     try:
         table = pq.read_table(path, columns=usecols)
-    except FileNotFoundError:
-        raise src.error("file not found") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
         raise src.error(f"not a readable Parquet file ({_first_line(exc)})") from None
     return table.to_pandas()
@@ -306,9 +380,12 @@ def _column_map(columns: ColumnMap | dict[str, Any] | None) -> ColumnMap:
 
 
 def _resolve_roles(
-    available: Sequence[str], cmap: ColumnMap, src: _Source
+    available: Sequence[str], cmap: ColumnMap, src: _Source, repeated: set[str] | None = None
 ) -> dict[str, str | None]:
-    """Map each interaction role to an existing column (or ``None`` for absent optional ones)."""
+    """Map each interaction role to an existing column (or ``None`` for absent optional ones).
+
+    Each role needs a column of its own, named once in the header (``repeated`` are the names
+    the header holds more than once)."""
     present = set(available)
     out: dict[str, str | None] = {}
     for role in ("user", "item", "timestamp", "rating"):
@@ -328,7 +405,28 @@ def _resolve_roles(
                 )
         else:
             raise src.error(f"column not found; columns are {list(available)}", column=wanted)
+    _check_distinct(out, src, repeated or _repeated(available))
     return out
+
+
+def _check_distinct(roles: dict[str, str | None], src: _Source, repeated: set[str]) -> None:
+    """One column per role and one role per column: a column read as both the timestamp and
+    the rating, or a header naming the user column twice, is a mistake to report, not guess."""
+    taken: dict[str, str] = {}
+    for role, column in roles.items():
+        if column is None:
+            continue
+        if column in taken:
+            raise src.error(
+                f"mapped to both {taken[column]} and {role}; each role needs a column of its own",
+                column=column,
+            )
+        if column in repeated:
+            raise src.error(
+                f"the header names this {role} column more than once; rename the copies",
+                column=column,
+            )
+        taken[column] = role
 
 
 def _build(
@@ -453,15 +551,55 @@ def _drop_agreeing_duplicates(frame: pd.DataFrame, id_col: str, src: _Source) ->
 
 
 def _ids(col: pd.Series, src: _Source, name: str) -> pd.Series:
-    """Id column with missing values refused and integral floats turned into integers."""
+    """Id column with missing, nested and non-finite values refused and integral floats
+    turned into integers."""
+    _refuse_non_scalars(col, src, name, "id")
     missing = col.isna().to_numpy()
     if missing.any():
         raise src.error("missing id", row=int(np.flatnonzero(missing)[0]) + 1, column=name)
     if pd.api.types.is_float_dtype(col.dtype):
-        values = col.to_numpy()
-        if np.all(np.mod(values, 1) == 0):
+        values = col.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise src.error(
+                f"id {_show(values[first])} is not a finite number", row=first + 1, column=name
+            )
+        if np.all(np.mod(values, 1) == 0) and np.all(np.abs(values) < _INT64_BOUND):
             return col.astype(np.int64)
     return col
+
+
+def _refuse_non_scalars(col: pd.Series, src: _Source, name: str, what: str) -> None:
+    """Refuse lists, dicts and structs (e.g. a Parquet ``list<int64>`` column) in a column
+    that must hold one value per row."""
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) not in _MAYBE_NESTED:
+        return
+    scalar = col.map(pd.api.types.is_scalar).to_numpy(dtype=bool)
+    if scalar.all():
+        return
+    first = int(np.flatnonzero(~scalar)[0])
+    value = col.iloc[first]
+    kind = "a mapping" if isinstance(value, dict) else "a list"
+    shown = _clip(repr(value.tolist() if isinstance(value, np.ndarray) else value))
+    raise src.error(
+        f"holds {kind} ({shown}), not one {what} per row; flatten the column first",
+        row=first + 1,
+        column=name,
+    )
+
+
+#: what ``pandas.api.types.infer_dtype`` calls a column that may hold lists or dicts
+_MAYBE_NESTED = frozenset(("mixed", "mixed-integer", "unknown-array"))
+#: floats at or beyond this magnitude do not fit in int64
+_INT64_BOUND = 2.0**63
+#: the largest magnitude a float32 rating holds
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _align_id_types(raw: pd.Series, table_ids: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -493,33 +631,69 @@ def _factorize_sorted(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def parse_timestamps(col: pd.Series, src: _Source, name: str) -> np.ndarray:
-    """``(n,)`` int64 seconds since the epoch from ints, floats, datetimes or date strings."""
+    """``(n,)`` int64 seconds since the epoch from ints, floats, datetimes or date strings.
+
+    Refused, naming the first bad row: missing, nested, non-finite and unparseable values,
+    values before 1970 (negative) and values beyond int64."""
+    _refuse_non_scalars(col, src, name, "timestamp")
     missing = col.isna().to_numpy()
     if missing.any():
         raise src.error("missing timestamp", row=int(np.flatnonzero(missing)[0]) + 1, column=name)
     dtype = col.dtype
     if pd.api.types.is_bool_dtype(dtype):
         raise src.error("timestamps are true/false values", row=1, column=name)
-    if pd.api.types.is_integer_dtype(dtype):
+    if pd.api.types.is_unsigned_integer_dtype(dtype):
+        too_big = col.to_numpy(dtype=np.uint64) > np.iinfo(np.int64).max
+        _refuse_timestamp(too_big, _TOO_BIG, col, src, name)
         return col.to_numpy(dtype=np.int64)
+    if pd.api.types.is_integer_dtype(dtype):
+        values = col.to_numpy(dtype=np.int64)
+        _refuse_timestamp(values < 0, _NEGATIVE, col, src, name)
+        return values
     if pd.api.types.is_float_dtype(dtype):
-        values = col.to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise src.error(
-                f"cannot parse timestamp {_show(values[first])}", row=first + 1, column=name
-            )
-        return np.floor(values).astype(np.int64)
+        floats = col.to_numpy(dtype=np.float64)
+        _check_float_timestamps(floats, np.ones(len(floats), dtype=bool), col, src, name)
+        return np.floor(floats).astype(np.int64)
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
-        return _datetime_seconds(pd.to_datetime(col, utc=True))
+        seconds = _datetime_seconds(pd.to_datetime(col, utc=True))
+        _refuse_timestamp(seconds < 0, _NEGATIVE, col, src, name)
+        return seconds
     return _parse_text_timestamps(col, src, name)
+
+
+_NOT_FINITE = "is not a finite number"
+_NEGATIVE = "is before 1970-01-01 (negative epoch seconds); timestamps must be 0 or later"
+_TOO_BIG = "is out of range: beyond 9.2e18, the largest timestamp int64 holds"
+
+
+def _check_float_timestamps(
+    values: np.ndarray, where: np.ndarray, col: pd.Series, src: _Source, name: str
+) -> None:
+    """Refuse the first of ``values[where]`` that is non-finite, negative or beyond int64."""
+    with np.errstate(invalid="ignore"):
+        not_finite = where & ~np.isfinite(values)
+        negative = where & (values < 0)
+        too_big = where & (values >= _INT64_BOUND)
+    bad = not_finite | negative | too_big
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        kinds = ((not_finite, _NOT_FINITE), (negative, _NEGATIVE), (too_big, _TOO_BIG))
+        why = next(text for mask, text in kinds if mask[first])
+        _refuse_timestamp(bad, why, col, src, name)
+
+
+def _refuse_timestamp(bad: np.ndarray, why: str, col: pd.Series, src: _Source, name: str) -> None:
+    """Raise naming the first row where ``bad`` holds, its value and ``why`` it is refused."""
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise src.error(f"timestamp {_show(col.iloc[first])} {why}", row=first + 1, column=name)
 
 
 def _parse_text_timestamps(col: pd.Series, src: _Source, name: str) -> np.ndarray:
     """Numbers are epoch seconds; other text is parsed as dates (naive ones as UTC)."""
     numbers = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
     is_date = np.isnan(numbers)
+    _check_float_timestamps(numbers, ~is_date, col, src, name)
     out = np.zeros(len(col), dtype=np.int64)
     out[~is_date] = np.floor(numbers[~is_date]).astype(np.int64)
     if not is_date.any():
@@ -541,7 +715,11 @@ def _parse_text_timestamps(col: pd.Series, src: _Source, name: str) -> np.ndarra
             row=first + 1,
             column=name,
         )
-    out[is_date] = _datetime_seconds(parsed)
+    dates = _datetime_seconds(parsed)
+    before_1970 = np.zeros(len(col), dtype=bool)
+    before_1970[is_date] = dates < 0
+    _refuse_timestamp(before_1970, _NEGATIVE, col, src, name)
+    out[is_date] = dates
     return out
 
 
@@ -551,7 +729,9 @@ def _datetime_seconds(parsed: pd.Series) -> np.ndarray:
 
 
 def parse_ratings(col: pd.Series, src: _Source, name: str) -> np.ndarray:
-    """``(n,)`` float32 ratings; non-numeric and missing values are refused."""
+    """``(n,)`` float32 ratings; missing, non-numeric, non-finite values and values beyond
+    float32 (which would become infinite) are refused."""
+    _refuse_non_scalars(col, src, name, "rating")
     if pd.api.types.is_bool_dtype(col.dtype):
         return col.to_numpy(dtype=np.float32)
     numbers = pd.to_numeric(col, errors="coerce")
@@ -561,7 +741,18 @@ def parse_ratings(col: pd.Series, src: _Source, name: str) -> np.ndarray:
         value = col.iloc[first]
         what = "missing rating" if pd.isna(value) else f"rating {_show(value)} is not a number"
         raise src.error(what, row=first + 1, column=name)
-    return numbers.to_numpy(dtype=np.float32)
+    values = numbers.to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        why = (
+            "is not a finite number"
+            if not np.isfinite(values[first])
+            else "is out of range: beyond 3.4e38, the largest rating float32 holds"
+        )
+        raise src.error(f"rating {_show(col.iloc[first])} {why}", row=first + 1, column=name)
+    return values.astype(np.float32)
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -601,16 +792,47 @@ def side_paths(path: str | Path) -> tuple[Path, Path]:
 def write_parquet(data: Dataset, path: str | Path) -> list[Path]:
     """Write interactions to ``path`` and the item/user tables beside it (see :func:`side_paths`).
 
-    Returns the paths written. Needs the ``parquet`` extra (pyarrow).
+    Each file is written under a temporary name and renamed into place once all are written,
+    so a failure leaves no half-written file. Returns the paths written. Needs the ``parquet``
+    extra (pyarrow).
+
+    Raises:
+        DataError: a target is a directory, or the folder cannot be created or written.
     """
     _pyarrow_parquet()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     inter, items, users = to_frames(data)
     items_path, users_path = side_paths(path)
-    written = []
-    for frame, target in ((inter, path), (items, items_path), (users, users_path)):
-        if frame.shape[1] > 1 or target == path:
-            frame.to_parquet(target, index=False)
-            written.append(target)
-    return written
+    targets = [
+        (frame, target)
+        for frame, target in ((inter, path), (items, items_path), (users, users_path))
+        if frame.shape[1] > 1 or target == path
+    ]
+    for _, target in targets:
+        if target.is_dir():
+            raise DataError("is a directory; name the .parquet file to write", file=str(target))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create the folder: {_os_reason(exc)}", file=str(path.parent)
+        ) from None
+    temps = [target.with_name(f".{target.name}.{os.getpid()}.tmp") for _, target in targets]
+    current = path
+    try:
+        for (frame, target), tmp in zip(targets, temps, strict=True):
+            current = target
+            frame.to_parquet(tmp, index=False)
+        for (_, target), tmp in zip(targets, temps, strict=True):
+            current = target
+            os.replace(tmp, target)
+    except OSError as exc:
+        raise DataError(f"cannot write: {_os_reason(exc)}", file=str(current)) from None
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return [target for _, target in targets]
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or _first_line(exc)

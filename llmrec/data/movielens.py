@@ -121,13 +121,23 @@ def fetch_movielens_100k(
             f"{target} exists but holds neither u.data/u.item/u.user nor ml-100k.inter/.item/"
             f".user; remove it and fetch again"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"{target.parent}: cannot create the data folder ({exc.strerror or _reason(exc)})"
+        ) from None
     tried = []
     for source in sources:
         fetcher = _FETCHERS.get(source)
         if fetcher is None:
             raise DataError(f"unknown MovieLens source {source!r}; choose from {sorted(_FETCHERS)}")
-        tmp = Path(tempfile.mkdtemp(prefix=".ml-100k-", dir=target.parent))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=".ml-100k-", dir=target.parent))
+        except OSError as exc:
+            raise DataError(
+                f"{target.parent}: cannot write in the data folder ({exc.strerror or _reason(exc)})"
+            ) from None
         try:
             fetcher(tmp, timeout, log)
             _write_manifest(tmp, source)
@@ -421,6 +431,8 @@ def _read_rows(path: Path, no_rows: str, **kwargs: object) -> pd.DataFrame:
         raise src.error("file is empty") from None
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
         raise src.error(f"malformed file: {_reason(exc)}") from None
+    except OSError as exc:  # a directory where the file should be, an I/O error
+        raise src.error(f"cannot read file: {exc.strerror or _reason(exc)}") from None
     if len(frame) == 0:
         raise src.error(no_rows)
     return frame

@@ -21,9 +21,12 @@ million interactions over a million items take seconds and about a gigabyte.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
+from llmrec.data._seed import generator
 from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError
 
@@ -90,7 +93,7 @@ def synthetic(
         ``occupation``; timestamps in seconds, no ratings.
     """
     _check(n_users, n_items, n_interactions, n_clusters, popularity_exponent, taste)
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     item_cluster = rng.integers(0, n_clusters, n_items).astype(np.int32)
     user_cluster = rng.integers(0, n_clusters, n_users).astype(np.int32)
     counts = _activity(rng, n_users, n_items, n_interactions)
@@ -126,11 +129,11 @@ def _check(
             "synthetic data needs n_users, n_items, n_interactions and n_clusters >= 1; got "
             f"{n_users}, {n_items}, {n_interactions}, {n_clusters}"
         )
-    if n_users >= 2**31 or n_items >= 2**31:
-        raise ConfigError("synthetic data supports fewer than 2**31 users and items")
-    if exponent < 0 or not 0 <= taste <= 1:
+    if n_users >= 2**31 or n_items >= 2**31 or n_interactions >= 2**31:
+        raise ConfigError("synthetic data supports fewer than 2**31 users, items and interactions")
+    if not (math.isfinite(exponent) and exponent >= 0) or not 0 <= taste <= 1:
         raise ConfigError(
-            f"need popularity_exponent >= 0 and 0 <= taste <= 1; got {exponent}, {taste}"
+            f"need a finite popularity_exponent >= 0 and 0 <= taste <= 1; got {exponent}, {taste}"
         )
 
 

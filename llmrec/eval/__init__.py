@@ -6,6 +6,7 @@ Models never import this package; it imports them.
 from llmrec.eval.metrics import Truth, per_user_metrics
 from llmrec.eval.protocols import (
     EvalResult,
+    check_ks,
     clean_rankings,
     evaluate,
     evaluate_candidates,
@@ -15,6 +16,7 @@ from llmrec.eval.protocols import (
 __all__ = [
     "EvalResult",
     "Truth",
+    "check_ks",
     "clean_rankings",
     "evaluate",
     "evaluate_candidates",

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from llmrec.data._seed import generator
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 
@@ -182,7 +183,7 @@ def permutation_agreement(
         raise ConfigError("permutation agreement needs at least 2 permutations")
     users = np.asarray(users, dtype=np.int64)
     candidates = np.asarray(candidates, dtype=np.int64)
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     n, c = candidates.shape
     item_ranks = []  # each (n, c): rank of the item in the *original* slot j
     for _ in range(n_permutations):
@@ -207,14 +208,20 @@ def permutation_agreement(
 
 def bootstrap(scorer: Scorer, n_orders: int = 3, *, seed: int = 0) -> Scorer:
     """A scorer that ranks ``n_orders`` independently shuffled orders of the candidates and
-    returns each item's mean Borda points (``c - 1 - rank``), aligned with the input order.
+    returns each item's mean Borda points (``c - 1 - rank``), aligned with the input order,
+    as ``(n, c)`` float64.
+
+    Items whose mean points tie are ordered by a further seeded random draw, never by the
+    slot they were shown in: a fraction below ``1 / n_orders`` (the smallest gap between two
+    different means) is added, distinct within a row. Evaluation breaks ties by slot, so
+    without it a scorer that likes every candidate alike would still favour early slots.
 
     Costs ``n_orders`` scorer calls per call. Each call draws fresh permutations from a
     generator seeded once, so repeated calls see different orders.
     """
     if n_orders < 1:
         raise ConfigError("bootstrapping needs at least one order")
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
 
     def score(users: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         candidates = np.asarray(candidates, dtype=np.int64)
@@ -226,7 +233,8 @@ def bootstrap(scorer: Scorer, n_orders: int = 3, *, seed: int = 0) -> Scorer:
             back = np.empty_like(ranks)
             np.put_along_axis(back, perm, ranks, axis=1)
             points += c - 1 - back
-        return (points / n_orders).astype(np.float32)
+        tie_break = np.argsort(rng.random((n, c)), axis=1) / (c * n_orders)
+        return points / n_orders + tie_break
 
     return score
 
@@ -337,19 +345,46 @@ def fairness(
     *,
     n_users: int,
     k: int = 5,
+    n_candidates: int | None = None,
 ) -> FairnessReport:
     """FaiRLLM's probe: ``rank_under(profile)`` returns ``(n_users, >=k)`` ranked ids for the
     same users and histories under ``profile``; ``{}`` is the neutral profile and
-    ``{attribute: value}`` each sensitive one."""
+    ``{attribute: value}`` each sensitive one.
+
+    The lists must be drawn from more than ``k`` candidates (give ``n_candidates`` when
+    known): a top-``k`` of every candidate is the same set under every profile, so Jaccard
+    would be 1 and SNSR 0 for any ranker.
+
+    Raises:
+        ConfigError: no values, ``k < 1``, ``k >= n_candidates``, or lists shorter than ``k``.
+    """
     if not values:
         raise ConfigError(f"no values given for the sensitive attribute {attribute!r}")
-    neutral = np.asarray(rank_under({}))[:, :k]
+    _check_fairness_k(k, n_candidates)
+    neutral = np.asarray(rank_under({}))
+    if neutral.ndim != 2 or neutral.shape[1] < k:
+        raise ConfigError(
+            f"fairness k={k}: the neutral lists have shape {neutral.shape}; each of the "
+            f"(n_users, width) rows must hold at least k items, drawn from more than k candidates"
+        )
+    neutral = neutral[:, :k]
     jac, rbo = {}, {}
     for value in values:
         lists = np.asarray(rank_under({attribute: value}))[:, :k]
         jac[value] = float(jaccard_at_k(neutral, lists).mean())
         rbo[value] = float(rbo_at_k(neutral, lists).mean())
     return FairnessReport(attribute, jac, rbo, k, n_users, n_users * (len(values) + 1))
+
+
+def _check_fairness_k(k: int, n_candidates: int | None) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"fairness k must be a whole number >= 1, got {k!r}")
+    if n_candidates is not None and k >= n_candidates:
+        raise ConfigError(
+            f"fairness k={k} must be smaller than the {n_candidates} candidates: a top-{k} of "
+            f"{n_candidates} candidates is the same set under every profile, so SNSR would be 0 "
+            f"for any ranker"
+        )
 
 
 class _ProfileRanker(Protocol):
@@ -373,7 +408,12 @@ def ranked_under_profiles(
     k: int = 5,
 ) -> Callable[[Mapping[str, str]], np.ndarray]:
     """A ``rank_under`` for :func:`fairness` from anything with a ``profile_override``
-    context manager (the LM rankers): top-``k`` of ``candidates`` under each profile."""
+    context manager (the LM rankers): top-``k`` of ``candidates`` under each profile.
+
+    Raises:
+        ConfigError: ``k`` is not below the number of candidates (see :func:`fairness`).
+    """
+    _check_fairness_k(k, np.asarray(candidates).shape[-1])
 
     def rank_under(profile: Mapping[str, str]) -> np.ndarray:
         with ranker.profile_override(profile):

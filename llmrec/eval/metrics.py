@@ -63,10 +63,15 @@ def precision(hits: np.ndarray, k: int) -> np.ndarray:
 
 
 def ndcg(hits: np.ndarray, truth: Truth, k: int) -> np.ndarray:
-    """Binary-relevance NDCG@k: DCG of the list over the DCG of an ideal list."""
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits[:, :k] * discounts[: hits[:, :k].shape[1]]).sum(axis=1)
+    """Binary-relevance NDCG@k: DCG of the list over the DCG of an ideal list.
+
+    Discounts are computed only as far as a list or an ideal list reaches, so a ``k`` far
+    beyond both (``10**9``) costs nothing extra."""
+    top = hits[:, :k]
     ideal_len = np.minimum(truth.counts, k)
+    depth = max(top.shape[1], int(ideal_len.max(initial=0)))
+    discounts = 1.0 / np.log2(np.arange(2, depth + 2))
+    dcg = (top * discounts[: top.shape[1]]).sum(axis=1)
     cum = np.concatenate([[0.0], np.cumsum(discounts)])
     idcg = cum[ideal_len]
     return _safe_divide(dcg, idcg)

@@ -3,6 +3,11 @@
 Evaluation never trusts a model. It asks for ranked item ids, then checks them itself: ids
 outside the catalogue, duplicates within a list and items the user already has are counted as
 violations and removed (the slot becomes a miss) before any metric is computed.
+
+Nor does it trust its arguments: cutoffs must be whole numbers >= 1, and a model is never asked
+for more items than the catalogue (full ranking) or the candidate list holds, so ``ks=[10**9]``
+costs what ``ks=[n_items]`` costs and gives the same figures. With no user to evaluate (an
+empty held-out part) the result is empty, with ``n_users`` 0, and the model is not called.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from llmrec.data._seed import generator
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.data.splits import Split
 from llmrec.errors import ConfigError
@@ -91,7 +97,7 @@ def clean_rankings(
     np.put_along_axis(dup, order, dup_sorted, axis=1)
     ranked[dup] = -1
     seen_count = 0
-    if history is not None and history.items.size:
+    if history is not None and history.items.size and len(users):
         span = n_items + 1
         starts, ends = history.indptr[users], history.indptr[users + 1]
         rows = np.repeat(np.arange(len(users), dtype=np.int64), ends - starts)
@@ -124,19 +130,27 @@ def evaluate(
         model: a fitted recommender.
         split: the split the model was fitted on (``split.train``).
         phase: ``"valid"`` (history = train) or ``"test"`` (history = train + valid).
-        ks: cutoffs; lists of ``max(ks)`` items are requested.
+        ks: cutoffs (whole numbers >= 1); lists of ``min(max(ks), n_items)`` items are
+            requested.
         users: evaluate only these user indices (default: every user with held-out items).
+
+    Raises:
+        ConfigError: a cutoff that is not a whole number >= 1, or an unknown phase.
     """
+    ks = check_ks(ks)
     history, heldout = phase_data(split, phase)
     eval_users = _eval_users(heldout, users)
-    max_k = max(ks)
+    width = min(max(ks), split.train.n_items)  # a longer list cannot hold more items
     hist = history.history()
     start = time.perf_counter()
-    recs = model.recommend(
-        eval_users, max_k, history=hist, exclude_seen=True, batch_size=batch_size
-    )
+    if len(eval_users):
+        recs = model.recommend(
+            eval_users, width, history=hist, exclude_seen=True, batch_size=batch_size
+        )
+        ranked = _fit_width(np.asarray(recs.items, dtype=np.int64), width)
+    else:
+        ranked = np.zeros((0, width), dtype=np.int64)
     elapsed = time.perf_counter() - start
-    ranked = _fit_width(recs.items, max_k)
     ranked, violations = clean_rankings(ranked, eval_users, hist, split.train.n_items)
     violations["short_lists"] = int((ranked < 0).any(axis=1).sum())
     return _summarise(ranked, eval_users, heldout, split.train, ks, violations, elapsed, "full")
@@ -154,8 +168,22 @@ def sample_candidates(
     seed: int = 0,
 ) -> np.ndarray:
     """``(n_users, 1 + n_negatives)`` int64 candidates: each user's first held-out item plus
-    negatives the user never interacted with, shuffled per user (seeded)."""
-    rng = np.random.default_rng(seed)
+    negatives the user never interacted with, shuffled per user (seeded).
+
+    Raises:
+        ConfigError: ``n_negatives < 1``, more negatives than the catalogue holds besides the
+            positive (or than a user has left unseen), a negative seed, an unknown sampling.
+    """
+    if isinstance(n_negatives, bool) or not isinstance(n_negatives, int | np.integer):
+        raise ConfigError(f"n_negatives must be a whole number, got {n_negatives!r}")
+    if n_negatives < 1:
+        raise ConfigError(f"n_negatives must be at least 1, got {n_negatives}")
+    if n_negatives > n_items - 1:
+        raise ConfigError(
+            f"n_negatives={n_negatives} is more than the {n_items - 1} items a catalogue of "
+            f"{n_items} holds besides the positive"
+        )
+    rng = generator(seed)
     if sampling == "popularity":
         if popularity is None:
             raise ConfigError("popularity sampling needs item popularity")
@@ -173,7 +201,8 @@ def sample_candidates(
         available = n_items - len(exclude)
         if available < n_negatives:
             raise ConfigError(
-                f"user {user} has only {available} items left to sample {n_negatives} negatives"
+                f"user index {user} has only {available} unseen items left to sample "
+                f"{n_negatives} negatives from; lower n_negatives"
             )
         chosen: list[int] = []
         seen_now = set(exclude)
@@ -203,7 +232,15 @@ def evaluate_candidates(
     seed: int = 0,
 ) -> EvalResult:
     """Candidate ranking: each user's held-out item among ``n_negatives`` sampled negatives
-    (or among given ``candidates``, e.g. from a retriever — the truth may then be absent)."""
+    (or among given ``candidates``, e.g. from a retriever — the truth may then be absent).
+
+    Ranked lists are ``min(max(ks), n_candidates)`` wide; ties in score keep candidate order.
+
+    Raises:
+        ConfigError: bad ``ks`` (see :func:`evaluate`), ``n_negatives`` or seed (see
+            :func:`sample_candidates`), or ``candidates`` of the wrong shape.
+    """
+    ks = check_ks(ks)
     history, heldout = phase_data(split, phase)
     eval_users = _eval_users(heldout, users)
     hist = history.history()
@@ -220,10 +257,17 @@ def evaluate_candidates(
             seed=seed,
         )
     candidates = np.asarray(candidates, dtype=np.int64)
-    if candidates.shape[0] != len(eval_users):
-        raise ConfigError(f"{candidates.shape[0]} candidate rows for {len(eval_users)} users")
+    if candidates.ndim != 2 or candidates.shape[0] != len(eval_users):
+        raise ConfigError(
+            f"candidates of shape {candidates.shape} for {len(eval_users)} users; "
+            f"wanted ({len(eval_users)}, n_candidates)"
+        )
     start = time.perf_counter()
-    scores = np.asarray(model.score_candidates(eval_users, candidates, history=hist))
+    scores = (
+        np.asarray(model.score_candidates(eval_users, candidates, history=hist))
+        if len(eval_users)
+        else np.zeros(candidates.shape)
+    )
     elapsed = time.perf_counter() - start
     if scores.shape != candidates.shape:
         raise ConfigError(
@@ -233,13 +277,25 @@ def evaluate_candidates(
     order = np.argsort(-scores, axis=1, kind="stable")
     ranked = np.take_along_axis(candidates, order, axis=1)
     ranked, violations = clean_rankings(ranked, eval_users, None, split.train.n_items)
-    width = max(ks)
-    ranked = _fit_width(ranked, width)
+    ranked = _fit_width(ranked, min(max(ks), candidates.shape[1]))
     result = _summarise(
         ranked, eval_users, heldout, split.train, ks, violations, elapsed, "candidates"
     )
     result.extra["candidates"] = candidates
     return result
+
+
+def check_ks(ks: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """``ks`` as a tuple of cutoffs, each a whole number >= 1.
+
+    Raises:
+        ConfigError: no cutoff, or one that is not a whole number >= 1.
+    """
+    out = tuple(ks)
+    bad = [k for k in out if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1]
+    if not out or bad:
+        raise ConfigError(f"cutoffs ks must be whole numbers >= 1, got {list(out)}")
+    return tuple(int(k) for k in out)
 
 
 def _eval_users(heldout: Dataset, users: np.ndarray | None) -> np.ndarray:

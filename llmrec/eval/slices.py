@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from llmrec.data._seed import generator
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split
 from llmrec.errors import ConfigError
@@ -87,7 +88,7 @@ def cold_user_split(
     if not 0 < fraction < 1:
         raise ConfigError(f"cold-user fraction must be in (0, 1), got {fraction}")
     candidates = split.test.active_users()
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     n_cold = max(1, round(fraction * len(candidates)))
     cold = np.sort(rng.choice(candidates, n_cold, replace=False)).astype(np.int64)
     out = Split(

@@ -85,3 +85,57 @@ def test_item_texts_from_template_and_unknown_field():
     assert texts[0] == "Movie 0 / Drama"
     with pytest.raises(DataError, match="nope"):
         data.item_texts("{nope}")
+
+
+def _per_user(counts: list[int]) -> Dataset:
+    """User ``u`` has ``counts[u]`` interactions with distinct items, in time order."""
+    users = np.repeat(np.arange(len(counts)), counts)
+    items = np.concatenate([np.arange(c) for c in counts])
+    return Dataset(
+        user_ids=np.arange(len(counts)),
+        item_ids=np.arange(max(counts)),
+        users=users,
+        items=items,
+        timestamps=np.arange(len(users)),
+        name="short",
+    )
+
+
+def test_leave_one_out_without_an_evaluable_user_says_what_a_user_needs():
+    with pytest.raises(DataError) as exc:
+        leave_one_out(_per_user([1, 2, 2, 1]))
+    message = str(exc.value)
+    assert message.startswith("leave-one-out split: no user has the 3 interactions it needs")
+    assert (
+        "(min_history=3" in message and "the most any of the 4 users of 'short' has is 2" in message
+    )
+    with pytest.raises(DataError, match="no user has the 5 interactions it needs"):
+        make_split(_per_user([4, 4]), "loo", min_history=5)
+    assert len(leave_one_out(_per_user([1, 3])).test) == 1  # one evaluable user is enough
+
+
+@pytest.mark.parametrize(
+    ("kind", "fracs", "part"),
+    [
+        ("temporal", {"valid_frac": 0.1, "test_frac": 0.05}, "test"),  # round(8 * 0.05) == 0
+        ("temporal", {"valid_frac": 0.05, "test_frac": 0.2}, "validation"),
+        ("random", {"valid_frac": 0.1, "test_frac": 0.01}, "test"),
+        ("random", {"valid_frac": 0.01, "test_frac": 0.3}, "validation"),
+        ("random", {"valid_frac": 0.45, "test_frac": 0.5}, "training"),
+    ],
+)
+def test_a_split_with_an_empty_part_is_refused(kind, fracs, part):
+    with pytest.raises(DataError) as exc:
+        make_split(_per_user([4, 4]), kind, seed=0, **fracs)
+    message = str(exc.value)
+    assert message.startswith(f"{kind} split: no interaction falls into {part} (8 interactions")
+
+
+def test_no_validation_is_allowed_when_none_is_asked_for():
+    split = temporal(tiny_dataset(), valid_frac=0.0, test_frac=0.2)
+    assert len(split.valid) == 0 and len(split.test) > 0
+
+
+def test_a_negative_seed_is_a_config_error_not_a_numpy_traceback():
+    with pytest.raises(ConfigError, match="seed must be 0 or more, got -1"):
+        random_split(tiny_dataset(), seed=-1)

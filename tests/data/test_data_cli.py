@@ -57,3 +57,29 @@ def test_fetch_reports_cache_and_counts(tmp_path, tiny_counts, capsys):
     assert main(["data", "fetch", "ml-100k", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert str(tmp_path / "ml-100k") in out and "6 interactions, 4 items, 3 users" in out
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("folder.parquet", "folder.parquet: is a directory; --out names the .parquet file"),
+        ("plain/s.parquet", "s.parquet: cannot write it: {tmp}/plain is a file, not a folder"),
+        ("s.csv", "--out {tmp}/s.csv: name a .parquet file"),
+    ],
+)
+def test_synth_refuses_an_out_it_cannot_write_before_generating(out, message, tmp_path, capsys):
+    (tmp_path / "folder.parquet").mkdir()
+    (tmp_path / "plain").write_text("")
+    code = main(["data", "synth", "--users", "5", "--items", "5", "--interactions", "10",
+                 "--out", str(tmp_path / out)])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "generating" not in err
+    assert err.startswith("llmrec: error: ") and message.format(tmp=tmp_path) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.parquet", "plain"]
+
+
+def test_info_reports_ratings_near_the_float32_limit_as_finite_json(write, capsys):
+    path = write("big.csv", "user_id,item_id,rating\na,1,3e38\nb,1,3e38\n")
+    assert main(["data", "info", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
+    assert summary["ratings"]["mean"] == pytest.approx(3e38, rel=1e-6)

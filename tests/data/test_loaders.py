@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -245,3 +246,224 @@ def test_synthetic_spec_accepts_k_and_m_suffixes():
 def test_read_table_picks_format_by_extension(write):
     data = read_table(write("ev.csv", EVENTS))
     assert data.n_interactions == 4
+
+
+# --- impossible values: refused in every format, naming file, row and column --------------------
+
+GOOD_ROWS = {
+    "user_id": [1, 1, 2],
+    "item_id": [10, 20, 10],
+    "timestamp": [5, 6, 7],
+    "rating": [1, 2, 3],
+}
+
+
+def _with_bad_value(column: str, value: object) -> pd.DataFrame:
+    """Three good rows, then ``value`` in ``column`` at data row 4."""
+    frame = pd.DataFrame(GOOD_ROWS)
+    extra = pd.DataFrame({"user_id": [2], "item_id": [20], "timestamp": [8], "rating": [4]})
+    extra[column] = extra[column].astype(object)
+    extra.at[0, column] = value
+    return pd.concat([frame.astype(object), extra], ignore_index=True)
+
+
+def _load(frame: pd.DataFrame, fmt: str, tmp_path) -> tuple[str, object]:
+    """Write ``frame`` as ``fmt`` (csv, tsv, parquet) or pass it as a polars frame; load it."""
+    if fmt == "polars":
+        pl = pytest.importorskip("polars")
+        return "interactions frame", lambda: from_frame(pl.from_pandas(frame.infer_objects()))
+    path = tmp_path / f"events.{fmt}"
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+        frame.infer_objects().to_parquet(path)
+    else:
+        frame.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
+    return str(path), lambda: load_dataset(path)
+
+
+FORMATS = ["csv", "tsv", "parquet", "polars"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (1e20, "out of range"),  # once became int64-min with only a numpy warning
+        (2**64 - 1, "out of range"),  # uint64: wrapped around to -1
+        (-5, "before 1970"),
+        (float("inf"), "not a finite number"),
+        (-float("inf"), "not a finite number"),
+    ],
+)
+def test_impossible_timestamps_are_refused_in_every_format(fmt, value, why, tmp_path):
+    label, load = _load(_with_bad_value("timestamp", value), fmt, tmp_path)
+    with pytest.raises(DataError) as exc:
+        load()
+    message = _error(exc)
+    assert message.startswith(f"{label}, row 4, column 'timestamp': timestamp ") and why in message
+
+
+def test_dates_before_1970_are_refused_like_negative_seconds(write):
+    path = write("ev.csv", "user_id,item_id,timestamp\na,1,2024-01-01\nb,1,1969-12-31\n")
+    with pytest.raises(DataError, match=r"row 2, column 'timestamp': timestamp '1969-12-31' is be"):
+        read_csv(path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (float("inf"), "not a finite number"),
+        (-float("inf"), "not a finite number"),
+        (1e300, "out of range"),  # became inf in float32
+        ("1e39", "out of range"),
+    ],
+)
+def test_impossible_ratings_are_refused_in_every_format(fmt, value, why, tmp_path):
+    if fmt in ("parquet", "polars") and isinstance(value, str):
+        value = float(value)
+    label, load = _load(_with_bad_value("rating", value), fmt, tmp_path)
+    with pytest.raises(DataError) as exc:
+        load()
+    message = _error(exc)
+    assert message.startswith(f"{label}, row 4, column 'rating': rating ") and why in message
+
+
+def test_large_but_representable_values_still_load(write):
+    text = "user_id,item_id,timestamp,rating\na,1,0,-1e30\na,2,9000000000000000000,3e38\n"
+    data = read_csv(write("ev.csv", text))
+    assert data.timestamps.tolist() == [0, 9_000_000_000_000_000_000]
+    assert data.ratings is not None and np.isfinite(data.ratings).all()
+
+
+def test_non_finite_float_ids_are_refused(tmp_path):
+    frame = pd.DataFrame({"user_id": [1.0, 2.0, float("inf")], "item_id": [1, 2, 3]})
+    with pytest.raises(DataError, match=r"row 3, column 'user_id': id inf is not a finite number"):
+        from_frame(frame)
+
+
+def test_huge_integral_float_ids_stay_distinct():
+    frame = pd.DataFrame({"user_id": [1e20, 2e20], "item_id": [1, 2]})
+    assert from_frame(frame).n_users == 2  # int64 conversion once made both int64-min
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "kind"),
+    [
+        ("user_id", [[1, 2], [3]], "a list"),
+        ("item_id", [{"a": 1}, {"a": 2}], "a mapping"),
+        ("timestamp", [[1], [2]], "a list"),
+        ("rating", [[4.0], [5.0]], "a list"),
+    ],
+)
+def test_nested_parquet_columns_are_refused(column, values, kind, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = {"user_id": [1, 2], "item_id": [1, 2], "timestamp": [1, 2], "rating": [4.0, 5.0]}
+    table[column] = values
+    path = tmp_path / "nested.parquet"
+    pq.write_table(pa.table(table), path)
+    with pytest.raises(DataError) as exc:
+        read_parquet(path)
+    message = _error(exc)
+    assert message.startswith(f"{path}, row 1, column '{column}': holds {kind}")
+
+
+def test_list_ids_in_a_polars_frame_are_refused():
+    pl = pytest.importorskip("polars")
+    frame = pl.DataFrame({"user_id": [[1], [2, 3]], "item_id": [1, 2]})
+    with pytest.raises(DataError, match=r"^interactions frame, row 1, column 'user_id': holds a"):
+        from_frame(frame)
+
+
+# --- one role per column, one column per role ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"timestamp": "rating"}, "column 'rating': mapped to both timestamp and rating"),
+        ({"item": "user_id"}, "column 'user_id': mapped to both user and item"),
+        ({"rating": "timestamp"}, "column 'timestamp': mapped to both timestamp and rating"),
+    ],
+)
+def test_a_column_mapped_to_two_roles_is_refused(columns, message, write):
+    path = write("ev.csv", EVENTS)
+    with pytest.raises(DataError) as exc:
+        read_csv(path, columns=columns)
+    assert _error(exc).startswith(f"{path}, {message}")
+
+
+def test_a_header_naming_a_role_column_twice_is_refused(write):
+    path = write("ev.csv", "user_id,item_id,user_id\na,1,b\n")
+    with pytest.raises(DataError, match=r"column 'user_id': the header names this user column"):
+        read_csv(path)
+    # a repeated column no role reads is harmless
+    assert read_csv(write("ok.csv", "user_id,item_id,note,note\na,1,x,y\n")).n_interactions == 1
+
+
+def test_a_frame_with_two_columns_of_one_name_is_refused():
+    frame = pd.DataFrame([[1, 2, 3]], columns=["user_id", "item_id", "item_id"])
+    with pytest.raises(DataError, match=r"column 'item_id': the header names this item column"):
+        from_frame(frame)
+
+
+# --- files that cannot be read -------------------------------------------------------------------
+
+
+def test_a_directory_or_fifo_instead_of_a_file_is_one_error(write, tmp_path):
+    events = write("ev.csv", EVENTS)
+    folder = tmp_path / "items.csv"
+    folder.mkdir()
+    with pytest.raises(DataError, match=r"items\.csv: is a directory, not a data file"):
+        read_csv(events, items=folder)
+    fifo = tmp_path / "users.csv"
+    os.mkfifo(fifo)  # opening it would block until a writer came
+    with pytest.raises(DataError, match=r"users\.csv: is not a regular file"):
+        read_csv(events, users=fifo)
+    with pytest.raises(DataError, match=r"items\.csv: is a directory"):
+        load_dataset(folder)
+
+
+def test_a_file_that_is_not_utf8_names_its_first_bad_line(tmp_path):
+    path = tmp_path / "ev.csv"
+    path.write_bytes(b"user_id,item_id\na,1\n\xe9t\xe9,2\n")
+    with pytest.raises(DataError) as exc:
+        read_csv(path)
+    assert _error(exc).startswith(f"{path}: line 3 is not utf-8 text (byte 0xe9)")
+    assert read_csv(path, encoding="latin-1").user_ids.tolist() == ["a", "été"]
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    path = tmp_path / "ev.csv"
+    path.write_bytes(("\ufeff" + EVENTS).encode("utf-8"))
+    assert read_csv(path).n_users == 3
+
+
+def test_write_parquet_refuses_a_directory_and_leaves_nothing(tmp_path):
+    pytest.importorskip("pyarrow")
+    data = from_frame(pd.read_csv(pd.io.common.StringIO(EVENTS)))
+    target = tmp_path / "out.parquet"
+    target.mkdir()
+    with pytest.raises(DataError, match=r"out\.parquet: is a directory"):
+        write_parquet(data, target)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(DataError, match="cannot create the folder"):
+        write_parquet(data, blocker / "x.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out.parquet"]
+    assert list(target.iterdir()) == []
+
+
+def test_a_file_the_system_refuses_to_read_is_one_error(write, monkeypatch):
+    """Tests run as root, where chmod 000 still reads: the refusal is simulated."""
+    path = write("ev.csv", EVENTS)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd, "read_csv", refuse)
+    with pytest.raises(DataError) as exc:
+        read_csv(path)
+    assert _error(exc) == f"{path}: cannot read file: Permission denied"

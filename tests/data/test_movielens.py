@@ -182,3 +182,46 @@ def test_real_movielens_100k():
     assert np.bincount(data.users).min() == 20  # every MovieLens-100K user rated >= 20 movies
     assert data.user_attrs.iloc[data.user_index([1])[0]]["occupation"] == "technician"
     assert 1997 <= np.datetime64(int(data.timestamps.min()), "s").astype(object).year <= 1998
+
+
+RECBOLE_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+
+
+@pytest.mark.parametrize(
+    ("layout", "line", "message"),
+    [
+        (
+            "grouplens",
+            "2\t1\t4\t1e20\n",
+            "row 2, column 'timestamp': timestamp 1e+20 is out of range",
+        ),
+        (
+            "grouplens",
+            "2\t1\tinf\t881250950\n",
+            "row 2, column 'rating': rating inf is not a finite",
+        ),
+        ("recbole", "2\t1\t4\t-1\n", "row 2, column 'timestamp': timestamp '-1' is before 1970"),
+    ],
+)
+def test_impossible_movielens_values_name_file_row_column(layout, line, message, tmp_path):
+    folder = (
+        write_grouplens(tmp_path / "g") if layout == "grouplens" else write_recbole(tmp_path / "r")
+    )
+    name, header = ("u.data", "") if layout == "grouplens" else ("ml-100k.inter", RECBOLE_HEADER)
+    (folder / name).write_text(header + "1\t1\t5\t881250949\n" + line)
+    with pytest.raises(DataError) as exc:
+        ml.parse_grouplens(folder) if layout == "grouplens" else ml.parse_recbole(folder)
+    assert str(exc.value).startswith(f"{folder / name}, {message}")
+
+
+def test_a_directory_where_a_movielens_file_belongs_is_one_error(grouplens_dir):
+    (grouplens_dir / "u.user").unlink()
+    (grouplens_dir / "u.user").mkdir()
+    with pytest.raises(DataError, match=r"u\.user: cannot read file"):
+        ml.parse_grouplens(grouplens_dir)
+
+
+def test_fetch_into_a_data_dir_under_a_file_is_one_error(tmp_path):
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(DataError, match="cannot create the data folder"):
+        ml.fetch_movielens_100k(tmp_path / "plain" / "cache")

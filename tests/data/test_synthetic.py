@@ -93,3 +93,16 @@ def test_bad_arguments():
         synthetic(0, 10, 10)
     with pytest.raises(ConfigError):
         synthetic(10, 10, 10, taste=1.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"popularity_exponent": float("nan")}, "finite popularity_exponent"),
+        ({"popularity_exponent": float("inf")}, "finite popularity_exponent"),
+        ({"seed": -1}, "seed must be 0 or more, got -1"),
+    ],
+)
+def test_arguments_numpy_would_take_or_trip_on(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        synthetic(10, 10, 10, **kwargs)

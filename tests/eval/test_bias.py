@@ -1,5 +1,7 @@
 """Bias probes on constructed scorers whose biases are known."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from llmrec.eval.bias import (
     permutation_agreement,
     popularity_bias,
     position_bias,
+    ranked_under_profiles,
     rbo_at_k,
     scorer_of,
     top_k,
@@ -159,3 +162,72 @@ def test_scorer_of_wraps_score_candidates(setup):
             return by_item(users, candidates)
 
     np.testing.assert_array_equal(scorer_of(Model(), "H")(users, cands), by_item(users, cands))
+
+
+def constant(users, candidates):
+    """Likes every candidate alike: the only order it can imply is the slots'."""
+    return np.zeros(candidates.shape, dtype=np.float32)
+
+
+def test_bootstrapping_a_constant_scorer_leaves_no_slot_effect():
+    """Ties in the mean Borda points were broken by slot, so at B=3 slot 0 scored NDCG 0.239
+    and slot 19 0.216. Under no slot effect the positive's rank is uniform over the 20 slots
+    whatever slot it is shown in: the per-slot NDCG has a known mean and standard error, and
+    the slope of NDCG over slots must be within 4 of its standard errors of 0 (the old code
+    gave -14.5 here; seeded, so the test cannot flake)."""
+    n, c, k = 20_000, 20, 10
+    rng = np.random.default_rng(7)
+    cands = np.argsort(rng.random((n, 100)), axis=1)[:, :c]
+    report = position_bias(
+        bootstrap(constant, n_orders=3, seed=11), np.arange(n), cands, cands[:, 0].copy(), k=k
+    )
+    rank = np.arange(c)
+    gain = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)  # NDCG of each rank, one positive
+    se = np.sqrt(gain.var() / n)  # of one slot's mean NDCG
+    np.testing.assert_allclose(report.ndcg, gain.mean(), atol=5 * se)
+    x = rank - rank.mean()
+    slope = float((x * report.ndcg).sum() / (x * x).sum())
+    assert abs(slope) < 4 * se / np.sqrt((x * x).sum()), f"slot effect: slope {slope:.2e}"
+
+
+def test_bootstrap_ties_are_broken_at_random_and_reproducibly(setup):
+    users, cands, _ = setup
+    first = bootstrap(constant, n_orders=2, seed=5)(users, cands)
+    again = bootstrap(constant, n_orders=2, seed=5)(users, cands)
+    np.testing.assert_array_equal(first, again)
+    assert all(len(set(row.tolist())) == N_CAND for row in first)  # no tie left to the slots
+
+
+def test_bootstrap_refuses_a_negative_seed():
+    with pytest.raises(ConfigError, match="seed must be 0 or more"):
+        bootstrap(constant, seed=-1)
+
+
+@pytest.mark.parametrize("k", [10, 12])
+def test_fairness_k_must_be_below_the_number_of_candidates(setup, k):
+    """A top-10 of 10 candidates is the same set under every profile: SNSR 0 for any ranker."""
+    users, cands, _ = setup
+
+    class Ranker:
+        def profile_override(self, profile):
+            return contextlib.nullcontext()
+
+        def score_candidates(self, users, candidates, *, history=None):
+            return by_item(users, candidates)
+
+    with pytest.raises(ConfigError, match=f"fairness k={k} must be smaller than the 10 cand"):
+        ranked_under_profiles(Ranker(), users, cands, None, k=k)
+    with pytest.raises(ConfigError, match=f"fairness k={k} must be smaller than the 10 cand"):
+        fairness(lambda p: cands, "age", ["a"], n_users=N_USERS, k=k, n_candidates=N_CAND)
+    if k > N_CAND:  # lists shorter than k tell the same without n_candidates
+        with pytest.raises(
+            ConfigError, match=rf"fairness k={k}: the neutral lists have shape \(12, 10\)"
+        ):
+            fairness(lambda p: cands, "age", ["a"], n_users=N_USERS, k=k)
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_fairness_k_must_be_positive(setup, k):
+    _, cands, _ = setup
+    with pytest.raises(ConfigError, match="fairness k must be a whole number >= 1"):
+        fairness(lambda p: cands, "age", ["a"], n_users=N_USERS, k=k)

@@ -63,3 +63,13 @@ def test_per_user_metrics_keys():
     out = M.per_user_metrics(np.array([[1, 2]]), M.Truth.from_lists([[2]]), (1, 2))
     assert out["hr@1"][0] == 0.0 and out["hr@2"][0] == 1.0
     assert set(out) >= {"ndcg@1", "recall@2", "mrr@2", "precision@1"}
+
+
+def test_ndcg_at_an_absurd_cutoff_equals_ndcg_over_the_whole_list():
+    """Discounts once had ``k`` entries: ``k=10**12`` tried to allocate 8 TB."""
+    ranked = np.array([[5, 7, 9, 1], [2, -1, -1, -1]])
+    truth = M.Truth.from_lists([[9, 1, 3], [8]])
+    hits = M.hit_matrix(ranked, truth)
+    np.testing.assert_allclose(M.ndcg(hits, truth, 10**12), M.ndcg(hits, truth, 4))
+    dcg, idcg = 1 / math.log2(4) + 1 / math.log2(5), 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert M.ndcg(hits, truth, 10**12)[0] == pytest.approx(dcg / idcg)

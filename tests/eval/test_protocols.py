@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from llmrec.data.splits import leave_one_out
+from llmrec.data.splits import leave_one_out, temporal
+from llmrec.errors import ConfigError
 from llmrec.eval import clean_rankings, evaluate, evaluate_candidates, sample_candidates
 from llmrec.eval.protocols import truth_for
 from llmrec.models.base import ModelConfig, Recommendations, Recommender
@@ -97,3 +98,72 @@ def test_candidate_protocol_with_popularity_model():
     assert res.ranked.shape == (len(res.users), 5)
     assert 0.0 <= res.metrics["ndcg@5"] <= 1.0
     assert res.protocol == "candidates"
+
+
+class Recording(Popularity):
+    """Popularity that records the list length and users it was asked for."""
+
+    def recommend(self, users, k=10, **kw):
+        self.asked = (len(users), k)
+        return super().recommend(users, k, **kw)
+
+    def score_candidates(self, users, candidates, **kw):
+        self.asked = (len(users), candidates.shape[1])
+        return super().score_candidates(users, candidates, **kw)
+
+
+def test_an_absurd_cutoff_is_capped_at_the_catalogue_and_changes_no_figure():
+    split = leave_one_out(tiny_dataset())
+    model = Recording().fit(split.train)
+    capped = evaluate(model, split, ks=(10, 10**9))
+    assert model.asked[1] == split.train.n_items  # not 10**9: no (n_users, 10**9) matrix
+    whole = evaluate(model, split, ks=(10, split.train.n_items))
+    assert capped.ranked.shape == whole.ranked.shape == (len(whole.users), split.train.n_items)
+    assert capped.metrics["ndcg@1000000000"] == whole.metrics[f"ndcg@{split.train.n_items}"]
+    assert capped.metrics["ndcg@10"] == whole.metrics["ndcg@10"]
+    cands = evaluate_candidates(model, split, ks=(1, 10**9), n_negatives=9)
+    assert cands.ranked.shape == (len(cands.users), 10)
+
+
+@pytest.mark.parametrize("ks", [(), (0,), (10, -1), (2.5,), (True,)])
+def test_cutoffs_that_are_not_whole_numbers_from_one_are_refused(ks):
+    split = leave_one_out(tiny_dataset())
+    model = Popularity().fit(split.train)
+    with pytest.raises(ConfigError, match="cutoffs ks must be whole numbers >= 1"):
+        evaluate(model, split, ks=ks)
+    with pytest.raises(ConfigError, match="cutoffs ks must be whole numbers >= 1"):
+        evaluate_candidates(model, split, ks=ks)
+
+
+@pytest.mark.parametrize(
+    ("n_negatives", "message"),
+    [
+        (-1, "n_negatives must be at least 1, got -1"),
+        (0, "n_negatives must be at least 1, got 0"),
+        (10**12, "n_negatives=1000000000000 is more than the 29 items"),  # before allocating
+    ],
+)
+def test_impossible_negative_counts_are_refused(n_negatives, message):
+    split = leave_one_out(tiny_dataset())
+    model = Popularity().fit(split.train)
+    with pytest.raises(ConfigError, match=message):
+        evaluate_candidates(model, split, n_negatives=n_negatives)
+
+
+def test_a_negative_seed_for_candidates_is_a_config_error():
+    split = leave_one_out(tiny_dataset())
+    model = Popularity().fit(split.train)
+    with pytest.raises(ConfigError, match="seed must be 0 or more, got -2"):
+        evaluate_candidates(model, split, seed=-2)
+
+
+@pytest.mark.parametrize("protocol", ["full", "candidates"])
+def test_an_empty_held_out_part_gives_an_empty_result_without_asking_the_model(protocol):
+    split = temporal(tiny_dataset(), valid_frac=0.0, test_frac=0.2)
+    model = Recording().fit(split.train)
+    model.asked = None
+    run = evaluate if protocol == "full" else evaluate_candidates
+    result = run(model, split, phase="valid")  # once: need at least one array to concatenate
+    assert model.asked is None and len(result.users) == 0
+    assert result.metrics["n_users"] == 0.0
+    assert run(model, split, phase="test").metrics["n_users"] > 0
