@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import shutil
+import math
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -35,10 +35,20 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llmrec._io import atomic_write_text, check_unique_names, read_yaml_mapping, validated
+from llmrec._io import (
+    atomic_write_text,
+    check_unique_names,
+    dumps_json,
+    make_dirs,
+    read_json_object,
+    read_yaml_mapping,
+    staged_dir,
+    validated,
+)
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.data.splits import Split, make_split
 from llmrec.errors import ConfigError, LlmrecError
+from llmrec.experiment import MAX_SEED, check_cutoffs
 from llmrec.results import (
     RECORD_FILE,
     ResultsStore,
@@ -46,6 +56,7 @@ from llmrec.results import (
     environment,
     new_run_id,
     read_record,
+    record_from_dict,
     write_record,
 )
 
@@ -164,8 +175,9 @@ class EvalSettings(_Strict):
 
     @model_validator(mode="after")
     def _has_ten(self) -> EvalSettings:
-        if 10 not in self.ks or min(self.ks) < 1:
-            raise ValueError("eval.ks must be positive and include 10")
+        check_cutoffs(self.ks)
+        if 10 not in self.ks:
+            raise ValueError("eval.ks must include 10 (the report reads @10)")
         return self
 
 
@@ -196,7 +208,7 @@ class CompareConfig(_Strict):
     """Everything a comparison runs: the data, split, evaluation, probes and entries."""
 
     dataset: str = "ml-100k"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     split: SplitSettings = Field(default_factory=SplitSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     probes: ProbeConfig = Field(default_factory=ProbeConfig)
@@ -205,6 +217,20 @@ class CompareConfig(_Strict):
     @model_validator(mode="after")
     def _unique_names(self) -> CompareConfig:
         check_unique_names([e.name for e in self.entries])
+        return self
+
+    @model_validator(mode="after")
+    def _fairness_list_shorter_than_candidates(self) -> CompareConfig:
+        # a list as long as the candidates holds all of them under every profile: SNSR is 0
+        # for any ranker, a measurement that cannot fail
+        n_candidates = 1 + self.eval.n_negatives
+        probed = [e.name for e in self.entries if "fairness" in e.probe_set()]
+        if probed and self.probes.fairness_k >= n_candidates:
+            raise ValueError(
+                f"probes.fairness_k ({self.probes.fairness_k}) must be below the number of "
+                f"candidates (1 + eval.n_negatives = {n_candidates}) for the fairness probe of "
+                f"{', '.join(probed)}"
+            )
         return self
 
 
@@ -277,7 +303,7 @@ def run_compare(
 
     Returns one :class:`StageStatus` per entry, in config order.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir, "compare folder")
     started = time.perf_counter()
     data = data if data is not None else load_data(config.dataset, data_dir, seed=config.seed)
     split = _split(data, config)
@@ -412,7 +438,12 @@ def _run_stage(
         )
     tic = time.perf_counter()
     try:
-        record = _measure(entry, ctx, stage_dir, key, log)
+        # the stage (model and record) is written beside its folder and renamed into place
+        # whole: an interrupted stage leaves the previous folder, which resume does not reuse
+        # unless its record carries this stage's key
+        with staged_dir(stage_dir) as partial:
+            record = _measure(entry, ctx, partial, key, log)
+            write_record(record, partial)
     except _Unavailable as exc:
         return _status(entry, "unavailable", reason=str(exc), key=key)
     except Exception as exc:  # one entry's failure must not stop the comparison
@@ -424,7 +455,6 @@ def _run_stage(
         return _status(entry, "failed", reason=reason, key=key, seconds=time.perf_counter() - tic)
     finally:
         gc.collect()
-    write_record(record, stage_dir)
     if store is not None:
         store.add(record)
     return _status(
@@ -437,7 +467,7 @@ def _cached_record(stage_dir: Path, key: str) -> RunRecord | None:
         return None
     try:
         record = read_record(stage_dir)
-    except (ValueError, TypeError, KeyError):
+    except ConfigError:
         return None  # a torn or foreign file: run the stage again
     return record if record.extra.get("stage_key") == key else None
 
@@ -498,6 +528,8 @@ def _measure(entry: CompareEntry, ctx: _Context, stage_dir: Path, key: str, log:
     extra["ranker_stats"] = _ranker_stats(model)
     extra["training"] = _training(model)
     extra["violations"] = result.violations
+    if diagnostics := model.diagnostics():
+        extra["diagnostics"] = diagnostics
     timings = {"fit_s": fit_s, "evaluate_s": result.timings["total_s"]}
     timings["stage_s"] = time.perf_counter() - stage_tic
     # CPU seconds of all threads: on a shared machine a steadier figure than wall time
@@ -648,17 +680,12 @@ def _candidates_for(users: np.ndarray, ctx: _Context) -> np.ndarray:
 
 def _save_model(model: Any, folder: Path) -> int:
     """Save the fitted model into the stage (``llmrec serve`` loads it from there); return its
-    size on disk in bytes, 0 if it cannot be saved. Written beside and renamed into place, so an
-    interrupted save never leaves a half-written model that looks whole."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    size on disk in bytes, 0 if it cannot be saved. :meth:`Recommender.save` writes beside and
+    renames into place, so an interrupted save never leaves a half-written model."""
     try:
-        model.save(tmp)
+        model.save(folder)
     except (LlmrecError, NotImplementedError, OSError, TypeError, ValueError):
-        shutil.rmtree(tmp, ignore_errors=True)
         return 0
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
@@ -853,21 +880,24 @@ def _write_manifest(
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "elapsed_s": time.perf_counter() - started,
     }
-    atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True))
+    atomic_write_text(out_dir / MANIFEST_FILE, dumps_json(manifest, sort_keys=True))
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:
-    """The ``compare.json`` of a compare folder."""
+    """The ``compare.json`` of a compare folder; a one-line :class:`ConfigError` when it is
+    missing, not JSON, or its stage list is malformed."""
     path = out_dir / MANIFEST_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{out_dir} is not a compare folder ({MANIFEST_FILE} missing)") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
+    if not path.exists():
+        raise ConfigError(f"{out_dir} is not a compare folder ({MANIFEST_FILE} missing)")
+    data = read_json_object(path, "compare manifest")
+    stages = data.get("stages", [])
+    if not isinstance(stages, list) or not all(_is_stage_line(s) for s in stages):
+        raise ConfigError(f"{path}: 'stages' must be a list of stage objects with a name")
     return data
+
+
+def _is_stage_line(stage: Any) -> bool:
+    return isinstance(stage, dict) and isinstance(stage.get("name"), str)
 
 
 #: rough seconds per stage on ML-100K (943 users, 1,682 items) on a 2-core machine
@@ -887,12 +917,14 @@ _ROUGH_S = {
 
 def _estimate(entry: CompareEntry, out_dir: Path, data: Dataset) -> float:
     """Seconds a stage should take: its last record's time, else a rough per-model figure."""
-    record_path = out_dir / "stages" / entry.name / RECORD_FILE
-    if record_path.is_file():
+    stage_dir = out_dir / "stages" / entry.name
+    if (stage_dir / RECORD_FILE).is_file():
         try:
-            return float(json.loads(record_path.read_text())["timings"].get("stage_s", 0.0))
-        except (ValueError, KeyError):
-            pass
+            seconds = read_record(stage_dir).timings.get("stage_s", 0.0)
+        except ConfigError:
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return float(seconds)
     scale = max(0.01, data.n_interactions / 100_000)
     return _ROUGH_S.get(entry.model, 60) * scale
 
@@ -922,8 +954,9 @@ def iter_records(out_dir: Path) -> Iterator[tuple[dict[str, Any], RunRecord | No
     manifest = read_manifest(out_dir)
     for stage in manifest.get("stages", []):
         record = None
-        if stage.get("record"):
-            path = out_dir / stage["record"]
+        rel = stage.get("record")
+        if isinstance(rel, str) and rel:
+            path = out_dir / rel
             if path.is_file():
-                record = RunRecord.from_dict(json.loads(path.read_text()))
+                record = record_from_dict(read_json_object(path, "stage record"), str(path))
         yield stage, record

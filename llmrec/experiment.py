@@ -3,6 +3,10 @@
 :class:`RunConfig` is plain data (it validates, dumps to JSON/YAML and loads back);
 :func:`run_experiment` carries it out and returns the :class:`~llmrec.results.RunRecord` it
 wrote to the run folder and the results store.
+
+Limits checked before any work: seeds are ``0 .. 2**63 - 1``; cutoffs ``eval.ks`` are
+``1 .. MAX_CUTOFF`` (a cutoff above the catalogue size is allowed, with a note: the list is
+padded, so ``@k`` there equals ``@n_items``); the candidate protocol needs at least one negative.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llmrec._io import make_dirs, staged_dir
 from llmrec.data.splits import make_split
-from llmrec.errors import ConfigError
 from llmrec.eval.protocols import EvalResult, evaluate, evaluate_candidates
 from llmrec.eval.slices import slice_report
 from llmrec.models.registry import create_model
@@ -29,9 +33,25 @@ from llmrec.results import (
     write_record,
 )
 
+#: the largest cutoff a config may ask for: evaluation holds (users, max k) arrays
+MAX_CUTOFF = 10_000
+#: the largest seed: numpy, torch and SQLite all take a non-negative 63-bit integer
+MAX_SEED = 2**63 - 1
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def check_cutoffs(ks: list[int]) -> list[int]:
+    """``ks`` if it is a non-empty list of cutoffs in ``1 .. MAX_CUTOFF``; ``ValueError`` (for a
+    pydantic validator) otherwise."""
+    if not ks:
+        raise ValueError("eval.ks needs at least one cutoff, e.g. [10, 20]")
+    bad = [k for k in ks if not 1 <= k <= MAX_CUTOFF]
+    if bad:
+        raise ValueError(f"eval.ks must lie in 1..{MAX_CUTOFF:,}; got {bad}")
+    return ks
 
 
 class SplitConfig(_Strict):
@@ -42,10 +62,20 @@ class SplitConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    """Attributes:
+    ks: cutoffs, each in ``1 .. MAX_CUTOFF``.
+    n_negatives: sampled negatives per held-out item under the candidate protocol (>= 1).
+    """
+
     protocol: Literal["full", "candidates"] = "full"
     ks: list[int] = Field(default_factory=lambda: [10, 20])
-    n_negatives: int = 19
+    n_negatives: int = Field(default=19, ge=1)
     sampling: Literal["uniform", "popularity"] = "uniform"
+
+    @field_validator("ks")
+    @classmethod
+    def _ks_in_range(cls, ks: list[int]) -> list[int]:
+        return check_cutoffs(ks)
 
 
 class RunConfig(_Strict):
@@ -56,7 +86,7 @@ class RunConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     split: SplitConfig = Field(default_factory=SplitConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     save_model: bool = True
 
 
@@ -68,13 +98,19 @@ def run_experiment(
     data_dir: Path | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> RunRecord:
-    """Run ``config`` and write ``record.json`` (and the fitted model) into ``run_dir``."""
+    """Run ``config`` and write ``record.json`` (and the fitted model) into ``run_dir``.
+
+    The folder is written beside ``run_dir`` and renamed into place when complete, and only
+    then is the record added to ``store``: an interrupted run leaves neither a folder nor a row.
+    """
     from llmrec.data import load_dataset
 
-    # the model and its config are checked before any data is read: a typo fails in a second
+    # the model, its config and the output folder are checked before any data is read: a typo
+    # fails in a second
     params = dict(config.params)
     params.setdefault("seed", config.seed)
     model = create_model(config.model, params)
+    make_dirs(run_dir.parent, "the parent folder of run folders")
     timer = StageTimer()
     with timer("load"):
         data = load_dataset(config.dataset, data_dir=data_dir)
@@ -85,6 +121,7 @@ def run_experiment(
         f"split {config.split.kind}: train {len(split.train)}, valid {len(split.valid)}, "
         f"test {len(split.test)} interactions"
     )
+    _note_large_cutoffs(config, data.n_items, log)
     log(f"fitting {model!r}")
     with timer("fit"):
         model.fit(split.train, split.valid)
@@ -113,9 +150,12 @@ def run_experiment(
         environment=environment(),
         extra={"violations": test.violations},
     )
-    if config.save_model:
-        model.save(run_dir / "model")
-    write_record(record, run_dir)
+    if diagnostics := model.diagnostics():
+        record.extra["diagnostics"] = diagnostics
+    with staged_dir(run_dir) as partial:
+        if config.save_model:
+            model.save(partial / "model")
+        write_record(record, partial)
     if store is not None:
         store.add(record)
     return record
@@ -134,10 +174,17 @@ def _split(data: Any, config: RunConfig) -> Any:
     )
 
 
+def _note_large_cutoffs(config: RunConfig, n_items: int, log: Callable[[str], None]) -> None:
+    large = sorted({k for k in config.eval.ks if k > n_items})
+    if large:
+        log(
+            f"note: eval.ks {large} exceed the catalogue ({n_items} items): lists are padded, "
+            f"so those cutoffs measure the same as @{n_items}"
+        )
+
+
 def _evaluate(model: Any, split: Any, config: RunConfig, phase: Any) -> EvalResult:
     ks = tuple(config.eval.ks)
-    if not ks or min(ks) < 1:
-        raise ConfigError(f"eval.ks must be positive cutoffs, got {list(ks)}")
     if config.eval.protocol == "full":
         return evaluate(model, split, phase=phase, ks=ks)
     return evaluate_candidates(

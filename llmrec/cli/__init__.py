@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from llmrec.errors import LlmrecError
 
@@ -24,10 +25,20 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one ``llmrec: error: …`` line, like every other error
+    (argparse's own prints the whole usage block first). Sub-commands inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("llmrec").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"llmrec: error: {where}{message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from llmrec import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llmrec",
         description="Language models in recommender systems, measured side by side.",
     )
@@ -56,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LlmrecError as exc:
         print(f"llmrec: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not a file-system fault with a path to name: a bug, keep its traceback
+        print(f"llmrec: error: {_file_fault(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             "llmrec: interrupted; cached work is kept, run the command again to resume",
@@ -63,3 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     return int(code or 0)
+
+
+def _file_fault(exc: OSError) -> str:
+    """A file-system failure as one line naming the path(s), e.g.
+    ``runs/compare/report.html: Is a directory``."""
+    where = str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return f"{where}: {exc.strerror or type(exc).__name__}"

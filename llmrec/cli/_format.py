@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from llmrec._io import dumps_json
+
 
 def format_value(value: Any) -> str:
+    if value is None:  # an undefined metric read back from JSON
+        return "-"
     if isinstance(value, float):
         if value != value:  # NaN
             return "-"
@@ -33,5 +36,6 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = Non
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    """``data`` as strict JSON on stdout: undefined numbers are ``null`` (never ``NaN``), and a
+    value JSON has no type for is written as its string."""
+    sys.stdout.write(dumps_json(data, default=str) + "\n")

@@ -8,9 +8,10 @@ llmrec models prepare NAME
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
+
+from llmrec.cli._format import print_json
 
 
 def register(subparsers: Any) -> None:
@@ -39,7 +40,7 @@ def _list(args: argparse.Namespace) -> int:
 
     rows = list_models()
     if args.json:
-        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        print_json([r.as_dict() for r in rows])
         return 0
     print(f"{'name':<14} {'kind':<8} {'size MB':>8}  {'installed':<9}  package")
     for r in rows:
@@ -61,7 +62,7 @@ def _show(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown model {args.name!r}; known: {', '.join(rows)}")
     info = rows[args.name].as_dict()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
     else:
         for key, value in info.items():
             print(f"{key:<13} {value}")

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from llmrec import paths
-from llmrec._io import read_yaml_mapping
+from llmrec._io import read_yaml_mapping, validated
 from llmrec.cli._format import print_json, table
 from llmrec.errors import ConfigError
 
@@ -60,14 +60,10 @@ def build_config(args: argparse.Namespace) -> Any:
         raw["seed"] = args.seed
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
+        if not sep or not all(key.split(".")):
+            raise ConfigError(f"--set needs KEY=VALUE with a dotted KEY, got {item!r}")
         _assign(raw, key.split("."), _parse_value(value))
-    try:
-        return RunConfig.model_validate(raw)
-    except ValueError as exc:
-        first = str(exc).splitlines()
-        raise ConfigError(f"invalid run config: {' '.join(first[:3])}") from None
+    return validated(RunConfig, raw, "run config")
 
 
 def _parse_value(text: str) -> Any:

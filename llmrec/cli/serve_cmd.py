@@ -43,52 +43,87 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """The :class:`~llmrec.serve.ServeConfig` the arguments describe."""
+    """The :class:`~llmrec.serve.ServeConfig` the arguments describe: the folder's or file's
+    config with the flags on top. A flag out of range is a one-line error naming the flag."""
     from llmrec.serve import config_from_folder, load_serve_config
 
     if (args.source is None) == (args.config is None):
         raise ConfigError("give a run/compare folder or --config FILE (one of them)")
-    key = None
-    if args.api_key_file is not None:
-        try:
-            key = args.api_key_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --api-key-file: {exc.strerror}") from None
-        if not key:
-            raise ConfigError(f"{args.api_key_file} is empty")
-    overrides = {
-        "dataset": args.dataset,
-        "host": args.host,
-        "port": args.port,
-        "api_key": key,
-        "lm_budget_ms": args.lm_budget_ms,
-    }
     if args.config is not None:
-        config = load_serve_config(args.config, **overrides)
+        config = load_serve_config(args.config)
     else:
         if not args.source.is_dir():
             raise ConfigError(f"{args.source} is not a folder")
-        config = config_from_folder(args.source, **overrides)
-    batching = config.batching.model_copy(
-        update={
-            k: v
-            for k, v in {
-                "window_ms": args.window_ms,
-                "max_batch": args.max_batch,
-                "max_queue": args.max_queue,
-                "enabled": False if args.no_batching else None,
-            }.items()
-            if v is not None
-        }
-    )
+        config = config_from_folder(args.source)
     entries = [e for e in config.entries if not args.only or e.name in args.only]
     missing = sorted(set(args.only) - {e.name for e in config.entries})
     if missing:
         known = ", ".join(e.name for e in config.entries)
         raise ConfigError(f"--only names unknown entries {missing}; entries: {known}")
-    return type(config).model_validate(
-        {**config.model_dump(), "batching": batching.model_dump(), "entries": entries}
-    )
+    raw = config.model_dump()
+    raw["entries"] = [e.model_dump() for e in entries]
+    return _validated(raw, _set_flags(raw, args))
+
+
+def _set_flags(raw: dict[str, Any], args: argparse.Namespace) -> dict[tuple[str, ...], str]:
+    """Put each given flag's value into ``raw``; returns how each key so set was given (``--port
+    70000``; the API key file without its content), for messages."""
+    given: dict[tuple[str, ...], str] = {}
+    for flag, where, value in _flag_values(args):
+        if value is None:
+            continue
+        *parents, last = where
+        target = raw
+        for part in parents:
+            target = target[part]
+        target[last] = value
+        given[where] = flag if where == ("api_key",) else f"{flag} {value}"
+    return given
+
+
+def _flag_values(args: argparse.Namespace) -> list[tuple[str, tuple[str, ...], Any]]:
+    """(flag, where in the config, value or ``None`` when not given) of each override."""
+    return [
+        ("--dataset", ("dataset",), args.dataset),
+        ("--host", ("host",), args.host),
+        ("--port", ("port",), args.port),
+        ("--api-key-file", ("api_key",), _api_key(args.api_key_file)),
+        ("--lm-budget-ms", ("lm_budget_ms",), args.lm_budget_ms),
+        ("--window-ms", ("batching", "window_ms"), args.window_ms),
+        ("--max-batch", ("batching", "max_batch"), args.max_batch),
+        ("--max-queue", ("batching", "max_queue"), args.max_queue),
+        ("--no-batching", ("batching", "enabled"), False if args.no_batching else None),
+    ]
+
+
+def _api_key(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        key = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read --api-key-file {path}: {why}") from None
+    if not key:
+        raise ConfigError(f"{path} is empty")
+    return key
+
+
+def _validated(raw: dict[str, Any], flags: dict[tuple[str, ...], str]) -> Any:
+    """``raw`` as a ServeConfig; a failing value a flag set is reported under the flag's name,
+    any other as the config's own one-line error."""
+    from pydantic import ValidationError
+
+    from llmrec.serve.config import ServeConfig, validate_serve_config
+
+    try:
+        return ServeConfig.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            flag = flags.get(tuple(str(p) for p in err["loc"]))
+            if flag is not None:
+                raise ConfigError(f"{flag}: {err['msg']}") from None
+    return validate_serve_config(raw)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

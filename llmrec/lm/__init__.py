@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 from llmrec.lm.base import LanguageModel, LMStats, Pooling
-from llmrec.lm.cache import CachedLM
+from llmrec.lm.cache import CachedLM, CacheError
 from llmrec.lm.fake import FakeLM
 from llmrec.lm.registry import ModelInfo, list_models, load_lm
 
@@ -19,6 +19,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CacheError",
     "CachedLM",
     "FakeLM",
     "HFCausalLM",

@@ -11,6 +11,11 @@ Four batched verbs cover the three paradigms:
 
 A backend that cannot do a verb (an encoder-only model cannot generate) raises
 :class:`~llmrec.errors.BackendError` saying so. Backends are deterministic given their seed.
+
+Answers are checked where they leave a backend and again before the disk cache stores them
+(:func:`check_logprobs`, :func:`check_vectors`, :func:`check_texts`): a NaN, an infinity, a
+log-probability above 0 or a wrong shape is a :class:`~llmrec.errors.BackendError`, never a
+ranking.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ import numpy as np
 from llmrec.errors import BackendError
 
 Pooling = Literal["mean", "last", "cls"]
+
+#: the largest log-probability accepted: log(1) = 0 plus room for float32 rounding of a
+#: certain token (a server that sums or re-normalises in float32 can land a hair above 0)
+MAX_LOGPROB = 1e-6
+#: answers are kept as float32: a larger magnitude (-1e300) would become infinite there
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -87,6 +98,73 @@ def single_token_ids(
             "use one-token labels (e.g. ' A' after a prompt ending in ':')"
         )
     return ids
+
+
+def _numbers(values: object, who: str, what: str) -> np.ndarray:
+    """``values`` as float64 when it is a rectangular array of numbers (not strings, booleans
+    or objects, which numpy would otherwise convert); else a BackendError."""
+    try:
+        raw = np.asarray(values)
+    except ValueError:  # ragged nesting
+        raise BackendError(f"{who} answered {what} of unequal lengths") from None
+    if raw.dtype.kind not in "fiu":
+        raise BackendError(f"{who} answered {what} that are not numbers ({raw.dtype})")
+    # float64 first: a value that only overflows float32 (-1e300) is caught by the caller
+    return raw.astype(np.float64)
+
+
+def _first_bad(bad: np.ndarray, values: np.ndarray) -> str:
+    """``"<value> at [i, j]"`` for the first flagged position."""
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    return f"{float(values[where]):.6g} at {list(where)}"
+
+
+def check_logprobs(values: object, shape: tuple[int, ...], who: str) -> np.ndarray:
+    """``values`` as a float32 array of ``shape`` when every entry is a finite log-probability
+    (at most :data:`MAX_LOGPROB`); otherwise :class:`~llmrec.errors.BackendError` naming
+    ``who`` (model and verb) and the first bad entry.
+
+    Example::
+
+        check_logprobs([[-0.1, -2.3]], (1, 2), "fake score_next")   # (1, 2) float32
+        check_logprobs([[-0.1, float("nan")]], (1, 2), "m score_next")  # BackendError
+    """
+    wide = _numbers(values, who, "log-probabilities")
+    if wide.shape != shape:
+        raise BackendError(f"{who} answered log-probabilities of shape {wide.shape}, not {shape}")
+    bad = ~np.isfinite(wide) | (wide < -FLOAT32_MAX) | (wide > MAX_LOGPROB)
+    if bad.any():
+        raise BackendError(
+            f"{who} answered a log-probability that is not a finite float32 <= 0: "
+            f"{_first_bad(bad, wide)}"
+        )
+    return wide.astype(np.float32)
+
+
+def check_vectors(values: object, n: int, who: str, *, dim: int | None = None) -> np.ndarray:
+    """``values`` as ``(n, dim)`` float32 when it is a 2-D array of finite numbers, ``dim``
+    wide where given; otherwise :class:`~llmrec.errors.BackendError` naming ``who``."""
+    wide = _numbers(values, who, "vectors")
+    if wide.ndim != 2 or wide.shape[0] != n or (n and wide.shape[1] == 0):
+        raise BackendError(f"{who} answered vectors of shape {wide.shape} for {n} input(s)")
+    if dim is not None and wide.shape[1] != dim:
+        raise BackendError(f"{who} answered {wide.shape[1]}-d vectors where {dim}-d were expected")
+    bad = ~np.isfinite(wide) | (np.abs(wide) > FLOAT32_MAX)
+    if bad.any():
+        raise BackendError(f"{who} answered a vector entry that is not a finite float32: "
+                           f"{_first_bad(bad, wide)}")  # fmt: skip
+    return wide.astype(np.float32)
+
+
+def check_texts(values: object, n: int, who: str) -> list[str]:
+    """``values`` when it is a list of ``n`` strings; otherwise a BackendError naming ``who``."""
+    if not isinstance(values, list | tuple) or len(values) != n:
+        got = len(values) if isinstance(values, list | tuple) else type(values).__name__
+        raise BackendError(f"{who} answered {got} text(s) for {n} prompt(s)")
+    wrong = [type(v).__name__ for v in values if not isinstance(v, str)]
+    if wrong:
+        raise BackendError(f"{who} answered a {wrong[0]} where a text was expected")
+    return list(values)
 
 
 class LanguageModel(ABC):
@@ -156,10 +234,13 @@ class LanguageModel(ABC):
         """``prompt`` as one user turn plus the assistant prefix, in the model's chat format.
 
         ``score_next`` and ``loglikelihood`` read their prompt as plain text; callers that want
-        a chat model to see its own format wrap the prompt with this first. Models without a
-        template (and servers, which apply theirs on the chat endpoint) return it unchanged.
+        a chat model to see its own format wrap the prompt with this first, then append the
+        answer prefix. Models without a template return the prompt unchanged. Backends whose
+        template is applied only inside ``generate`` (servers, on their chat endpoint; llama.cpp
+        and the fake) cannot render it here: they return the prompt and a line break, the
+        plain-text layout in which the answer prefix starts its own line.
         """
-        return prompt
+        return f"{prompt}\n" if self.has_chat_template else prompt
 
     def close(self) -> None:
         """Release resources (servers, threads). Safe to call twice."""

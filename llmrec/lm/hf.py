@@ -29,7 +29,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.errors import BackendError, ConfigError, require
-from llmrec.lm.base import LanguageModel, Pooling, single_token_ids
+from llmrec.lm.base import (
+    LanguageModel,
+    Pooling,
+    check_logprobs,
+    check_vectors,
+    single_token_ids,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -316,7 +322,7 @@ class HFCausalLM(LanguageModel):
                 out[idx] = pooled.numpy()
         if self.config.normalize:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return check_vectors(out, len(texts), f"{self.model_id} encode")
 
     # --- score_next ----------------------------------------------------------------------------
     def label_token_ids(self, prompt: str, labels: Sequence[str]) -> list[int]:
@@ -350,7 +356,7 @@ class HFCausalLM(LanguageModel):
                 logprobs = torch.log_softmax(logits.float(), dim=-1)
                 gather = torch.tensor([label_ids[i] for i in idx], dtype=torch.long)
                 out[idx] = logprobs.gather(1, gather).numpy()
-        return out
+        return check_logprobs(out, out.shape, f"{self.model_id} score_next")
 
     # --- loglikelihood -------------------------------------------------------------------------
     def loglikelihood(self, prompt: str, continuations: Sequence[str]) -> np.ndarray:
@@ -385,7 +391,7 @@ class HFCausalLM(LanguageModel):
             out[list(split)] = scores
         for i in fallback:
             out[i] = self._score_full(p_ids, self._ids(prompt + continuations[i]))
-        return out
+        return check_logprobs(out, out.shape, f"{self.model_id} loglikelihood")
 
     def _score_on_prefix(self, prefix: list[int], conts: list[list[int]]) -> np.ndarray:
         """Summed log-probs of each token list after ``prefix``, sharing the prefix's KV cache."""

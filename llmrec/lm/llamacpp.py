@@ -30,7 +30,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.errors import BackendError, ConfigError, require
-from llmrec.lm.base import LanguageModel, Pooling, single_token_ids
+from llmrec.lm.base import (
+    LanguageModel,
+    Pooling,
+    check_logprobs,
+    check_vectors,
+    single_token_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +288,7 @@ class LlamaCppLM(LanguageModel):
             self.stats.prompt_tokens += len(ids)
             logprobs = _log_softmax(self._logits_after(ids))
             out[row] = logprobs[label_ids]
-        return out
+        return check_logprobs(out, out.shape, f"{self.model_id} score_next")
 
     # --- loglikelihood -------------------------------------------------------------------------
     def _split(self, p_ids: list[int], prompt: str, cont: str) -> tuple[list[int], list[int]]:
@@ -335,7 +341,7 @@ class LlamaCppLM(LanguageModel):
                 self._logits_after(fitted)
             out[i] = first[cont[0]] + self._score_tail(len(fitted), cont)
             self.stats.prompt_tokens += len(cont)
-        return out
+        return check_logprobs(out, out.shape, f"{self.model_id} loglikelihood")
 
     def _score_full(self, ctx: list[int], cont: list[int]) -> float:
         """Summed log-probs of ``cont`` after ``ctx``, from one decode of the whole sequence."""
@@ -452,4 +458,4 @@ class LlamaCppLM(LanguageModel):
         self.llama.reset()  # embed() clears the KV cache; the prefix bookkeeping must follow
         if self.config.normalize:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return check_vectors(out, len(texts), f"{self.model_id} encode")

@@ -17,17 +17,28 @@ Which endpoint serves which verb:
 * ``encode`` — ``/embeddings``; token-level answers (llama.cpp without a pooling head) are
   pooled here (mean or last).
 
-Every request has a timeout; connection errors, HTTP 429 and 5xx are retried at most
-``max_retries`` times with exponential backoff; read timeouts are not retried (a slow server
-would only be slower). Every failure is one :class:`~llmrec.errors.BackendError` line naming the
-URL and cause, and nothing partial is returned. Batched verbs run up to ``concurrency`` requests
-at once. ``httpx`` is imported lazily (the ``http`` extra).
+``timeout_s`` is a deadline, not a per-read timeout: each request ends within ``timeout_s``
+seconds of its start — connecting, sending, waiting, reading the answer to its last byte, and
+any retries with their backoff included — so a server that stalls, sends its headers and stops,
+or trickles its answer a byte at a time costs at most ``timeout_s``. Connection errors, HTTP 429
+and 5xx are retried at most ``max_retries`` times with exponential backoff while the deadline
+leaves time for it. A batched verb sends its requests ``concurrency`` at a time, each with its
+own deadline.
+
+Every answer is checked before it is used: a field that is missing or of the wrong JSON type, a
+string where a number belongs, a log-probability that is not a finite number <= 0 (``NaN``,
+``-Infinity``, ``1e999``, ``0.5``), an embedding that is not finite or not as wide as the
+others. Every failure is one :class:`~llmrec.errors.BackendError` line naming the URL and cause,
+and nothing partial is returned. ``httpx`` is imported lazily (the ``http`` extra).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +48,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.errors import BackendError, ConfigError, require
-from llmrec.lm.base import LanguageModel, Pooling
+from llmrec.lm.base import (
+    FLOAT32_MAX,
+    MAX_LOGPROB,
+    LanguageModel,
+    Pooling,
+    check_logprobs,
+    check_vectors,
+)
 
 __all__ = ["OpenAIConfig", "OpenAILM"]
 
@@ -60,7 +78,8 @@ class OpenAIConfig(BaseModel):
         base_url: the API root including ``/v1`` (``http://127.0.0.1:8080/v1``).
         model: model name sent with every request.
         api_key: sent as ``Authorization: Bearer``; ``None`` sends none.
-        timeout_s: seconds to connect and to wait for an answer.
+        timeout_s: deadline of each request in seconds, from its start to the last byte of its
+            answer, retries and their backoff included (see the module docstring).
         max_retries: retries after the first attempt (connection errors, 429, 5xx).
         backoff_s: first retry delay; doubles each retry.
         concurrency: most requests in flight for a batched verb.
@@ -99,6 +118,117 @@ class OpenAIConfig(BaseModel):
 
 def _one_line(text: str, limit: int = 200) -> str:
     return " ".join(text[:limit].split())
+
+
+class _Late(Exception):
+    """The request's deadline passed (internal: :meth:`OpenAILM._post` words the error)."""
+
+
+class _BadValue(ValueError):
+    """A field of an answer holds the wrong type or value; the message names the field."""
+
+
+def _kind(value: object) -> str:
+    """How a JSON value reads in a message: ``a list``, ``the string '1.5'``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {_one_line(value, 40)!r}"
+    if isinstance(value, bool | int | float):
+        return f"the {'boolean' if isinstance(value, bool) else 'number'} {json.dumps(value)}"
+    return "an object" if isinstance(value, dict) else "a list"
+
+
+def _logprob(value: object, where: str) -> float:
+    """``value`` when it is a JSON number that is a log-probability float32 holds finitely
+    (``-FLOAT32_MAX <= value <= MAX_LOGPROB``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _BadValue(f"{where} is {_kind(value)}, not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal beyond the float range
+        number = math.inf
+    if not -FLOAT32_MAX <= number <= MAX_LOGPROB:  # also false for NaN
+        raise _BadValue(f"{where} is {value!r}, not a finite float32 log-probability <= 0")
+    return number
+
+
+def _count(value: object, where: str) -> int:
+    """``value`` when it is a JSON integer >= 0 (token counts, offsets, indices)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _BadValue(f"{where} is {value!r}, not a count")
+    return value
+
+
+def _usage(answer: dict[str, Any], key: str) -> int:
+    """``usage[key]``; servers may leave usage out (0), but what they send must be a count."""
+    usage = answer.get("usage")
+    if usage is None:
+        return 0
+    if not isinstance(usage, dict):
+        raise _BadValue(f"usage is {_kind(usage)}, not an object")
+    value = usage.get(key)
+    return 0 if value is None else _count(value, f"usage.{key}")
+
+
+def _text(value: object, where: str) -> str:
+    """A completion's text; ``null`` (a message with no content) is the empty text."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _BadValue(f"{where} is {_kind(value)}, not a string")
+    return value
+
+
+def _embedding(value: object, where: str) -> np.ndarray:
+    """A ``(dim,)`` or ``(tokens, dim)`` float32 embedding of finite JSON numbers."""
+    try:
+        raw = np.asarray(value)
+    except ValueError:
+        raise _BadValue(f"{where} has rows of unequal lengths") from None
+    if raw.dtype.kind not in "fiu" or raw.ndim not in (1, 2) or raw.size == 0:
+        raise _BadValue(f"{where} is not a non-empty list of numbers (or of lists of numbers)")
+    wide = raw.astype(np.float64)
+    if not (np.abs(wide) <= FLOAT32_MAX).all():  # also false for NaN
+        raise _BadValue(f"{where} holds a number that is not a finite float32")
+    return wide.astype(np.float32)
+
+
+class _Watchdog:
+    """Shuts the socket of a streamed answer down at ``deadline``, so that a read blocked on a
+    stalled or trickling server returns then, not after its own read timeout. ``fired`` tells
+    whether it did. Answers without a socket (test transports) are left alone."""
+
+    def __init__(self, response: Any, deadline: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._done = False
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        self._timer: threading.Timer | None = None
+        if isinstance(sock, socket.socket):
+            self._timer = threading.Timer(
+                max(0.0, deadline - time.monotonic()), self._fire, (sock,)
+            )
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._done:  # the answer was read in time: its socket may be back in the pool
+                return
+            self.fired = True
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Watchdog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _cut_at_stops(text: str, stop: Sequence[str]) -> str:
@@ -140,6 +270,7 @@ class OpenAILM(LanguageModel):
             cfg.prompt_logprobs
         )
         self.model_id = cfg.model_id or f"openai:{cfg.base_url}#{cfg.model}"
+        self._dim: int | None = None  # width of the first embeddings answered
 
     # --- properties ----------------------------------------------------------------------------
     @property
@@ -155,40 +286,74 @@ class OpenAILM(LanguageModel):
 
     # --- transport -----------------------------------------------------------------------------
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """The JSON object answered to ``POST path``; retries, then one-line BackendError."""
-        url = f"{self.config.base_url}{path}"
-        body = {"model": self.config.model, **payload}
+        """The JSON object answered to ``POST path`` within the deadline (``timeout_s`` from
+        now, retries included); retries, then one-line BackendError."""
+        cfg = self.config
+        url = f"{cfg.base_url}{path}"
+        body = {"model": cfg.model, **payload}
         if path != "/embeddings":
-            body.update(self.config.extra_body)
+            body.update(cfg.extra_body)
         httpx = self._httpx
-        attempts = self.config.max_retries + 1
+        deadline = time.monotonic() + cfg.timeout_s
+        attempts = cfg.max_retries + 1
         why = ""
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+                pause = cfg.backoff_s * 2 ** (attempt - 1)
+                if time.monotonic() + pause >= deadline:
+                    raise BackendError(f"{url}: {why} after {attempt} attempt(s); no time left "
+                                       f"for another within {cfg.timeout_s:g} s")  # fmt: skip
+                time.sleep(pause)
             try:
-                answer = self._client.post(path, json=body)
+                status, text = self._send(path, body, deadline)
+            except _Late:
+                raise BackendError(
+                    f"{url} did not answer within {cfg.timeout_s:g} s (timeout_s: the deadline "
+                    "of a request, retries included)"
+                ) from None
             except httpx.ConnectError as exc:
                 why = f"cannot connect ({_one_line(str(exc)) or 'connection refused'})"
                 continue
-            except httpx.ConnectTimeout:
-                why = f"no connection within {self.config.timeout_s:g} s"
-                continue
-            except httpx.TimeoutException:
-                raise BackendError(
-                    f"{url} did not answer within {self.config.timeout_s:g} s (timeout)"
-                ) from None
             except httpx.HTTPError as exc:
-                why = f"transport error: {_one_line(str(exc))}"
+                why = f"transport error: {_one_line(str(exc)) or type(exc).__name__}"
                 continue
-            if answer.status_code == 429 or answer.status_code >= 500:
-                why = f"HTTP {answer.status_code}: {_one_line(answer.text)}"
+            if status == 429 or status >= 500:
+                why = f"HTTP {status}: {_one_line(text)}"
                 continue
-            if answer.status_code >= 400:
-                raise BackendError(f"{url} answered HTTP {answer.status_code}: "
-                                   f"{_one_line(answer.text)}")  # fmt: skip
-            return self._json(url, answer.text)
+            if status >= 400:
+                raise BackendError(f"{url} answered HTTP {status}: {_one_line(text)}")
+            return self._json(url, text)
         raise BackendError(f"{url}: {why} after {attempts} attempt(s)")
+
+    def _send(self, path: str, body: dict[str, Any], deadline: float) -> tuple[int, str]:
+        """(status, text) of one attempt, read to its end by ``deadline``, else :class:`_Late`.
+
+        Every httpx timeout is the time left, which bounds connecting and a server that sends
+        nothing; the answer is streamed and the clock checked after each piece, which bounds a
+        trickle; the watchdog cuts a read that is still blocked when the deadline comes.
+        """
+        httpx = self._httpx
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Late
+        watchdog: _Watchdog | None = None
+        try:
+            with self._client.stream("POST", path, json=body, timeout=left) as answer:
+                with _Watchdog(answer, deadline) as watchdog:
+                    data = bytearray()
+                    for piece in answer.iter_bytes():
+                        data += piece
+                        if time.monotonic() >= deadline:
+                            raise _Late
+                if watchdog.fired:
+                    raise _Late
+                return answer.status_code, data.decode("utf-8", errors="replace")
+        except httpx.TimeoutException:
+            raise _Late from None
+        except httpx.HTTPError:
+            if (watchdog is not None and watchdog.fired) or time.monotonic() >= deadline:
+                raise _Late from None
+            raise
 
     @staticmethod
     def _json(url: str, text: str) -> dict[str, Any]:
@@ -204,7 +369,12 @@ class OpenAILM(LanguageModel):
         """``read(answer)``, turning a missing or mistyped field into one BackendError."""
         try:
             return read(answer)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except _BadValue as exc:
+            raise BackendError(
+                f"{self.config.base_url}{path} answered a bad value ({exc}): "
+                f"{_one_line(json.dumps(answer))!r}"
+            ) from None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise BackendError(
                 f"{self.config.base_url}{path} answered an unexpected shape "
                 f"({type(exc).__name__}: {_one_line(str(exc), 80)}): "
@@ -235,19 +405,21 @@ class OpenAILM(LanguageModel):
         if stop:
             params["stop"] = list(stop)[:_MAX_SERVER_STOPS]
 
+        def read(a: dict[str, Any]) -> tuple[str, int, int]:
+            choice = a["choices"][0]
+            if self.has_chat_template:
+                text = _text(choice["message"]["content"], "choices[0].message.content")
+            else:
+                text = _text(choice["text"], "choices[0].text")
+            return text, _usage(a, "prompt_tokens"), _usage(a, "completion_tokens")
+
         def one(prompt: str) -> tuple[str, int, int]:
             if self.has_chat_template:
                 path, payload = "/chat/completions", {
                     "messages": [{"role": "user", "content": prompt}], **params}  # fmt: skip
-                answer = self._post(path, payload)
-                text = self._parse(path, answer, lambda a: a["choices"][0]["message"]["content"])
             else:
-                path = "/completions"
-                answer = self._post(path, {"prompt": prompt, **params})
-                text = self._parse(path, answer, lambda a: a["choices"][0]["text"])
-            usage = answer.get("usage") or {}
-            return str(text or ""), int(usage.get("prompt_tokens", 0)), int(
-                usage.get("completion_tokens", 0))  # fmt: skip
+                path, payload = "/completions", {"prompt": prompt, **params}
+            return self._parse(path, self._post(path, payload), read)
 
         results = self._map(one, list(prompts))
         for _, n_prompt, n_generated in results:
@@ -262,14 +434,21 @@ class OpenAILM(LanguageModel):
         answer = self._post(path, {"prompt": prompt, "max_tokens": 1, "temperature": 0.0,
                                    "logprobs": self.config.top_logprobs})  # fmt: skip
 
-        def read(a: dict[str, Any]) -> dict[str, float]:
+        def read(a: dict[str, Any]) -> tuple[dict[str, float], int]:
             top = a["choices"][0]["logprobs"]["top_logprobs"][0]
-            return {str(k): float(v) for k, v in top.items()}
+            if not isinstance(top, dict):
+                raise _BadValue(
+                    f"top_logprobs[0] is {_kind(top)}, not an object of token: log-prob "
+                    "(the /completions format)"
+                )
+            where = "top_logprobs[0]"
+            out = {k: _logprob(v, f"{where}[{k!r}]") for k, v in top.items()}
+            return out, _usage(a, "prompt_tokens")
 
-        top = self._parse(path, answer, read)
+        top, n_prompt = self._parse(path, answer, read)
         if not top:
             raise BackendError(f"{self.config.base_url}{path} returned no top logprobs")
-        return top, int((answer.get("usage") or {}).get("prompt_tokens", 0))
+        return top, n_prompt
 
     @staticmethod
     def labels_from_top(top: dict[str, float], labels: Sequence[str]) -> tuple[np.ndarray, int]:
@@ -310,8 +489,11 @@ class OpenAILM(LanguageModel):
 
         def read(a: dict[str, Any]) -> tuple[list[float | None], list[int], list[str]]:
             lp = a["choices"][0]["logprobs"]
-            values = [None if v is None else float(v) for v in lp["token_logprobs"]]
-            return values, [int(o) for o in lp["text_offset"]], [str(t) for t in lp["tokens"]]
+            values = [None if v is None else _logprob(v, f"token_logprobs[{i}]")
+                      for i, v in enumerate(lp["token_logprobs"])]  # fmt: skip
+            offsets = [_count(o, f"text_offset[{i}]") for i, o in enumerate(lp["text_offset"])]
+            tokens = [_text(t, f"tokens[{i}]") for i, t in enumerate(lp["tokens"])]
+            return values, offsets, tokens
 
         return self._parse(path, answer, read)
 
@@ -356,7 +538,8 @@ class OpenAILM(LanguageModel):
             self.stats.prompt_tokens += len(values)
             return float(sum(v for v in picked if v is not None))
 
-        return np.array(self._map(one, list(continuations)), dtype=np.float32)
+        scores = self._map(one, list(continuations))
+        return check_logprobs(scores, (len(continuations),), f"{self.model_id} loglikelihood")
 
     # --- encode --------------------------------------------------------------------------------
     def encode(
@@ -375,10 +558,11 @@ class OpenAILM(LanguageModel):
             answer = self._post(path, {"input": chunk})
 
             def read(a: dict[str, Any]) -> list[np.ndarray]:
-                items = sorted(a["data"], key=lambda d: int(d["index"]))
+                items = sorted(a["data"], key=lambda d: _count(d["index"], "data[].index"))
                 if len(items) != len(chunk):
-                    raise ValueError(f"{len(items)} embeddings for {len(chunk)} texts")
-                return [np.asarray(d["embedding"], dtype=np.float32) for d in items]
+                    raise _BadValue(f"{len(items)} embeddings for {len(chunk)} texts")
+                return [_embedding(d["embedding"], f"data[{i}].embedding")
+                        for i, d in enumerate(items)]  # fmt: skip
 
             raw = self._parse(path, answer, read)
             if len(chunk) > 1 and any(v.ndim == 2 for v in raw):
@@ -393,7 +577,9 @@ class OpenAILM(LanguageModel):
         vectors = [v for part in self._map(one, chunks) for v in part]
         if not vectors:
             return np.zeros((0, 0), dtype=np.float32)
-        out = np.stack(vectors).astype(np.float32)
+        who = f"{self.config.base_url}{path}"
+        out = check_vectors(vectors, len(texts), who, dim=self._dim)
+        self._dim = out.shape[1]
         if self.config.normalize:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

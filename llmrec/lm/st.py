@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.errors import BackendError, ConfigError, require
-from llmrec.lm.base import LanguageModel, Pooling
+from llmrec.lm.base import LanguageModel, Pooling, check_vectors
 
 log = logging.getLogger(__name__)
 
@@ -125,4 +125,4 @@ class SentenceTransformerLM(LanguageModel):
                 if self.config.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 out[idx] = vectors.numpy()
-        return out
+        return check_vectors(out, len(texts), f"{self.model_id} encode")

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from llmrec.data.dataset import Dataset, UserHistory
-from llmrec.errors import require
+from llmrec.errors import ConfigError, require
 from llmrec.models.base import ModelConfig
 
 if TYPE_CHECKING:
@@ -191,6 +191,31 @@ def numpy_to_state(state: dict[str, np.ndarray], prefix: str) -> dict[str, torch
         for k, v in state.items()
         if k.startswith(prefix)
     }
+
+
+def load_net_state(net: torch.nn.Module, state: dict[str, np.ndarray], prefix: str) -> None:
+    """Load the arrays under ``prefix`` into ``net``, checked first: the same names as the
+    network's own state, each of its shape and kind (float or integer); a saved file that
+    disagrees is a one-line :class:`~llmrec.errors.ConfigError` naming the first difference."""
+    saved = numpy_to_state(state, prefix)
+    own = net.state_dict()
+    missing = sorted(set(own) - set(saved))
+    extra = sorted(set(saved) - set(own))
+    if missing or extra:
+        what = f"lacks {prefix}{missing[0]}" if missing else f"has unknown {prefix}{extra[0]}"
+        raise ConfigError(f"the saved network {what}")
+    for name, tensor in own.items():
+        got = saved[name]
+        if tuple(got.shape) != tuple(tensor.shape):
+            raise ConfigError(
+                f"array {prefix}{name!r} has shape {tuple(got.shape)}, expected "
+                f"{tuple(tensor.shape)} for this config and catalogue"
+            )
+        if got.is_floating_point() != tensor.is_floating_point():
+            raise ConfigError(
+                f"array {prefix}{name!r} has dtype {got.dtype}, expected {tensor.dtype}"
+            )
+    net.load_state_dict(saved)
 
 
 @functools.cache

@@ -6,12 +6,12 @@ A recommender is a component with a typed, validated config (a pydantic model) a
 popularity fallback for users without history live here once.
 
 Models are saved as a folder: ``config.json`` (model name + config) and ``state.safetensors``
-(numpy arrays). Nothing is pickled.
+(numpy arrays). Nothing is pickled; a folder names its model by a registered short name, and
+loading checks every array against the sizes it claims (:mod:`llmrec.models.saved`).
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmrec._io import dumps_json, staged_dir
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
+from llmrec.models.saved import CONFIG_FILE, STATE_FILE, read_saved_meta, read_saved_state
 
-STATE_FILE = "state.safetensors"
-CONFIG_FILE = "config.json"
+__all__ = ["CONFIG_FILE", "STATE_FILE", "ModelConfig", "Recommendations", "Recommender"]
 
 
 class ModelConfig(BaseModel):
@@ -34,7 +35,7 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -220,46 +221,58 @@ class Recommender(ABC):
         """Read what :meth:`_save_files` wrote; called after :meth:`_load_state`."""
 
     def save(self, path: str | Path) -> Path:
-        """Write ``config.json`` and ``state.safetensors`` into the folder ``path``."""
+        """Write ``config.json`` and ``state.safetensors`` into the folder ``path``.
+
+        The folder is written beside ``path`` and renamed into place when complete, so an
+        interrupted save leaves the previous folder (or none), never a half-written one. An
+        existing ``path`` is replaced only when it is empty or a saved model.
+        """
         from safetensors.numpy import save_file
 
         self._require_fitted()
         assert self._popularity is not None and self._fit_history is not None
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
+        _check_replaceable(folder)
         meta = {
             "model": self.name,
             "config": self.config.model_dump(mode="json"),
             "n_users": self.n_users,
             "n_items": self.n_items,
         }
-        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         state = {f"model.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
         state["base.popularity"] = self._popularity
         state["base.indptr"] = self._fit_history.indptr
         state["base.items"] = self._fit_history.items
         state["base.timestamps"] = self._fit_history.timestamps
-        save_file(state, str(folder / STATE_FILE))
-        self._save_files(folder)
+        with staged_dir(folder) as partial:
+            (partial / CONFIG_FILE).write_text(dumps_json(meta), encoding="utf-8")
+            save_file(state, str(partial / STATE_FILE))
+            self._save_files(partial)
         return folder
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
-        """Load a saved model; on the base class, the model class is read from config.json."""
-        from safetensors.numpy import load_file
+        """Load a saved model; on the base class, the model class is read from config.json.
 
-        from llmrec.models.registry import get_model_class
-
+        A saved folder names its model by a registered short name only (never an import path).
+        Every damage — unreadable or malformed ``config.json``, a missing, truncated or foreign
+        ``state.safetensors``, sizes that disagree with the arrays — is a one-line
+        :class:`ConfigError` naming the folder.
+        """
         folder = Path(path)
+        meta = read_saved_meta(folder)
+        klass = _saved_class(cls, meta.model, folder)
         try:
-            meta = json.loads((folder / CONFIG_FILE).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{folder} holds no saved model ({CONFIG_FILE} missing)") from None
-        klass = get_model_class(meta["model"]) if cls is Recommender else cls
-        model = klass(klass.config_class.model_validate(meta["config"]))
-        state = load_file(str(folder / STATE_FILE))
-        model.n_users = int(meta["n_users"])
-        model.n_items = int(meta["n_items"])
+            config = klass.config_class.model_validate(meta.config)
+            for nested in klass.nested_models(config):
+                _check_registered(nested, folder)
+            model = klass(config)
+        except ValidationError as exc:
+            raise ConfigError(f"{folder}/{CONFIG_FILE}: config: {_one_line(exc)}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{folder}/{CONFIG_FILE}: {exc}") from None
+        state = read_saved_state(folder, meta.n_users, meta.n_items)
+        model.n_users, model.n_items = meta.n_users, meta.n_items
         model._popularity = state.pop("base.popularity")
         model._fit_history = UserHistory(
             state.pop("base.indptr"),
@@ -267,12 +280,90 @@ class Recommender(ABC):
             state.pop("base.timestamps"),
             model.n_items,
         )
-        model._load_state({k.removeprefix("model."): v for k, v in state.items()})
-        model._load_files(folder)
+        model._restore(folder, {k.removeprefix("model."): v for k, v in state.items()})
         return model
+
+    def diagnostics(self) -> dict[str, int]:
+        """Counts the run record should carry about how this model answered (e.g. how many
+        users an LM ranked and how many fell back); empty for models with nothing to say."""
+        return {}
+
+    @classmethod
+    def nested_models(cls, config: ModelConfig) -> list[str]:
+        """Names of the models ``config`` builds inside this one (a two-stage's retriever).
+
+        :meth:`load` checks each is a registered short name before building anything, so a
+        saved folder cannot choose an import through a nested config either.
+        """
+        return []
+
+    def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Raise :class:`ConfigError` when the saved arrays ``state`` (keys as :meth:`_state`
+        wrote them) do not fit this model's config, ``n_users`` and ``n_items``.
+
+        Called by :meth:`load` before :meth:`_load_state`; subclasses holding arrays check
+        each one's presence, dtype and shape (see :func:`llmrec.models.saved.expect`).
+        """
+
+    def _restore(self, folder: Path, state: dict[str, np.ndarray]) -> None:
+        """Check and load the model's own arrays and files; damage is a :class:`ConfigError`
+        naming ``folder``. Errors a damaged state provokes inside :meth:`_load_state` (a missing
+        key, a torch size mismatch) are reported the same way."""
+        try:
+            self._check_state(state)
+            self._load_state(state)
+            self._load_files(folder)
+        except ConfigError as exc:
+            raise ConfigError(f"{folder}: {exc}") from None
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"{folder}: the saved state does not fit {self.name}: {first}"
+            ) from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+
+def _saved_class(cls: type[Recommender], name: str, folder: Path) -> type[Recommender]:
+    """The class a saved folder names: a registered short name (never an import path: a file
+    must not choose what gets imported). Loaded through a subclass, the folder must hold that
+    class or one derived from it."""
+    from llmrec.models.registry import registered_model_class
+
+    if cls is not Recommender and name == cls.name:
+        return cls
+    _check_registered(name, folder, hint=cls is Recommender)
+    klass = registered_model_class(name)
+    if not issubclass(klass, cls):
+        raise ConfigError(f"{folder} holds a {name} model, not {cls.name}")
+    return klass
+
+
+def _check_registered(name: str, folder: Path, *, hint: bool = False) -> None:
+    """Refuse a model name from a saved folder that is not a registered short name."""
+    from llmrec.models.registry import MODELS
+
+    if name not in MODELS:
+        tail = "; load it with its own class: MyModel.load(path)" if hint else ""
+        raise ConfigError(
+            f"{folder}/{CONFIG_FILE}: model {name!r} is not a registered model "
+            f"(known: {', '.join(sorted(MODELS))}){tail}"
+        )
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Refuse to replace an existing folder that is neither empty nor a saved model."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"cannot save a model to {folder}: it is a file")
+    if (folder / STATE_FILE).is_file() or not any(folder.iterdir()):
+        return
+    raise ConfigError(
+        f"cannot save a model to {folder}: the folder holds other files (no {STATE_FILE}); "
+        "choose a new or empty folder"
+    )
 
 
 def _one_line(error: ValidationError) -> str:

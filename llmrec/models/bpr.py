@@ -12,6 +12,7 @@ get the popularity fallback of the base class.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Self
 
 import numpy as np
@@ -28,6 +29,7 @@ from llmrec.models._torch import (
     train_loop,
 )
 from llmrec.models.base import Recommender
+from llmrec.models.saved import FLOAT, expect
 
 
 class BPRConfig(TorchConfig):
@@ -128,6 +130,11 @@ class BPR(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         assert self.user_factors is not None and self.item_factors is not None
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """``user_factors`` ``(n_users, dim)`` and ``item_factors`` ``(n_items, dim)`` floats."""
+        expect(state, "user_factors", FLOAT, (self.n_users, self.config.dim))
+        expect(state, "item_factors", FLOAT, (self.n_items, self.config.dim))
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.user_factors = state["user_factors"]

@@ -6,6 +6,7 @@ history, keeping for each item only its ``neighbors`` most similar items.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Self
 
 import numpy as np
@@ -14,6 +15,7 @@ from pydantic import Field
 
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.models.base import ModelConfig, Recommender
+from llmrec.models.saved import FLOAT, INTEGER, check_indices, check_offsets, expect
 
 
 class ItemKNNConfig(ModelConfig):
@@ -57,6 +59,14 @@ class ItemKNN(Recommender):
             "sim.indices": self._sim.indices,
             "sim.indptr": self._sim.indptr,
         }
+
+    def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """``sim.*``: an ``(n_items, n_items)`` CSR matrix."""
+        data = expect(state, "sim.data", FLOAT, (None,))
+        indices = expect(state, "sim.indices", INTEGER, (len(data),))
+        indptr = expect(state, "sim.indptr", INTEGER, (self.n_items + 1,))
+        check_offsets("sim.indptr", indptr, len(data))
+        check_indices("sim.indices", indices, self.n_items)
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self._sim = sp.csr_matrix(

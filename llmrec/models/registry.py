@@ -1,7 +1,9 @@
 """Short names of recommenders, resolved lazily to classes.
 
 A config names a model by a short name registered here or by an import path
-``package.module:ClassName``; nothing else is guessed.
+``package.module:ClassName``; nothing else is guessed. A saved model folder is data, not
+config: it may name only a registered short name (:func:`registered_model_class`), so a file on
+disk never chooses what gets imported.
 """
 
 from __future__ import annotations
@@ -44,12 +46,25 @@ PARADIGMS: dict[str, str] = {
 
 def get_model_class(name: str) -> type[Recommender]:
     """The class for a registered short name or a ``module:Class`` import path."""
-    from llmrec.models.base import Recommender
-
     target = MODELS.get(name, name)
     if ":" not in target:
         known = ", ".join(sorted(MODELS))
         raise ConfigError(f"unknown model {name!r}; known models: {known} (or module:Class)")
+    return _import_class(target)
+
+
+def registered_model_class(name: str) -> type[Recommender]:
+    """The class of a registered short name; anything else (an import path included) is a
+    :class:`ConfigError`. What a saved folder's ``config.json`` is resolved with."""
+    if name not in MODELS:
+        known = ", ".join(sorted(MODELS))
+        raise ConfigError(f"model {name!r} is not a registered model; known models: {known}")
+    return _import_class(MODELS[name])
+
+
+def _import_class(target: str) -> type[Recommender]:
+    from llmrec.models.base import Recommender
+
     module_name, _, attr = target.partition(":")
     try:
         klass = getattr(importlib.import_module(module_name), attr)

@@ -27,8 +27,8 @@ from llmrec.models._torch import (
     clone_state,
     heldout_targets,
     import_torch,
+    load_net_state,
     ndcg_at_k,
-    numpy_to_state,
     state_to_numpy,
     torch_session,
     train_loop,
@@ -178,7 +178,7 @@ class SASRec(Recommender):
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.net = self._build_net()
-        self.net.load_state_dict(numpy_to_state(state, "net."))
+        load_net_state(self.net, state, "net.")
         self.net.eval()
 
 

@@ -11,10 +11,9 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from llmrec._io import atomic_write_text
+from llmrec._io import atomic_write_text, dumps_json
 from llmrec.report.choose import PIPELINE_CHOICES, Constraints, choose
 from llmrec.report.collect import build_report_data, summary_rows
 
@@ -44,6 +43,6 @@ def render_report(
     data = build_report_data(folder, constraints)
     json_path = folder / REPORT_JSON
     html_path = folder / REPORT_HTML
-    atomic_write_text(json_path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False))
+    atomic_write_text(json_path, dumps_json(data, sort_keys=True))
     atomic_write_text(html_path, render_html(data))
     return html_path, json_path

@@ -11,8 +11,10 @@ Routes (``/v1`` and ``/metrics`` need the API key when one is configured):
 
 Errors are JSON ``{"detail": "one line"}``: 401 (API key), 404 (unknown id or paradigm), 409
 (the chosen model cannot serve this query, e.g. an ID model and a new user), 411/413 (body
-length), 422 (a field is invalid: FastAPI's list names the field), 503 with ``Retry-After``
-(queue full).
+length), 422 (a field is invalid: FastAPI's list names the field; a body that is not strict
+JSON — NaN, Infinity, 1e999, a repeated key, bytes that are not UTF-8 — is one ``json_invalid``
+entry), 503 with ``Retry-After`` (queue full). Every body the service writes is RFC 8259 JSON:
+a number that is not finite is written as ``null``.
 
 This module deliberately has no ``from __future__ import annotations``: the request models are
 built per app (their limits come from the config) and FastAPI must see them as real classes.
@@ -21,15 +23,27 @@ built per app (their limits come from the config) and FastAPI must see them as r
 import asyncio
 import gc
 import hmac
+import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    model_validator,
+)
 
+from llmrec._io import json_safe
 from llmrec.errors import ConfigError, LlmrecError, UnknownIdError, require
 from llmrec.serve.batcher import BatchStats, MicroBatcher, Overloaded
 from llmrec.serve.metrics import ServiceMetrics
@@ -42,10 +56,31 @@ from llmrec.serve.service import (
     position_view,
 )
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "parse_body"]
+
+
+def _no_bool_or_text(value: Any) -> Any:
+    """JSON's integers are numbers without a fraction (``5``, ``5.0``): ``true`` and ``"5"`` are
+    refused rather than read as ``1`` and ``5``."""
+    if isinstance(value, bool | str):
+        raise ValueError("an integer must be a JSON number, not a boolean or a string")
+    return value
+
+
+#: an integer of a request: ``5`` or ``5.0``, never ``true`` or ``"5"``
+JsonInt = Annotated[int, BeforeValidator(_no_bool_or_text)]
+
+
+def _id_kind(value: Any) -> str:
+    return "string" if isinstance(value, str) else "integer"
+
 
 #: JSON ids: integers within what every JSON reader keeps exactly, or short strings
-JsonId = Annotated[int, Field(ge=-(2**53), le=2**53)] | Annotated[str, Field(max_length=128)]
+JsonId = Annotated[
+    Annotated[int, Field(ge=-(2**53), le=2**53), BeforeValidator(_no_bool_or_text), Tag("integer")]
+    | Annotated[str, Field(max_length=128), Tag("string")],
+    Discriminator(_id_kind),
+]
 
 
 class ErrorOut(BaseModel):
@@ -132,7 +167,7 @@ def _request_models(max_k: int, max_history: int) -> tuple[type[BaseModel], type
         paradigm: str | None = Field(
             default=None, max_length=64, description="an entry name or a paradigm"
         )
-        exclude_seen: bool = True
+        exclude_seen: StrictBool = True
 
         @model_validator(mode="after")
         def _someone(self) -> "_Query":
@@ -141,12 +176,63 @@ def _request_models(max_k: int, max_history: int) -> tuple[type[BaseModel], type
             return self
 
     class RecommendRequest(_Query):
-        k: int = Field(default=10, ge=1, le=max_k)
+        k: JsonInt = Field(default=10, ge=1, le=max_k)
 
     class PositionRequest(_Query):
-        shifts: int = Field(default=4, ge=1, le=26)
+        shifts: JsonInt = Field(default=4, ge=1, le=26)
 
     return RecommendRequest, PositionRequest
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON value of a request body, read by RFC 8259 alone: UTF-8 text, finite numbers
+    (no ``NaN``, ``Infinity`` or ``1e999``, which Python's reader would take), each key once per
+    object, nesting Python can follow. Anything else is a :class:`json.JSONDecodeError`, which
+    FastAPI answers with its 422 list (``json_invalid``)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise json.JSONDecodeError("the body is not UTF-8 text", "", exc.start) from None
+    try:
+        return json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_json_int,
+            object_pairs_hook=_unique_keys,
+        )
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:  # from a hook, or nesting too deep
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise json.JSONDecodeError(why, text, 0) from None
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a number in JSON (RFC 8259)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond the range of a finite number")
+    return value
+
+
+def _json_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # over Python's digit limit for int(str)
+        raise ValueError(f"an integer of {len(text)} digits is too long") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
 
 
 def _status(exc: BaseException) -> tuple[int, str, dict[str, str]]:
@@ -279,10 +365,55 @@ class _Runtime:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _strict_json_route(fastapi: Any) -> Any:
+    """An ``APIRoute`` whose requests read their JSON body with :func:`parse_body`: the one
+    place where every request body is parsed, so no field ever sees a non-finite number."""
+
+    class StrictJsonRequest(fastapi.Request):
+        async def json(self) -> Any:
+            if not hasattr(self, "_json"):
+                self._json = parse_body(await self.body())
+            return self._json
+
+    class StrictJsonRoute(fastapi.routing.APIRoute):
+        def get_route_handler(self) -> Callable[[Any], Awaitable[Any]]:
+            handler = super().get_route_handler()
+
+            async def strict(request: Any) -> Any:
+                return await handler(StrictJsonRequest(request.scope, request.receive))
+
+            return strict
+
+    return StrictJsonRoute
+
+
+def _strict_json_response(responses: Any) -> Any:
+    """A ``JSONResponse`` that writes RFC 8259 JSON: a non-finite number becomes ``null``."""
+
+    class StrictJsonResponse(responses.JSONResponse):
+        def render(self, content: Any) -> bytes:
+            text = json.dumps(
+                json_safe(content), allow_nan=False, ensure_ascii=False, separators=(",", ":")
+            )
+            return text.encode("utf-8")
+
+    return StrictJsonResponse
+
+
+def _validation_errors(encoders: Any, exc: Any) -> list[Any]:
+    """FastAPI's 422 list, with an echoed input that is not UTF-8 (a body sent as another
+    content type) shown with replacement characters instead of failing to encode, and a
+    validator's exception as its message."""
+    custom = {bytes: lambda raw: raw.decode("utf-8", "replace"), Exception: str}
+    return encoders.jsonable_encoder(exc.errors(), custom_encoder=custom)
+
+
 def create_app(service: Service) -> Any:
     """The FastAPI application serving ``service``."""
     fastapi: Any = require("fastapi", "serve")
     responses: Any = require("fastapi.responses", "serve")
+    encoders: Any = require("fastapi.encoders", "serve")
+    JsonResponse = _strict_json_response(responses)
     cfg = service.config
     runtime = _Runtime(service)
     RecommendRequest, PositionRequest = _request_models(cfg.max_k, cfg.max_history)
@@ -303,8 +434,14 @@ def create_app(service: Service) -> Any:
         description="Recommendations from each paradigm of language models in recommender "
         "systems (classic, embeddings, tokens, direct), with their latency.",
         lifespan=lifespan,
+        default_response_class=JsonResponse,
     )
+    app.router.route_class = _strict_json_route(fastapi)
     app.state.runtime = runtime
+
+    @app.exception_handler(fastapi.exceptions.RequestValidationError)
+    async def invalid(_request: Any, exc: Any) -> Any:
+        return JsonResponse({"detail": _validation_errors(encoders, exc)}, status_code=422)
 
     def card(index: int, score: float | None = None) -> dict[str, Any]:
         out = service.item_card(index)
@@ -314,7 +451,7 @@ def create_app(service: Service) -> Any:
 
     def error(exc: BaseException) -> Any:
         status, detail, headers = _status(exc)
-        return responses.JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        return JsonResponse({"detail": detail}, status_code=status, headers=headers)
 
     async def answer(
         name_hint: str | None, work: Callable[[ServedModel], Awaitable[dict[str, Any]]]

@@ -16,6 +16,11 @@ Bounds, so that overload is visible rather than an unbounded wait:
   ends is cancelled before it starts, so a slow LM sheds load instead of piling it up;
 * after ``breaker_failures`` such batches in a row, the model is skipped for
   ``breaker_cooldown_s`` (answers come from ``fallback`` at once), then tried again.
+
+A late call cannot be stopped: it keeps the model's thread until it returns, and batches meanwhile
+fall back. Recovery therefore rests on every LM call being bounded — ``OpenAILM``'s ``timeout_s``
+is a deadline for each request, retries included — so once the LM server answers again, the
+thread frees itself within that deadline and the next batch reaches the model.
 """
 
 from __future__ import annotations

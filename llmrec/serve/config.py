@@ -24,6 +24,8 @@ from llmrec._io import check_unique_names, read_yaml_mapping, validated
 __all__ = ["BatchingConfig", "ServeConfig", "ServeEntry", "load_serve_config"]
 
 Paradigm = Literal["classic", "embeddings", "tokens", "direct"]
+#: an entry's name: what requests name, and a compare stage's folder name (no separators)
+ENTRY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class _Strict(BaseModel):
@@ -40,7 +42,7 @@ class ServeEntry(_Strict):
         path: a saved model folder (``config.json`` + ``state.safetensors``).
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    name: str = Field(pattern=ENTRY_NAME, max_length=64)
     paradigm: Paradigm
     path: Path
 
@@ -59,7 +61,7 @@ class BatchingConfig(_Strict):
     """
 
     enabled: bool = True
-    window_ms: float = Field(default=20.0, ge=0.0, le=1000.0)
+    window_ms: float = Field(default=20.0, ge=0.0, le=1000.0, allow_inf_nan=False)
     max_batch: int = Field(default=8, ge=1, le=256)
     max_batch_fast: int = Field(default=64, ge=1, le=4096)
     max_queue: int = Field(default=64, ge=1, le=100_000)
@@ -98,9 +100,9 @@ class ServeConfig(_Strict):
     max_k: int = Field(default=100, ge=1, le=10_000)
     max_history: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=65_536, ge=1024)
-    lm_budget_ms: float = Field(default=10_000.0, gt=0.0)
+    lm_budget_ms: float = Field(default=10_000.0, gt=0.0, allow_inf_nan=False)
     breaker_failures: int = Field(default=3, ge=0)
-    breaker_cooldown_ms: float = Field(default=5_000.0, ge=0.0)
+    breaker_cooldown_ms: float = Field(default=5_000.0, ge=0.0, allow_inf_nan=False)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     history_source: Literal["all", "train"] = "all"
     scoring_threads: int | None = Field(default=1, ge=1, le=256)
@@ -114,17 +116,20 @@ class ServeConfig(_Strict):
 def load_serve_config(source: Path | dict[str, Any], **overrides: Any) -> ServeConfig:
     """A :class:`ServeConfig` from a YAML file or mapping; ``overrides`` (not ``None``) win.
 
-    Relative entry paths in a file are taken relative to the file's folder.
+    Relative entry paths in a file are taken relative to the file's folder; a problem in a file
+    is a one-line :class:`ConfigError` naming the file and the key.
     """
+    what = "serve config"
     if isinstance(source, Path):
-        raw = read_yaml_mapping(source, "serve config")
+        raw = read_yaml_mapping(source, what)
         for entry in raw.get("entries") or []:
             if isinstance(entry, dict) and "path" in entry:
                 entry["path"] = str((source.parent / str(entry["path"])).resolve())
+        what = f"serve config {source}"
     else:
         raw = dict(source)
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    return validate_serve_config(raw)
+    return validated(ServeConfig, raw, what)
 
 
 def validate_serve_config(raw: dict[str, Any]) -> ServeConfig:

@@ -14,18 +14,20 @@ the model never saw is served from the history the request gives. A model that c
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmrec._io import read_json_object, validated
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, LlmrecError, UnknownIdError
-from llmrec.models.base import Recommender
-from llmrec.serve.config import ServeConfig, ServeEntry, load_serve_config
+from llmrec.models.base import CONFIG_FILE, Recommender
+from llmrec.paradigms.direct.two_stage import MIN_LM_CANDIDATES
+from llmrec.serve.config import ENTRY_NAME, Paradigm, ServeConfig, ServeEntry, load_serve_config
 
 __all__ = [
     "Answer",
@@ -177,7 +179,9 @@ def position_view(served: ServedModel, query: Query, shifts: int) -> dict[str, A
     unbiased ranker gives each candidate the same LM rank whatever slot it is shown in.
 
     Returns ``candidates`` (indices, retriever order) and, per shift, the ``offset``, each
-    candidate's ``slot`` (0 = shown first) and LM ``rank`` (0 = best).
+    candidate's ``slot`` (0 = shown first) and LM ``rank`` (0 = best). With fewer candidates
+    than ``shifts``, each of the ``n`` rotations is shown once; with fewer than two there is
+    nothing to order (:class:`CannotServe`).
     """
     model = served.model
     ranker = getattr(model, "ranker", None)
@@ -190,10 +194,16 @@ def position_view(served: ServedModel, query: Query, shifts: int) -> dict[str, A
     recs = retriever.recommend(users, n_cand, history=batch, exclude_seen=query.exclude_seen)
     cands = recs.items[0][recs.items[0] >= 0]
     n = len(cands)
+    if n < MIN_LM_CANDIDATES:
+        raise CannotServe(
+            f"{served.name}: the retriever has {n} unseen candidate(s) for this user; position "
+            f"bias needs at least {MIN_LM_CANDIDATES}"
+        )
+    rotations = min(shifts, n)  # more would repeat an order
     out: list[dict[str, Any]] = []
     with model.query_profiles([_profile_spec(query)]):
-        for i in range(min(shifts, max(n, 1))):
-            offset = (i * n) // max(shifts, 1)
+        for i in range(rotations):
+            offset = (i * n) // rotations
             shown = np.roll(cands, -offset)
             scores = ranker.rank(users, batch, shown[None, :])[0]
             rank_of_shown = np.argsort(np.argsort(-scores, kind="stable"), kind="stable")
@@ -245,13 +255,14 @@ class Service:
 
     @classmethod
     def load(cls, config: ServeConfig, data: Dataset | None = None) -> Service:
-        """Load the dataset (unless given) and every entry's saved model."""
+        """Load every entry's saved model, then the dataset (unless given); a damaged model
+        folder or a model of another catalogue is a one-line :class:`ConfigError`."""
         from llmrec.data import load_dataset
 
+        loaded = {entry.name: (entry, _load_model(entry)) for entry in config.entries}
         data = data if data is not None else load_dataset(config.dataset)
         models: dict[str, ServedModel] = {}
-        for entry in config.entries:
-            model = Recommender.load(entry.path)
+        for name, (entry, model) in loaded.items():
             if (model.n_items, model.n_users) != (data.n_items, data.n_users):
                 raise ConfigError(
                     f"{entry.name}: the model at {entry.path} was trained on {model.n_users} "
@@ -260,7 +271,7 @@ class Service:
                 )
             if config.scoring_threads and not model.queries_lm:
                 _set_threads(model, config.scoring_threads)
-            models[entry.name] = ServedModel(entry, model)
+            models[name] = ServedModel(entry, model)
         service = cls(config, data, models)
         if config.history_source == "train":
             first = next(iter(models.values())).model
@@ -352,46 +363,112 @@ class Service:
 
 
 # --- folders -----------------------------------------------------------------------------------
+class _Stage(BaseModel):
+    """What serving reads of one stage line of a compare folder's ``compare.json``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    #: a folder name under ``stages/``: no separators or ``..``, so it stays inside the folder
+    name: str = Field(pattern=ENTRY_NAME, max_length=64)
+    paradigm: Paradigm
+    status: str
+    protocol: str
+
+
+class _Recorded(BaseModel):
+    """A folder's dataset: its config's ``dataset``, else the top-level one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    dataset: str = "ml-100k"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_of_config(cls, raw: Any) -> Any:
+        config = raw.get("config") if isinstance(raw, dict) else None
+        if isinstance(config, dict) and "dataset" in config:
+            return {**raw, "dataset": config["dataset"]}
+        return raw
+
+
+class _Manifest(_Recorded):
+    """What serving reads of a compare folder's ``compare.json``."""
+
+    stages: list[_Stage] = Field(default_factory=list)
+
+
+class _Record(_Recorded):
+    """What serving reads of a run folder's ``record.json``."""
+
+    model: str
+    dataset: str
+
+
 def config_from_folder(folder: Path, **overrides: Any) -> ServeConfig:
     """A :class:`ServeConfig` serving what a run folder or a compare folder holds.
 
     * a run folder (``llmrec run``): ``record.json`` and ``model/``;
     * a compare folder (``llmrec compare``): every finished stage with a saved model, except
       candidate-protocol stages (the same models as their full-ranking entries).
+
+    A damaged ``record.json`` or ``compare.json`` is a one-line :class:`ConfigError` naming it.
     """
-    from llmrec.compare import MANIFEST_FILE, MODEL_DIR, read_manifest
-    from llmrec.models.registry import PARADIGMS
+    from llmrec.compare import MANIFEST_FILE
     from llmrec.results import RECORD_FILE
 
     folder = Path(folder)
     if (folder / MANIFEST_FILE).is_file():
-        manifest = read_manifest(folder)
-        entries = []
-        for stage in manifest.get("stages", []):
-            path = folder / "stages" / stage["name"] / MODEL_DIR
-            finished = stage["status"] in ("done", "cached") and (path / "config.json").is_file()
-            if finished and stage["protocol"] != "candidates":
-                entries.append(
-                    {"name": stage["name"], "paradigm": stage["paradigm"], "path": str(path)}
-                )
-        if not entries:
-            raise ConfigError(
-                f"{folder} holds no saved models (run llmrec compare again with this version)"
-            )
-        dataset = manifest.get("config", {}).get("dataset", "ml-100k")
-        return load_serve_config({"dataset": dataset, "entries": entries}, **overrides)
-    if (folder / RECORD_FILE).is_file():
-        record = json.loads((folder / RECORD_FILE).read_text())
-        path = folder / "model"
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"{folder} holds no saved model (the run had save_model: false)")
-        name = record["model"]
-        entry = {"name": name, "paradigm": PARADIGMS.get(name, "classic"), "path": str(path)}
-        dataset = record.get("config", {}).get("dataset", record["dataset"])
-        return load_serve_config({"dataset": dataset, "entries": [entry]}, **overrides)
-    raise ConfigError(
-        f"{folder} is neither a run folder ({RECORD_FILE}) nor a compare folder ({MANIFEST_FILE})"
+        raw = _compare_entries(folder, folder / MANIFEST_FILE)
+    elif (folder / RECORD_FILE).is_file():
+        raw = _run_entry(folder, folder / RECORD_FILE)
+    else:
+        raise ConfigError(
+            f"{folder} is neither a run folder ({RECORD_FILE}) nor a compare folder "
+            f"({MANIFEST_FILE})"
+        )
+    return load_serve_config(raw, **overrides)
+
+
+def _compare_entries(folder: Path, path: Path) -> dict[str, Any]:
+    from llmrec.compare import MODEL_DIR
+
+    manifest = validated(
+        _Manifest, read_json_object(path, "compare manifest"), f"compare manifest {path}"
     )
+    entries = []
+    for stage in manifest.stages:
+        model_dir = folder / "stages" / stage.name / MODEL_DIR
+        finished = stage.status in ("done", "cached") and (model_dir / CONFIG_FILE).is_file()
+        if finished and stage.protocol != "candidates":
+            entries.append({"name": stage.name, "paradigm": stage.paradigm, "path": model_dir})
+    if not entries:
+        raise ConfigError(
+            f"{folder} holds no saved models (run llmrec compare again with this version)"
+        )
+    return {"dataset": manifest.dataset, "entries": entries}
+
+
+def _run_entry(folder: Path, path: Path) -> dict[str, Any]:
+    from llmrec.models.registry import PARADIGMS
+
+    record = validated(_Record, read_json_object(path, "run record"), f"run record {path}")
+    model_dir = folder / "model"
+    if not (model_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"{folder} holds no saved model (the run had save_model: false)")
+    paradigm = PARADIGMS.get(record.model, "classic")
+    entry = {"name": record.model, "paradigm": paradigm, "path": model_dir}
+    return {"dataset": record.dataset, "entries": [entry]}
+
+
+def _load_model(entry: ServeEntry) -> Recommender:
+    """The saved model of ``entry``; its damage a one-line :class:`ConfigError` naming the entry
+    and the folder."""
+    try:
+        return Recommender.load(entry.path)
+    except (LlmrecError, OSError) as exc:
+        why = str(exc) if isinstance(exc, LlmrecError) else (exc.strerror or str(exc))
+        where = "" if str(entry.path) in why else f" from {entry.path}"
+        raise ConfigError(f"cannot serve {entry.name}{where}: {why}") from None
 
 
 def _set_threads(model: Recommender, threads: int) -> None:

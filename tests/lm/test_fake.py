@@ -111,3 +111,10 @@ def test_fail_after_and_fail_on() -> None:
 def test_bad_option_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         FakeLM(dimension=3)
+
+
+def test_a_template_applied_only_in_generate_puts_the_answer_on_its_own_line() -> None:
+    # servers, llama.cpp and the fake apply their chat template inside generate() only: the
+    # scored text is then the documented plain text, "...instruction\nAnswer:"
+    assert FakeLM(chat_template=True).apply_chat_template("Pick one.") == "Pick one.\n"
+    assert FakeLM().apply_chat_template("Pick one.") == "Pick one."

@@ -84,3 +84,23 @@ def test_encode_pools_like_in_process(server_lm: Any, smollm2_gguf: Path) -> Non
     assert server_lm.stats.extra["embedding_requests_split"] >= 1
     with LlamaCppLM(smollm2_gguf, embedding=True) as local:
         np.testing.assert_allclose(batched, local.encode(texts), atol=1e-3)
+
+
+def test_server_scores_the_documented_prompt_as_in_process(server_lm: Any, llama_lm: Any) -> None:
+    # the server reads the scored prompt as plain text on /completions, so it must get the
+    # documented one ("...letter.\nAnswer:"), the same that a plain-text model scores
+    from llmrec.paradigms.direct.prompts import PromptBuilder, PromptConfig
+
+    titles = ["Toy Story (1995)", "Heat (1995)", "Fargo (1996)", "Star Wars (1977)"]
+    instruction = "Which candidate will the user choose next? Answer with its letter."
+    args = (0, np.array([0]), np.array([1, 2, 3]))
+    sent = PromptBuilder(PromptConfig(), titles, server_lm).build(*args, instruction=instruction)
+    plain = PromptBuilder(PromptConfig(chat="never"), titles, llama_lm).build(
+        *args, instruction=instruction
+    )
+    assert sent.score_text == plain.score_text
+    assert sent.score_text.endswith(f"{instruction}\nAnswer:")
+    remote = server_lm.score_next(sent.score_text, sent.labels)
+    local = llama_lm.score_next(plain.score_text, plain.labels)
+    np.testing.assert_array_less(local - 1e-3, remote)  # a label outside the top-20: a bound
+    assert np.isclose(remote, local, atol=1e-3).sum() >= 2

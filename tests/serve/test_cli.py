@@ -61,7 +61,7 @@ def test_a_yaml_config_with_relative_paths(tmp_path: Path, model_dirs: dict[str,
         (("{run}", "--only", "nope"), "--only names unknown entries ['nope']"),
         (("{run}", "--api-key-file", "{tmp}/missing"), "cannot read --api-key-file"),
         (("{tmp}",), "neither a run folder"),
-        (("{run}", "--port", "70000"), "invalid serve config at port"),
+        (("{run}", "--port", "70000"), "--port 70000: Input should be less than or equal to"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(

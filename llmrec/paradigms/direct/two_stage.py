@@ -2,9 +2,12 @@
 
 ``recommend`` asks the retriever for each user's top ``n_candidates`` unseen items (LlamaRec's
 protocol: top 20) and lets the LM ranker order them; items beyond the candidates keep the
-retriever's order below them, so lists longer than ``n_candidates`` stay valid. In the
-candidate protocol (:func:`~llmrec.eval.protocols.evaluate_candidates`) the ranker scores the
-given candidates directly and the retriever is not consulted.
+retriever's order below them, so lists longer than ``n_candidates`` stay valid. A user with
+fewer unseen items than ``n_candidates`` has the LM rank the ones there are; a user with fewer
+than two (nothing to order) or no history at all keeps the retriever's (popularity's) order,
+and :meth:`TwoStage.diagnostics` counts both kinds. In the candidate protocol
+(:func:`~llmrec.eval.protocols.evaluate_candidates`) the ranker scores the given candidates
+directly and the retriever is not consulted.
 
 Example::
 
@@ -19,22 +22,30 @@ config; loading rebuilds the LM from ``ranker.lm`` (a registered spec such as ``
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any, Self
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.models.base import ModelConfig, Recommender
 from llmrec.models.registry import get_model_class
+from llmrec.models.saved import BYTES, expect
 from llmrec.paradigms.direct.prompts import user_profiles
 from llmrec.paradigms.direct.rankers import Ranker, RankerSpec, VerbaliserConfig, make_ranker
 
 __all__ = ["TwoStage", "TwoStageConfig"]
+
+log = logging.getLogger(__name__)
+
+#: the fewest candidates the LM is asked to order (one candidate has a single order)
+MIN_LM_CANDIDATES = 2
 
 
 class TwoStageConfig(ModelConfig):
@@ -49,6 +60,17 @@ class TwoStageConfig(ModelConfig):
     retriever_config: dict[str, Any] = Field(default_factory=dict)
     ranker: RankerSpec = Field(default_factory=VerbaliserConfig)
     n_candidates: int = Field(default=20, ge=1, le=26)
+
+
+@dataclass
+class _Counts:
+    """Users scored by :meth:`TwoStage.score` and :meth:`TwoStage.score_candidates`, by who
+    ordered them."""
+
+    users: int = 0
+    lm_ranked: int = 0
+    few_candidates: int = 0
+    no_history: int = 0
 
 
 class TwoStage(Recommender):
@@ -87,6 +109,8 @@ class TwoStage(Recommender):
             klass = get_model_class(self.config.retriever)
             self.retriever = klass(self.config.retriever_config)
         self.ranker = ranker if ranker is not None else make_ranker(self.config.ranker, lm=lm)
+        self._counts = _Counts()
+        self._warned = False
 
     # --- the two verbs -------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
@@ -99,25 +123,29 @@ class TwoStage(Recommender):
         return self
 
     def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
-        """``(n, n_items)`` float32: the LM's order on the retriever's top ``n_candidates``
-        (scores above ``n_items``), then every other item in the retriever's order."""
+        """``(n, n_items)`` float32: the LM's order on each user's candidates — the retriever's
+        top ``n_candidates`` unseen items, or as many as there are — (scores above
+        ``n_items``), then every other item in the retriever's order."""
         base = np.asarray(self.retriever.score(users, history), dtype=np.float32).copy()
         seen_mask = _seen(users, history, self.n_items)
         base[seen_mask] = -np.inf
         order = np.argsort(-base, axis=1, kind="stable")
         out = np.empty_like(base)
         np.put_along_axis(out, order, -np.arange(self.n_items, dtype=np.float32)[None, :], 1)
-        n_cand = min(self.config.n_candidates, self.n_items)
-        cands = order[:, :n_cand]
-        available = np.take_along_axis(np.isfinite(base), cands, axis=1).all(axis=1)
-        available &= history.lengths()[users] > 0  # cold users get the popularity fallback
-        if available.any():
-            rows = np.flatnonzero(available)
-            lm_scores = self.ranker.rank(users[rows], history, cands[rows])
+        cands = order[:, : min(self.config.n_candidates, self.n_items)]
+        # seen (-inf) and NaN scores sort last, so each row's candidates are a prefix
+        n_cands = (np.take_along_axis(base, cands, axis=1) > -np.inf).sum(axis=1)
+        warm = history.lengths()[users] > 0  # users without history get popularity's order
+        ranked = warm & (n_cands >= MIN_LM_CANDIDATES)
+        for width in sorted(set(n_cands[ranked].tolist()), reverse=True):
+            rows = np.flatnonzero(ranked & (n_cands == width))
+            shown = cands[rows, :width]
+            lm_scores = self.ranker.rank(users[rows], history, shown)
             lm_rank = np.argsort(np.argsort(-lm_scores, axis=1, kind="stable"), axis=1)
-            top = (self.n_items + n_cand - lm_rank).astype(np.float32)
-            out[rows] = _put(out[rows], cands[rows], top)
+            top = (self.n_items + width - lm_rank).astype(np.float32)
+            out[rows] = _put(out[rows], shown, top)
         out[seen_mask] = -np.inf
+        self._count(len(users), int(ranked.sum()), int((~warm).sum()))
         return out
 
     def score_candidates(
@@ -129,7 +157,46 @@ class TwoStage(Recommender):
     ) -> np.ndarray:
         """``(n, c)`` float32 LM scores of the given candidates (the retriever is skipped)."""
         users_arr, hist = self._query(users, history)
-        return self.ranker.rank(users_arr, hist, np.asarray(candidates, dtype=np.int64))
+        scores = self.ranker.rank(users_arr, hist, np.asarray(candidates, dtype=np.int64))
+        self._count(len(users_arr), len(users_arr), 0)
+        return scores
+
+    @classmethod
+    def nested_models(cls, config: ModelConfig) -> list[str]:
+        assert isinstance(config, TwoStageConfig)
+        return [config.retriever]
+
+    def diagnostics(self) -> dict[str, int]:
+        """Who ordered the users this model has scored since it was built or loaded.
+
+        ``users``: users scored; ``lm_ranked``: users whose candidates the LM ordered;
+        ``few_candidates``: users with fewer than two unseen candidates (the retriever's order
+        stands); ``no_history``: users without history (popularity's order);
+        ``lm_ranked_none``: 1 when users were scored and the LM ordered none of them.
+        """
+        counts = asdict(self._counts)
+        counts["lm_ranked_none"] = int(self._counts.users > 0 and self._counts.lm_ranked == 0)
+        return counts
+
+    def _count(self, users: int, lm_ranked: int, no_history: int) -> None:
+        c = self._counts
+        c.users += users
+        c.lm_ranked += lm_ranked
+        c.no_history += no_history
+        c.few_candidates += users - lm_ranked - no_history
+        if c.users and not c.lm_ranked and not self._warned:
+            self._warned = True
+            log.warning(
+                "two_stage: the LM has ranked none of the %d users scored so far (%d had fewer "
+                "than %d unseen candidates among %s's top %d, %d had no history): their lists "
+                "are the retriever's ranking, not the LM's",
+                c.users,
+                c.few_candidates,
+                MIN_LM_CANDIDATES,
+                self.retriever.name,
+                self.config.n_candidates,
+                c.no_history,
+            )
 
     @contextmanager
     def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
@@ -143,18 +210,54 @@ class TwoStage(Recommender):
         state["texts_json"] = np.frombuffer(blob, dtype=np.uint8).copy()
         return state
 
+    def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """``texts_json``: bytes; ``retriever.*``: what the retriever checks of its own."""
+        expect(state, "texts_json", BYTES, (None,))
+        self._bind_retriever()._check_state(_retriever_state(state))
+
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        saved = _SavedTexts.from_bytes(state["texts_json"])
+        if len(saved.texts) != self.n_items:
+            raise ConfigError(
+                f"two_stage: the saved state holds {len(saved.texts)} item texts for a catalogue "
+                f"of {self.n_items} items"
+            )
+        self._bind_retriever()._load_state(_retriever_state(state))
+        self._texts, self._profiles = saved.texts, saved.profiles
+        self.ranker.bind(self._texts, self._profiles, self._fit_history)
+
+    def _bind_retriever(self) -> Recommender:
+        """The retriever, given this model's catalogue and fit-time history (loading)."""
         r = self.retriever
         r.n_items, r.n_users = self.n_items, self.n_users
         r._popularity, r._fit_history = self._popularity, self._fit_history
-        r._load_state(
-            {k.removeprefix("retriever."): v for k, v in state.items() if k != "texts_json"}
-        )
-        blob = json.loads(bytes(state["texts_json"]).decode())
-        self._texts, self._profiles = blob["texts"], blob["profiles"]
-        self.ranker.bind(self._texts, self._profiles, self._fit_history)
-        if len(self._texts) != self.n_items:
-            raise ConfigError("saved item texts do not match the catalogue size")
+        return r
+
+
+def _retriever_state(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k.removeprefix("retriever."): v for k, v in state.items() if k != "texts_json"}
+
+
+class _SavedTexts(BaseModel):
+    """The rendered item texts and user profiles, saved as JSON bytes in ``texts_json``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    texts: list[str]
+    profiles: list[dict[str, str]]
+
+    @classmethod
+    def from_bytes(cls, blob: np.ndarray) -> _SavedTexts:
+        """The texts ``(n,)`` uint8 JSON holds; a one-line :class:`ConfigError` if damaged."""
+        try:
+            return cls.model_validate_json(blob.tobytes())
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(map(str, err["loc"])) or "top level"
+            why = f"{where}: {err['msg']}"
+            raise ConfigError(
+                f"two_stage: the saved item texts (texts_json) are damaged at {why}"
+            ) from None
 
 
 def _seen(users: np.ndarray, history: UserHistory, n_items: int) -> np.ndarray:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmrec._io import dumps_json, read_json_object
 from llmrec.errors import ConfigError, require
 
 IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
@@ -177,26 +178,39 @@ class VectorIndex:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         _faiss().write_index(self._index, str(target))
-        _config_path(target).write_text(self.config.model_dump_json())
+        _config_path(target).write_text(dumps_json(self.config.model_dump(mode="json")))
         return target
 
     @classmethod
     def load(cls, path: str | Path) -> VectorIndex:
-        """Read an index written by :meth:`save`."""
+        """Read an index written by :meth:`save`; a damaged file is a :class:`ConfigError`."""
         faiss = _faiss()
         target = Path(path)
         if not target.is_file():
             raise ConfigError(f"no vector index at {target}")
-        cfg_path = _config_path(target)
-        config = (
-            IndexConfig.model_validate_json(cfg_path.read_text()) if cfg_path.is_file() else None
-        )
-        out = cls(config)
-        out._index = faiss.read_index(str(target))
+        out = cls(_read_index_config(_config_path(target)))
+        try:
+            out._index = faiss.read_index(str(target))
+        except RuntimeError as exc:
+            first = (str(exc).strip().splitlines() or ["unreadable"])[0]
+            raise ConfigError(f"{target} is damaged or not a faiss index: {first}") from None
         out.dim = int(out._index.d)
         out.kind = _kind_of(out._index, faiss)
         out._apply_search_params()
         return out
+
+
+def _read_index_config(path: Path) -> IndexConfig | None:
+    """The config saved beside an index (``None`` if there is none)."""
+    if not path.is_file():
+        return None
+    raw = read_json_object(path, "vector index config")
+    try:
+        return IndexConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path} is not a vector index config: {exc.errors()[0]['msg']}"
+        ) from None
 
 
 def _config_path(target: Path) -> Path:

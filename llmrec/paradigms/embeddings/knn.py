@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -25,7 +26,9 @@ import numpy as np
 from pydantic import Field
 
 from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.errors import ConfigError
 from llmrec.models.base import Recommender
+from llmrec.models.saved import FLOAT, expect
 from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items
 from llmrec.paradigms.embeddings.index import IndexConfig, VectorIndex, normalize
 
@@ -107,6 +110,10 @@ class TextKNN(Recommender):
         assert self.item_vectors is not None
         return {"item_vectors": self.item_vectors}
 
+    def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """``item_vectors``: ``(n_items, dim)`` floats."""
+        expect(state, "item_vectors", FLOAT, (self.n_items, None))
+
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.item_vectors = state["item_vectors"]
         self.index = None  # _load_files reads a saved one; otherwise rebuilt on first use
@@ -122,4 +129,12 @@ class TextKNN(Recommender):
     def _load_files(self, folder: Path) -> None:
         """Read the saved faiss index instead of rebuilding it (minutes at 1M items)."""
         if (folder / INDEX_FILE).is_file():
-            self.index = VectorIndex.load(folder / INDEX_FILE)
+            index = VectorIndex.load(folder / INDEX_FILE)
+            assert self.item_vectors is not None
+            dim = self.item_vectors.shape[1]
+            if (len(index), index.dim) != (self.n_items, dim):
+                raise ConfigError(
+                    f"{INDEX_FILE} holds {len(index)} vectors of {index.dim} dimensions, "
+                    f"expected {self.n_items} of {dim}"
+                )
+            self.index = index

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -29,6 +30,7 @@ from llmrec.data.dataset import Dataset
 from llmrec.models import sasrec as _sasrec
 from llmrec.models._torch import computed_table_class, import_torch
 from llmrec.models.sasrec import SASRec, SASRecConfig
+from llmrec.models.saved import FLOAT, NUMBER, expect
 from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items
 
 
@@ -77,6 +79,12 @@ class LMSASRec(SASRec):
         """The network, its item table made from the whitened text vectors."""
         assert self._text is not None and self._has_id is not None
         return _lm_network_class()(self.n_items, self.config, self._text, self._has_id)
+
+    def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """The whitened text table and ID mask, one row per item plus padding; the network's
+        own arrays are checked against it when loaded."""
+        expect(state, "net.item_emb.text", FLOAT, (self.n_items + 1, None))
+        expect(state, "net.item_emb.id_mask", NUMBER, (self.n_items + 1, 1))
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self._text = state["net.item_emb.text"][1:]

@@ -27,8 +27,11 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from llmrec._io import dumps_json
 from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.errors import ConfigError
 from llmrec.models.base import Recommender
+from llmrec.models.saved import BYTES, FLOAT, expect
 from llmrec.paradigms.embeddings.encoder import TextEncoder, TextModelConfig, encode_items
 from llmrec.paradigms.embeddings.text_views import UserView
 
@@ -134,17 +137,32 @@ class UserTower(Recommender):
             "titles_json": _text_array(self._titles),
         }
 
+    def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Item vectors ``(n_items, dim)``; titles (one per item) and profiles as UTF-8 JSON."""
+        expect(state, "item_vectors", FLOAT, (self.n_items, None))
+        titles = _array_text(expect(state, "titles_json", BYTES, (None,)), "titles_json")
+        if len(titles) != self.n_items:
+            raise ConfigError(f"titles_json holds {len(titles)} titles for {self.n_items} items")
+        _array_text(expect(state, "profiles_json", BYTES, (None,)), "profiles_json")
+
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.item_vectors = state["item_vectors"]
-        self._profiles = _array_text(state["profiles_json"])
-        self._titles = _array_text(state["titles_json"])
+        self._profiles = _array_text(state["profiles_json"], "profiles_json")
+        self._titles = _array_text(state["titles_json"], "titles_json")
 
 
 def _text_array(texts: list[str]) -> np.ndarray:
     """Strings as a ``(n_bytes,)`` uint8 array of their UTF-8 JSON (safetensors holds arrays)."""
-    return np.frombuffer(json.dumps(texts).encode("utf-8"), dtype=np.uint8).copy()
+    return np.frombuffer(dumps_json(texts, indent=None).encode("utf-8"), dtype=np.uint8).copy()
 
 
-def _array_text(raw: np.ndarray) -> list[str]:
-    texts = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
+def _array_text(raw: np.ndarray, key: str = "texts") -> list[str]:
+    """Inverse of :func:`_text_array`; a :class:`ConfigError` when ``raw`` is not a UTF-8 JSON
+    list (a damaged saved state)."""
+    try:
+        texts = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
+    except ValueError:
+        texts = None
+    if not isinstance(texts, list):
+        raise ConfigError(f"array {key!r} is not a UTF-8 JSON list of texts")
     return [str(t) for t in texts]

@@ -31,14 +31,14 @@ from llmrec.models._torch import (
     TorchConfig,
     clone_state,
     heldout_targets,
-    numpy_to_state,
+    load_net_state,
     state_to_numpy,
     torch_session,
     train_loop,
 )
 from llmrec.models.base import Recommender
 from llmrec.paradigms.tokens._ids import SemanticIDFields, make_semantic_ids
-from llmrec.paradigms.tokens.quantize import SemanticIDs, diagnose
+from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
 
 #: token 0 pads, token 1 begins a sequence; codes start at 2
 PAD, BOS, FIRST_CODE = 0, 1, 2
@@ -404,15 +404,11 @@ class GenerativeRetrieval(Recommender):
         return state
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        codes = state["codes"].astype(np.int64)
-        books = [state[f"codebook{i}"] for i in range(codes.shape[1] - 1)]
-        k = int(books[0].shape[0])
-        diag = diagnose(codes[:, :-1], k, np.zeros((1, 1)), np.zeros((1, 1)))
-        self.ids = SemanticIDs(codes, books, diag, self.config.quantizer)
-        self._trie = Trie(codes, max(self.ids.vocab_sizes))
+        self.ids = semantic_ids_from_state(state, self.n_items, self.config.quantizer)
+        self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
         with torch_session(self.config.threads) as torch:
             self._net = _build_net(torch, self._vocab, self._max_len, self.config)
-            self._net.load_state_dict(numpy_to_state(state, "net."))
+            load_net_state(self._net, state, "net.")
             self._net.eval()
 
 

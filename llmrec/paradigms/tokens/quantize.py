@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmrec._io import atomic_write_text, dumps_json
 from llmrec.errors import ConfigError, DataError
+from llmrec.models.saved import FLOAT, INTEGER, expect
 
 MAPPING_CSV = "semantic_ids.csv"
 MAPPING_PARQUET = "semantic_ids.parquet"
@@ -197,30 +200,53 @@ class SemanticIDs:
         books = {f"level{i}": np.ascontiguousarray(b) for i, b in enumerate(self.codebooks)}
         save_file(books, str(out / CODEBOOKS_FILE))
         meta = {"method": self.method, "diagnostics": self.diagnostics.as_dict()}
-        (out / META_FILE).write_text(json.dumps(meta, indent=2))
+        atomic_write_text(out / META_FILE, dumps_json(meta))
         return out
 
     @classmethod
     def load(cls, folder: str | Path) -> SemanticIDs:
         """Read what :meth:`save` wrote."""
         import pandas as pd
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         src = Path(folder)
         try:
             frame = pd.read_csv(src / MAPPING_CSV, dtype={"item_id": str})
-            meta = json.loads((src / META_FILE).read_text())
+            meta = json.loads((src / META_FILE).read_text(encoding="utf-8"))
+            cols = sorted((c for c in frame.columns if c[0] == "c" and c[1:].isdigit()), key=_col)
+            books = load_file(str(src / CODEBOOKS_FILE))
+            return cls(
+                codes=frame[cols].to_numpy(np.int64),
+                codebooks=[books[f"level{i}"] for i in range(len(books))],
+                diagnostics=QuantDiagnostics(**meta["diagnostics"]),
+                method=meta["method"],
+                item_ids=frame["item_id"].to_numpy(object),
+            )
         except FileNotFoundError as exc:
             raise DataError(f"{src} holds no semantic IDs ({exc.filename} missing)") from None
-        cols = sorted((c for c in frame.columns if c[0] == "c" and c[1:].isdigit()), key=_col)
-        books = load_file(str(src / CODEBOOKS_FILE))
-        return cls(
-            codes=frame[cols].to_numpy(np.int64),
-            codebooks=[books[f"level{i}"] for i in range(len(books))],
-            diagnostics=QuantDiagnostics(**meta["diagnostics"]),
-            method=meta["method"],
-            item_ids=frame["item_id"].to_numpy(object),
-        )
+        except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataError(f"{src} holds damaged semantic IDs: {first}") from None
+
+
+def semantic_ids_from_state(
+    state: Mapping[str, np.ndarray], n_items: int, method: str
+) -> SemanticIDs:
+    """The semantic IDs a model saved as arrays ``codes`` ``(n_items, L + 1)`` and
+    ``codebook0`` .. ``codebook{L-1}`` ``(K, d)``, checked: codes in range of their codebooks
+    (a damaged state is a :class:`ConfigError`)."""
+    codes = expect(state, "codes", INTEGER, (n_items, None)).astype(np.int64)
+    if codes.shape[1] < 2:
+        raise ConfigError("array 'codes' needs a code column and the de-duplication digit")
+    books = [expect(state, f"codebook{i}", FLOAT, (None, None)) for i in range(codes.shape[1] - 1)]
+    k = int(books[0].shape[0])
+    if any(b.shape[0] != k for b in books) or k == 0:
+        raise ConfigError("the saved codebooks differ in size")
+    if len(codes) and (codes.min() < 0 or codes[:, :-1].max() >= k):
+        raise ConfigError(f"array 'codes' holds codes outside 0..{k - 1}")
+    diag = diagnose(codes[:, :-1], k, np.zeros((1, 1)), np.zeros((1, 1)))
+    return SemanticIDs(codes, books, diag, method)
 
 
 def _col(name: str) -> int:

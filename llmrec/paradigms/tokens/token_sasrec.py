@@ -27,8 +27,9 @@ from llmrec.data.dataset import Dataset
 from llmrec.lm.base import LanguageModel
 from llmrec.models._torch import torch_session
 from llmrec.models.sasrec import SASRec, SASRecConfig
+from llmrec.models.saved import INTEGER, expect
 from llmrec.paradigms.tokens._ids import SemanticIDFields, make_semantic_ids
-from llmrec.paradigms.tokens.quantize import SemanticIDs, diagnose
+from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
 
 
 class TokenSASRecConfig(SASRecConfig, SemanticIDFields):
@@ -111,11 +112,11 @@ class TokenSASRec(SASRec):
         return state
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        codes = state.pop("codes").astype(np.int64)
-        books = [state.pop(f"codebook{i}") for i in range(codes.shape[1] - 1)]
-        diag = diagnose(codes[:, :-1], int(books[0].shape[0]), np.zeros((1, 1)), np.zeros((1, 1)))
-        self.ids = SemanticIDs(codes, books, diag, self.config.quantizer)
+        self.ids = semantic_ids_from_state(state, self.n_items, self.config.quantizer)
+        state = {k: v for k, v in state.items() if k.startswith("net.") or k == "tag_index"}
         self.tag_index = state.pop("tag_index", None)
+        if self.tag_index is not None:
+            expect({"tag_index": self.tag_index}, "tag_index", INTEGER, (self.n_items, None))
         with torch_session(self.config.threads):
             super()._load_state(state)
 
