@@ -24,11 +24,8 @@ Conventions (also in ``docs/data.md``):
 
 from __future__ import annotations
 
-import codecs
 import os
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +33,31 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from llmrec.data._files import (
+    _check_regular_file,
+    _first_line,
+    _header,
+    _is_parquet,
+    _os_reason,
+    _pyarrow_parquet,
+    _read_csv,
+    _read_parquet_file,
+    _repeated,
+    _stem,
+    _to_pandas,
+)
+from llmrec.data._values import (
+    _align_id_types,
+    _factorize_sorted,
+    _ids,
+    _show,
+    _sorted_unique,
+    _Source,
+    parse_ratings,
+    parse_timestamps,
+)
 from llmrec.data.dataset import Dataset
-from llmrec.errors import DataError, MissingExtraError
+from llmrec.errors import DataError
 
 __all__ = [
     "ColumnMap",
@@ -80,16 +100,6 @@ class ColumnMap(BaseModel):
     item_text: list[str] | None = None
     user_id: str | None = None
     user_attrs: list[str] | None = None
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where a table came from, for error messages: a file path or a frame label."""
-
-    label: str
-
-    def error(self, message: str, row: int | None = None, column: str | None = None) -> DataError:
-        return DataError(message, file=self.label, row=row, column=column)
 
 
 # --- public entry points -----------------------------------------------------------------------
@@ -187,73 +197,6 @@ def read_table(
 # --- reading files -----------------------------------------------------------------------------
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".gz", ".bz2", ".zip", ".xz", ".zst"):
-        name = name.removesuffix(suffix)
-    return name.rsplit(".", 1)[0] if "." in name else name
-
-
-def _is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in (".parquet", ".pq", ".parq")
-
-
-def _csv_sep(path: Path, sep: str | None) -> str:
-    if sep is not None:
-        return sep
-    stem_suffixes = [s.lower() for s in path.suffixes]
-    return "\t" if ".tsv" in stem_suffixes or ".tab" in stem_suffixes else ","
-
-
-def _check_regular_file(path: Path) -> None:
-    """Refuse what cannot be read as a table before opening it (a FIFO would block forever)."""
-    src = _Source(str(path))
-    if not path.exists():
-        raise src.error("file not found")
-    if path.is_dir():
-        raise src.error("is a directory, not a data file")
-    if not path.is_file():
-        raise src.error("is not a regular file (a FIFO, socket or device); give a data file")
-
-
-def _header(path: Path, sep: str | None, read_kwargs: dict[str, Any]) -> tuple[list[str], set[str]]:
-    """Column names of a file without reading its rows, and the names its header repeats."""
-    src = _Source(str(path))
-    if _is_parquet(path):
-        pq = _pyarrow_parquet()
-        _check_regular_file(path)
-        try:
-            names = [str(n) for n in pq.read_schema(path).names]
-        except Exception as exc:
-            raise src.error(f"not a readable Parquet file ({_first_line(exc)})") from None
-        return names, _repeated(names)
-    _check_regular_file(path)
-    frame = _read_csv(path, sep, {**read_kwargs, "nrows": 0})
-    return [str(c) for c in frame.columns], _repeated(_raw_csv_header(path, sep, read_kwargs))
-
-
-def _raw_csv_header(path: Path, sep: str | None, read_kwargs: dict[str, Any]) -> list[str]:
-    """The header fields as written: pandas renames a repeated ``a`` to ``a.1``, which would
-    hide that the file names one column twice."""
-    if "names" in read_kwargs or read_kwargs.get("header", "infer") not in ("infer", 0):
-        return []
-    kwargs = {k: v for k, v in read_kwargs.items() if k not in _NOT_FOR_RAW_HEADER}
-    kwargs.update(header=None, nrows=1, dtype=str, keep_default_na=False)
-    first = _read_csv(path, sep, kwargs)
-    return [str(v) for v in first.iloc[0]] if len(first) else []
-
-
-#: ``pandas.read_csv`` options that would change or break reading the header as a data row
-_NOT_FOR_RAW_HEADER = frozenset(
-    ("usecols", "index_col", "converters", "parse_dates", "na_values", "true_values",
-     "false_values", "date_format", "skipfooter")
-)  # fmt: skip
-
-
-def _repeated(names: Sequence[str]) -> set[str]:
-    return {name for name, count in Counter(names).items() if count > 1}
-
-
 def _wanted_interaction_columns(
     path: Path, cmap: ColumnMap, sep: str | None, read_kwargs: dict[str, Any]
 ) -> list[str]:
@@ -272,95 +215,6 @@ def _read_file(
     # All CSV columns are read (pandas' usecols would silently accept rows with extra fields).
     frame = _read_csv(path, sep, dict(read_kwargs))
     return frame if usecols is None else frame[usecols]
-
-
-def _read_csv(path: Path, sep: str | None, kwargs: dict[str, Any]) -> pd.DataFrame:
-    src = _Source(str(path))
-    try:
-        return pd.read_csv(path, sep=_csv_sep(path, sep), **kwargs)
-    except FileNotFoundError:
-        raise src.error("file not found") from None
-    except pd.errors.EmptyDataError:
-        raise src.error("file is empty (no header, no rows)") from None
-    except pd.errors.ParserError as exc:
-        raise src.error(f"malformed CSV: {_first_line(exc)}") from None
-    except UnicodeDecodeError as exc:
-        raise src.error(_not_text(path, kwargs.get("encoding"), exc)) from None
-    except ValueError as exc:  # e.g. usecols naming a column pandas did not find
-        raise src.error(f"cannot read CSV: {_first_line(exc)}") from None
-    except LookupError as exc:  # an encoding Python does not know
-        raise src.error(f"cannot read CSV: {_first_line(exc)}") from None
-    except OSError as exc:  # a directory, no permission, an I/O error
-        raise src.error(f"cannot read file: {_os_reason(exc)}") from None
-
-
-def _not_text(path: Path, encoding: str | None, exc: UnicodeDecodeError) -> str:
-    """Where a file stops being text in its encoding: the line, when the file is not
-    compressed (then a line of the file is a line of the table)."""
-    codec = encoding or "utf-8"
-    hint = "convert it to UTF-8 (or pass encoding=..., e.g. 'latin-1', to read_csv)"
-    bad = f"byte 0x{exc.object[exc.start]:02x}" if exc.start < len(exc.object) else "a byte"
-    compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz", ".zst")
-    if compressed or _codec_name(codec) not in ("utf-8", "ascii"):
-        return f"file is not {codec} text ({bad}); {hint}"
-    try:
-        with path.open("rb") as fh:
-            for number, line in enumerate(fh, start=1):
-                try:
-                    line.decode(codec)
-                except UnicodeDecodeError as err:
-                    bad = f"byte 0x{line[err.start]:02x}"
-                    return f"line {number} is not {codec} text ({bad}); {hint}"
-    except OSError:
-        pass
-    return f"file is not {codec} text ({bad}); {hint}"
-
-
-def _codec_name(codec: str) -> str:
-    try:
-        return codecs.lookup(codec).name
-    except LookupError:
-        return codec
-
-
-def _read_parquet_file(path: Path, usecols: list[str] | None) -> pd.DataFrame:
-    pq = _pyarrow_parquet()
-    _check_regular_file(path)
-    src = _Source(str(path))
-    try:
-        table = pq.read_table(path, columns=usecols)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
-        raise src.error(f"not a readable Parquet file ({_first_line(exc)})") from None
-    return table.to_pandas()
-
-
-def _pyarrow_parquet() -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise MissingExtraError("pyarrow", "parquet") from exc
-    return pq
-
-
-def _show(value: Any) -> str:
-    """``repr`` of a cell value without numpy's ``np.int64(...)`` wrapping."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _to_pandas(frame: Any) -> pd.DataFrame:
-    """A pandas frame from pandas, polars or pyarrow input (polars/pyarrow via ``to_pandas``)."""
-    if isinstance(frame, pd.DataFrame):
-        return frame
-    if hasattr(frame, "to_pandas"):
-        out = frame.to_pandas()
-        if isinstance(out, pd.DataFrame):
-            return out
-    raise DataError(f"expected a pandas or polars DataFrame, got {type(frame).__name__}")
 
 
 def _column_map(columns: ColumnMap | dict[str, Any] | None) -> ColumnMap:
@@ -550,211 +404,6 @@ def _drop_agreeing_duplicates(frame: pd.DataFrame, id_col: str, src: _Source) ->
     return frame.drop_duplicates(id_col)
 
 
-def _ids(col: pd.Series, src: _Source, name: str) -> pd.Series:
-    """Id column with missing, nested and non-finite values refused and integral floats
-    turned into integers."""
-    _refuse_non_scalars(col, src, name, "id")
-    missing = col.isna().to_numpy()
-    if missing.any():
-        raise src.error("missing id", row=int(np.flatnonzero(missing)[0]) + 1, column=name)
-    if pd.api.types.is_float_dtype(col.dtype):
-        values = col.to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise src.error(
-                f"id {_show(values[first])} is not a finite number", row=first + 1, column=name
-            )
-        if np.all(np.mod(values, 1) == 0) and np.all(np.abs(values) < _INT64_BOUND):
-            return col.astype(np.int64)
-    return col
-
-
-def _refuse_non_scalars(col: pd.Series, src: _Source, name: str, what: str) -> None:
-    """Refuse lists, dicts and structs (e.g. a Parquet ``list<int64>`` column) in a column
-    that must hold one value per row."""
-    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) not in _MAYBE_NESTED:
-        return
-    scalar = col.map(pd.api.types.is_scalar).to_numpy(dtype=bool)
-    if scalar.all():
-        return
-    first = int(np.flatnonzero(~scalar)[0])
-    value = col.iloc[first]
-    kind = "a mapping" if isinstance(value, dict) else "a list"
-    shown = _clip(repr(value.tolist() if isinstance(value, np.ndarray) else value))
-    raise src.error(
-        f"holds {kind} ({shown}), not one {what} per row; flatten the column first",
-        row=first + 1,
-        column=name,
-    )
-
-
-#: what ``pandas.api.types.infer_dtype`` calls a column that may hold lists or dicts
-_MAYBE_NESTED = frozenset(("mixed", "mixed-integer", "unknown-array"))
-#: floats at or beyond this magnitude do not fit in int64
-_INT64_BOUND = 2.0**63
-#: the largest magnitude a float32 rating holds
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _align_id_types(raw: pd.Series, table_ids: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Compare ids as strings when one side is numeric and the other text (e.g. '7' vs 7)."""
-    numeric = pd.api.types.is_numeric_dtype
-    if numeric(raw.dtype) != numeric(table_ids.dtype):
-        return raw.astype(str), table_ids.astype(str)
-    return raw, table_ids
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    uniques = pd.unique(values)
-    try:
-        return np.sort(uniques)
-    except TypeError:  # ids of mixed, incomparable types: keep first appearance
-        return np.asarray(uniques)
-
-
-def _factorize_sorted(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique ids, ``(n,)`` int32 code of each value)."""
-    try:
-        codes, uniques = pd.factorize(raw, sort=True)
-    except TypeError:  # incomparable mixed types: first appearance order
-        codes, uniques = pd.factorize(raw, sort=False)
-    return np.asarray(uniques), codes.astype(np.int32)
-
-
-# --- value parsing -----------------------------------------------------------------------------
-
-
-def parse_timestamps(col: pd.Series, src: _Source, name: str) -> np.ndarray:
-    """``(n,)`` int64 seconds since the epoch from ints, floats, datetimes or date strings.
-
-    Refused, naming the first bad row: missing, nested, non-finite and unparseable values,
-    values before 1970 (negative) and values beyond int64."""
-    _refuse_non_scalars(col, src, name, "timestamp")
-    missing = col.isna().to_numpy()
-    if missing.any():
-        raise src.error("missing timestamp", row=int(np.flatnonzero(missing)[0]) + 1, column=name)
-    dtype = col.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        raise src.error("timestamps are true/false values", row=1, column=name)
-    if pd.api.types.is_unsigned_integer_dtype(dtype):
-        too_big = col.to_numpy(dtype=np.uint64) > np.iinfo(np.int64).max
-        _refuse_timestamp(too_big, _TOO_BIG, col, src, name)
-        return col.to_numpy(dtype=np.int64)
-    if pd.api.types.is_integer_dtype(dtype):
-        values = col.to_numpy(dtype=np.int64)
-        _refuse_timestamp(values < 0, _NEGATIVE, col, src, name)
-        return values
-    if pd.api.types.is_float_dtype(dtype):
-        floats = col.to_numpy(dtype=np.float64)
-        _check_float_timestamps(floats, np.ones(len(floats), dtype=bool), col, src, name)
-        return np.floor(floats).astype(np.int64)
-    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
-        seconds = _datetime_seconds(pd.to_datetime(col, utc=True))
-        _refuse_timestamp(seconds < 0, _NEGATIVE, col, src, name)
-        return seconds
-    return _parse_text_timestamps(col, src, name)
-
-
-_NOT_FINITE = "is not a finite number"
-_NEGATIVE = "is before 1970-01-01 (negative epoch seconds); timestamps must be 0 or later"
-_TOO_BIG = "is out of range: beyond 9.2e18, the largest timestamp int64 holds"
-
-
-def _check_float_timestamps(
-    values: np.ndarray, where: np.ndarray, col: pd.Series, src: _Source, name: str
-) -> None:
-    """Refuse the first of ``values[where]`` that is non-finite, negative or beyond int64."""
-    with np.errstate(invalid="ignore"):
-        not_finite = where & ~np.isfinite(values)
-        negative = where & (values < 0)
-        too_big = where & (values >= _INT64_BOUND)
-    bad = not_finite | negative | too_big
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        kinds = ((not_finite, _NOT_FINITE), (negative, _NEGATIVE), (too_big, _TOO_BIG))
-        why = next(text for mask, text in kinds if mask[first])
-        _refuse_timestamp(bad, why, col, src, name)
-
-
-def _refuse_timestamp(bad: np.ndarray, why: str, col: pd.Series, src: _Source, name: str) -> None:
-    """Raise naming the first row where ``bad`` holds, its value and ``why`` it is refused."""
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise src.error(f"timestamp {_show(col.iloc[first])} {why}", row=first + 1, column=name)
-
-
-def _parse_text_timestamps(col: pd.Series, src: _Source, name: str) -> np.ndarray:
-    """Numbers are epoch seconds; other text is parsed as dates (naive ones as UTC)."""
-    numbers = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-    is_date = np.isnan(numbers)
-    _check_float_timestamps(numbers, ~is_date, col, src, name)
-    out = np.zeros(len(col), dtype=np.int64)
-    out[~is_date] = np.floor(numbers[~is_date]).astype(np.int64)
-    if not is_date.any():
-        return out
-    text = col[is_date].astype(str)
-    # Fast path: pandas infers one format from the first value and applies it to all.
-    parsed = pd.to_datetime(text, utc=True, errors="coerce")
-    bad = parsed.isna().to_numpy()
-    if bad.any():  # values in other formats: parse just those one by one
-        retry = pd.to_datetime(text[bad], utc=True, errors="coerce", format="mixed")
-        parsed = parsed.copy()
-        parsed[bad] = retry
-        bad = parsed.isna().to_numpy()
-    if bad.any():
-        first = int(np.flatnonzero(is_date)[np.flatnonzero(bad)[0]])
-        raise src.error(
-            f"cannot parse timestamp {_show(col.iloc[first])} (expected epoch seconds or a date "
-            f"such as 2024-01-31 12:00:00)",
-            row=first + 1,
-            column=name,
-        )
-    dates = _datetime_seconds(parsed)
-    before_1970 = np.zeros(len(col), dtype=bool)
-    before_1970[is_date] = dates < 0
-    _refuse_timestamp(before_1970, _NEGATIVE, col, src, name)
-    out[is_date] = dates
-    return out
-
-
-def _datetime_seconds(parsed: pd.Series) -> np.ndarray:
-    naive = parsed.dt.tz_convert(None)
-    return naive.to_numpy().astype("datetime64[s]").astype(np.int64)
-
-
-def parse_ratings(col: pd.Series, src: _Source, name: str) -> np.ndarray:
-    """``(n,)`` float32 ratings; missing, non-numeric, non-finite values and values beyond
-    float32 (which would become infinite) are refused."""
-    _refuse_non_scalars(col, src, name, "rating")
-    if pd.api.types.is_bool_dtype(col.dtype):
-        return col.to_numpy(dtype=np.float32)
-    numbers = pd.to_numeric(col, errors="coerce")
-    bad = numbers.isna().to_numpy()
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        value = col.iloc[first]
-        what = "missing rating" if pd.isna(value) else f"rating {_show(value)} is not a number"
-        raise src.error(what, row=first + 1, column=name)
-    values = numbers.to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        why = (
-            "is not a finite number"
-            if not np.isfinite(values[first])
-            else "is out of range: beyond 3.4e38, the largest rating float32 holds"
-        )
-        raise src.error(f"rating {_show(col.iloc[first])} {why}", row=first + 1, column=name)
-    return values.astype(np.float32)
-
-
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -832,7 +481,3 @@ def write_parquet(data: Dataset, path: str | Path) -> list[Path]:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
     return [target for _, target in targets]
-
-
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or _first_line(exc)

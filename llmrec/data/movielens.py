@@ -27,8 +27,9 @@ import pandas as pd
 
 from llmrec.data import _fetch
 from llmrec.data._fetch import Archive, CacheSpec, Log, quiet, read_manifest
+from llmrec.data._values import _Source
 from llmrec.data.dataset import Dataset
-from llmrec.data.loaders import ColumnMap, _build, _Source
+from llmrec.data.loaders import ColumnMap, _build
 
 __all__ = [
     "EXPECTED_COUNTS",

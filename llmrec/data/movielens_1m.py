@@ -26,8 +26,9 @@ import pandas as pd
 
 from llmrec.data import _fetch
 from llmrec.data._fetch import Archive, CacheSpec, Log, quiet
+from llmrec.data._values import _Source
 from llmrec.data.dataset import Dataset
-from llmrec.data.loaders import ColumnMap, _build, _Source
+from llmrec.data.loaders import ColumnMap, _build
 from llmrec.data.movielens import (
     _int_ids,
     _none_for_missing,
