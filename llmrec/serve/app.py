@@ -473,9 +473,9 @@ def create_app(service: Service) -> Any:
         seconds = time.perf_counter() - tic
         if served is not None:
             m = runtime.metrics
-            m.requests.labels(served.name, served.entry.paradigm, str(status_code)).inc()
+            m.requests.labels(served.name, served.paradigm, str(status_code)).inc()
             if status_code == 200:
-                m.latency.labels(served.name, served.entry.paradigm).observe(seconds)
+                m.latency.labels(served.name, served.paradigm).observe(seconds)
                 result["timings_ms"]["total"] = 1000.0 * seconds
         return result
 
@@ -496,7 +496,7 @@ def create_app(service: Service) -> Any:
             result, timing = await runtime.batchers[served.name].submit(query)
             return {
                 "entry": served.name,
-                "paradigm": served.entry.paradigm,
+                "paradigm": served.paradigm,
                 "model": served.model.name,
                 "user_id": req.user_id,
                 "items": [

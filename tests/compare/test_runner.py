@@ -23,7 +23,7 @@ def _stable(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def _statuses(folder: Path) -> dict[str, dict]:
-    return {s["name"]: s for s in read_manifest(folder)["stages"]}
+    return {s.name: s.model_dump() for s in read_manifest(folder).stages}
 
 
 def test_every_entry_gets_a_status_and_none_stops_the_others(tiny_compare: Path) -> None:

@@ -166,6 +166,15 @@ class TwoStage(Recommender):
         assert isinstance(config, TwoStageConfig)
         return [config.retriever]
 
+    def language_models(self) -> list[LanguageModel]:
+        """The ranker's backend and whatever LMs the retriever holds."""
+        lms = [*self.ranker.language_models(), *self.retriever.language_models()]
+        return list({id(lm): lm for lm in lms}.values())
+
+    def fallback(self) -> Recommender:
+        """The retriever: its ranking answers when the LM fails or is too slow."""
+        return self.retriever
+
     def diagnostics(self) -> dict[str, int]:
         """Who ordered the users this model has scored since it was built or loaded.
 
