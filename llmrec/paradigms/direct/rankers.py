@@ -203,10 +203,6 @@ class Ranker(ABC):
             self._lm = load_lm(self.config.lm, **self.config.lm_options)
         return self._lm
 
-    def language_models(self) -> list[LanguageModel]:
-        """The backend, when given or loaded (never loads one)."""
-        return [self._lm] if self._lm is not None else []
-
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset) -> Self:
         """Bind the item texts, user attributes and few-shot pool of ``train``."""

@@ -167,8 +167,10 @@ class TwoStage(Recommender):
         return [config.retriever]
 
     def language_models(self) -> list[LanguageModel]:
-        """The ranker's backend and whatever LMs the retriever holds."""
-        lms = [*self.ranker.language_models(), *self.retriever.language_models()]
+        """The ranker's backend (once fitted or loaded: binding the ranker loads it) and
+        whatever LMs the retriever holds."""
+        ranker = [self.ranker.lm] if self.fit_history() is not None else []
+        lms = [*ranker, *self.retriever.language_models()]
         return list({id(lm): lm for lm in lms}.values())
 
     def fallback(self) -> Recommender:
