@@ -12,14 +12,15 @@ padded, so ``@k`` there equals ``@n_items``); the candidate protocol needs at le
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmrec._io import make_dirs, staged_dir
-from llmrec.data.splits import make_split
+from llmrec.data.dataset import Dataset
+from llmrec.data.splits import Split, make_split
 from llmrec.eval.protocols import EvalResult, evaluate, evaluate_candidates
 from llmrec.eval.slices import slice_report
 from llmrec.models.registry import create_model
@@ -32,6 +33,12 @@ from llmrec.results import (
     peak_rss_mb,
     write_record,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from llmrec.eval.protocols import Phase
+    from llmrec.models.base import Recommender
 
 #: the largest cutoff a config may ask for: evaluation holds (users, max k) arrays
 MAX_CUTOFF = 10_000
@@ -116,7 +123,7 @@ def run_experiment(
         data = load_dataset(config.dataset, data_dir=data_dir)
     log(f"loaded {data!r}")
     with timer("split"):
-        split = _split(data, config)
+        split = split_data(data, config.split, config.seed)
     log(
         f"split {config.split.kind}: train {len(split.train)}, valid {len(split.valid)}, "
         f"test {len(split.test)} interactions"
@@ -130,28 +137,21 @@ def run_experiment(
         test = _evaluate(model, split, config, "test")
     metrics = dict(test.metrics)
     metrics.update({f"valid_{k}": v for k, v in valid.metrics.items() if "@" in k})
-    slices = slice_report(test, split)
-    for name in ("cold_items", "cold_users"):
-        for key in ("ndcg@10", "recall@10", "n_users"):
-            if key in slices[name]:
-                metrics[f"{name}_{key}"] = slices[name][key]
+    metrics.update(slice_metrics(test, split, keys=("ndcg@10", "recall@10", "n_users")))
     timings = dict(timer.seconds)
     timings["test_per_user_ms"] = test.timings["per_user_ms"]
-    record = RunRecord(
+    record = make_record(
+        model,
         run_id=run_dir.name,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         dataset=data.name,
-        model=config.model,
         protocol=config.eval.protocol,
         config={**config.model_dump(mode="json"), "params": model.config.model_dump(mode="json")},
         metrics=metrics,
         timings=timings,
         peak_rss_mb=peak_rss_mb(),
-        environment=environment(),
         extra={"violations": test.violations},
+        model_name=config.model,
     )
-    if diagnostics := model.diagnostics():
-        record.extra["diagnostics"] = diagnostics
     with staged_dir(run_dir) as partial:
         if config.save_model:
             model.save(partial / "model")
@@ -165,13 +165,95 @@ def default_run_dir(parent: Path, model: str) -> Path:
     return parent / new_run_id(model)
 
 
-def _split(data: Any, config: RunConfig) -> Any:
-    s = config.split
-    if s.kind == "loo":
-        return make_split(data, "loo", min_history=s.min_history)
+def split_data(data: Dataset, settings: SplitConfig, seed: int) -> Split:
+    """``data`` split as ``settings`` say (``seed`` drives the random and temporal kinds)."""
+    if settings.kind == "loo":
+        return make_split(data, "loo", min_history=settings.min_history)
     return make_split(
-        data, s.kind, seed=config.seed, valid_frac=s.valid_frac, test_frac=s.test_frac
+        data, settings.kind, seed=seed, valid_frac=settings.valid_frac, test_frac=settings.test_frac
     )
+
+
+def evaluate_protocol(
+    model: Recommender,
+    split: Split,
+    *,
+    phase: Phase,
+    protocol: str,
+    ks: Sequence[int],
+    n_negatives: int,
+    sampling: Literal["uniform", "popularity"],
+    seed: int,
+    users: np.ndarray | None = None,
+) -> EvalResult:
+    """``model`` evaluated on ``phase``: ``candidates`` ranks 1 held-out + ``n_negatives``
+    seeded negatives; any other protocol ranks the full catalogue (optionally ``users`` only)."""
+    if protocol == "candidates":
+        return evaluate_candidates(
+            model,
+            split,
+            phase=phase,
+            ks=tuple(ks),
+            n_negatives=n_negatives,
+            sampling=sampling,
+            users=users,
+            seed=seed,
+        )
+    return evaluate(model, split, phase=phase, ks=tuple(ks), users=users)
+
+
+def slice_metrics(
+    result: EvalResult,
+    split: Split,
+    *,
+    keys: Sequence[str] | None = None,
+    max_item_count: int = 5,
+    max_user_count: int = 5,
+) -> dict[str, float]:
+    """The cold-item and cold-user slices of ``result`` as flat metrics
+    (``cold_items_ndcg@10``, ...); only ``keys`` of each slice when given."""
+    slices = slice_report(
+        result, split, max_item_count=max_item_count, max_user_count=max_user_count
+    )
+    out: dict[str, float] = {}
+    for name in ("cold_items", "cold_users"):
+        for key, value in slices[name].items():
+            if keys is None or key in keys:
+                out[f"{name}_{key}"] = value
+    return out
+
+
+def make_record(
+    model: Recommender,
+    *,
+    run_id: str,
+    dataset: str,
+    protocol: str,
+    config: dict[str, Any],
+    metrics: dict[str, float],
+    timings: dict[str, float],
+    peak_rss_mb: float,
+    extra: dict[str, Any],
+    model_name: str,
+) -> RunRecord:
+    """The :class:`RunRecord` of a fitted and evaluated ``model`` (named ``model_name`` as the
+    config named it): created now, in this environment, the model's diagnostics in ``extra``."""
+    record = RunRecord(
+        run_id=run_id,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        dataset=dataset,
+        model=model_name,
+        protocol=protocol,
+        config=config,
+        metrics=metrics,
+        timings=timings,
+        peak_rss_mb=peak_rss_mb,
+        environment=environment(),
+        extra=extra,
+    )
+    if diagnostics := model.diagnostics():
+        record.extra["diagnostics"] = diagnostics
+    return record
 
 
 def _note_large_cutoffs(config: RunConfig, n_items: int, log: Callable[[str], None]) -> None:
@@ -183,16 +265,15 @@ def _note_large_cutoffs(config: RunConfig, n_items: int, log: Callable[[str], No
         )
 
 
-def _evaluate(model: Any, split: Any, config: RunConfig, phase: Any) -> EvalResult:
-    ks = tuple(config.eval.ks)
-    if config.eval.protocol == "full":
-        return evaluate(model, split, phase=phase, ks=ks)
-    return evaluate_candidates(
+def _evaluate(model: Recommender, split: Split, config: RunConfig, phase: Phase) -> EvalResult:
+    ev = config.eval
+    return evaluate_protocol(
         model,
         split,
         phase=phase,
-        ks=ks,
-        n_negatives=config.eval.n_negatives,
-        sampling=config.eval.sampling,
+        protocol=ev.protocol,
+        ks=ev.ks,
+        n_negatives=ev.n_negatives,
+        sampling=ev.sampling,
         seed=config.seed,
     )

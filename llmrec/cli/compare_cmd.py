@@ -148,9 +148,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from llmrec.report import render_report
 
     manifest = read_manifest(args.run_dir)
-    constraints = _constraints(args, manifest.get("constraints"))
+    constraints = _constraints(args, manifest.constraints)
     html_path, json_path = render_report(args.run_dir, constraints)
-    return _print_summary(args.run_dir, html_path, json_path, manifest.get("stages", []), args)
+    stages = [s.model_dump(mode="json") for s in manifest.stages]
+    return _print_summary(args.run_dir, html_path, json_path, stages, args)
 
 
 def _print_summary(

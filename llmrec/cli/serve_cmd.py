@@ -139,7 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"llmrec serve: loading {len(config.entries)} model(s) ...", file=sys.stderr)
     service = load_service(config)
     app = create_app(service)
-    names = ", ".join(f"{e.name} ({e.paradigm})" for e in config.entries)
+    names = ", ".join(f"{s.name} ({s.paradigm})" for s in service.models.values())
     print(f"llmrec serve: {names} on http://{config.host}:{config.port}/", file=sys.stderr)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
     return 0

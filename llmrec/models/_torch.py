@@ -12,7 +12,6 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from pydantic import Field
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, require
 from llmrec.models.base import ModelConfig
+from llmrec.models.trainlog import TrainLog
 
 if TYPE_CHECKING:
     import torch
@@ -95,33 +95,6 @@ def ndcg_at_k(
     rank = (scores > target_scores[:, None]).sum(axis=1)
     gains = np.where(rank < VALID_K, 1.0 / np.log2(rank + 2.0), 0.0)
     return float(gains.mean()) if len(gains) else 0.0
-
-
-@dataclass
-class TrainLog:
-    """What early stopping saw: one entry per evaluation.
-
-    Attributes:
-        epochs: epoch number (1-based) of each evaluation.
-        scores: validation NDCG@10 of each evaluation.
-        seconds: wall seconds since training started, at the end of each evaluation.
-        best_epoch: epoch whose weights were kept (0 if never evaluated).
-        best_score: its validation NDCG@10.
-        time_to_best_s: seconds from the start until the best evaluation ended.
-        cpu_to_best_s: CPU seconds of this process (all threads) until then: steadier than wall
-            time on a shared machine.
-        fit_s: seconds of the whole training loop.
-    """
-
-    epochs: list[int] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    best_epoch: int = 0
-    best_score: float = float("-inf")
-    time_to_best_s: float = 0.0
-    cpu_to_best_s: float = 0.0
-    fit_s: float = 0.0
 
 
 def train_loop(

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,9 +25,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmrec._io import dumps_json, staged_dir
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
+from llmrec.models.catalogue import import_target, model_names, model_spec
 from llmrec.models.saved import CONFIG_FILE, STATE_FILE, read_saved_meta, read_saved_state
 
-__all__ = ["CONFIG_FILE", "STATE_FILE", "ModelConfig", "Recommendations", "Recommender"]
+if TYPE_CHECKING:
+    from llmrec.lm.base import LanguageModel
+    from llmrec.models.trainlog import TrainLog
+
+__all__ = [
+    "CONFIG_FILE",
+    "STATE_FILE",
+    "ModelConfig",
+    "Recommendations",
+    "Recommender",
+    "registered_class",
+]
 
 
 class ModelConfig(BaseModel):
@@ -283,6 +295,28 @@ class Recommender(ABC):
         model._restore(folder, {k.removeprefix("model."): v for k, v in state.items()})
         return model
 
+    # --- what callers may ask a model (compare, serve, report use only these) ----------------
+    def language_models(self) -> list[LanguageModel]:
+        """Every LM backend this model holds now — query-time rankers and the encoders its fit
+        used — so that their usage counters can be read; empty for models without one.
+
+        Never loads an LM: a model loaded from a folder lists only what it has loaded since.
+        """
+        return []
+
+    def fallback(self) -> Recommender | None:
+        """The model that answers when this one's LM fails or is too slow (a two-stage's
+        retriever); ``None`` when there is none."""
+        return None
+
+    def training_log(self) -> TrainLog | None:
+        """What early stopping saw during the last :meth:`fit` (torch-trained models)."""
+        return None
+
+    def fit_history(self) -> UserHistory | None:
+        """The interactions given to :meth:`fit` (or saved with the model); ``None`` before."""
+        return self._fit_history
+
     def diagnostics(self) -> dict[str, int]:
         """Counts the run record should carry about how this model answered (e.g. how many
         users an LM ranked and how many fell back); empty for models with nothing to say."""
@@ -329,26 +363,33 @@ def _saved_class(cls: type[Recommender], name: str, folder: Path) -> type[Recomm
     """The class a saved folder names: a registered short name (never an import path: a file
     must not choose what gets imported). Loaded through a subclass, the folder must hold that
     class or one derived from it."""
-    from llmrec.models.registry import registered_model_class
-
     if cls is not Recommender and name == cls.name:
         return cls
     _check_registered(name, folder, hint=cls is Recommender)
-    klass = registered_model_class(name)
+    klass = registered_class(name)
     if not issubclass(klass, cls):
         raise ConfigError(f"{folder} holds a {name} model, not {cls.name}")
     return klass
 
 
+def registered_class(name: str) -> type[Recommender]:
+    """The class of the catalogue's short name ``name``; anything else (an import path
+    included) is a :class:`ConfigError`."""
+    target = model_spec(name).target
+    klass = import_target(target)
+    if not (isinstance(klass, type) and issubclass(klass, Recommender)):
+        raise ConfigError(f"{target!r} is not a Recommender subclass")
+    return klass
+
+
 def _check_registered(name: str, folder: Path, *, hint: bool = False) -> None:
     """Refuse a model name from a saved folder that is not a registered short name."""
-    from llmrec.models.registry import MODELS
-
-    if name not in MODELS:
+    known = model_names()
+    if name not in known:
         tail = "; load it with its own class: MyModel.load(path)" if hint else ""
         raise ConfigError(
             f"{folder}/{CONFIG_FILE}: model {name!r} is not a registered model "
-            f"(known: {', '.join(sorted(MODELS))}){tail}"
+            f"(known: {', '.join(known)}){tail}"
         )
 
 

@@ -59,6 +59,9 @@ class BPR(Recommender):
         self.item_factors: np.ndarray | None = None  # (n_items, dim) float32
         self.train_log: TrainLog | None = None
 
+    def training_log(self) -> TrainLog | None:
+        return self.train_log
+
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Train on ``train``; early-stop on NDCG@10 of ``valid``'s items (if given)."""
         self._remember_catalogue(train)

@@ -1,6 +1,6 @@
-"""Short names of recommenders, resolved lazily to classes.
+"""Models by name: a registered short name (:mod:`llmrec.models.catalogue`) or an import path.
 
-A config names a model by a short name registered here or by an import path
+A config names a model by a short name registered in the catalogue or by an import path
 ``package.module:ClassName``; nothing else is guessed. A saved model folder is data, not
 config: it may name only a registered short name (:func:`registered_model_class`), so a file on
 disk never chooses what gets imported.
@@ -8,71 +8,53 @@ disk never chooses what gets imported.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
 
 from llmrec.errors import ConfigError
+from llmrec.models.base import Recommender, registered_class
+from llmrec.models.catalogue import find_spec, import_target, model_names, model_spec
 
-if TYPE_CHECKING:
-    from llmrec.models.base import Recommender
+__all__ = ["MODELS", "create_model", "get_model_class", "registered_model_class"]
 
-MODELS: dict[str, str] = {
-    "popularity": "llmrec.models.popularity:Popularity",
-    "itemknn": "llmrec.models.itemknn:ItemKNN",
-    "bpr": "llmrec.models.bpr:BPR",
-    "sasrec": "llmrec.models.sasrec:SASRec",
-    "textknn": "llmrec.paradigms.embeddings.knn:TextKNN",
-    "lm-sasrec": "llmrec.paradigms.embeddings.lm_sasrec:LMSASRec",
-    "user-tower": "llmrec.paradigms.embeddings.user_tower:UserTower",
-    "two_stage": "llmrec.paradigms.direct.two_stage:TwoStage",
-    "tiger": "llmrec.paradigms.tokens.generative:GenerativeRetrieval",
-    "token-sasrec": "llmrec.paradigms.tokens.token_sasrec:TokenSASRec",
-}
 
-#: the paradigm each registered model stands for (what ``llmrec serve`` labels it with)
-PARADIGMS: dict[str, str] = {
-    "popularity": "classic",
-    "itemknn": "classic",
-    "bpr": "classic",
-    "sasrec": "classic",
-    "textknn": "embeddings",
-    "lm-sasrec": "embeddings",
-    "user-tower": "embeddings",
-    "two_stage": "direct",
-    "tiger": "tokens",
-    "token-sasrec": "tokens",
-}
+class _Targets(Mapping[str, str]):
+    """A read-only view of the catalogue: short name → ``module:Class`` (kept for callers that
+    only need the names and targets)."""
+
+    def __getitem__(self, name: str) -> str:
+        return model_spec(name).target
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(model_names())
+
+    def __len__(self) -> int:
+        return len(model_names())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and find_spec(name) is not None
+
+
+#: registered short names and their import targets (a view of the catalogue)
+MODELS: Mapping[str, str] = _Targets()
 
 
 def get_model_class(name: str) -> type[Recommender]:
     """The class for a registered short name or a ``module:Class`` import path."""
-    target = MODELS.get(name, name)
-    if ":" not in target:
-        known = ", ".join(sorted(MODELS))
+    if find_spec(name) is not None:
+        return registered_class(name)
+    if ":" not in name:
+        known = ", ".join(model_names())
         raise ConfigError(f"unknown model {name!r}; known models: {known} (or module:Class)")
-    return _import_class(target)
+    klass = import_target(name)
+    if not (isinstance(klass, type) and issubclass(klass, Recommender)):
+        raise ConfigError(f"{name!r} is not a Recommender subclass")
+    return klass
 
 
 def registered_model_class(name: str) -> type[Recommender]:
     """The class of a registered short name; anything else (an import path included) is a
     :class:`ConfigError`. What a saved folder's ``config.json`` is resolved with."""
-    if name not in MODELS:
-        known = ", ".join(sorted(MODELS))
-        raise ConfigError(f"model {name!r} is not a registered model; known models: {known}")
-    return _import_class(MODELS[name])
-
-
-def _import_class(target: str) -> type[Recommender]:
-    from llmrec.models.base import Recommender
-
-    module_name, _, attr = target.partition(":")
-    try:
-        klass = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import model {target!r}: {exc}") from None
-    if not (isinstance(klass, type) and issubclass(klass, Recommender)):
-        raise ConfigError(f"{target!r} is not a Recommender subclass")
-    return klass
+    return registered_class(name)
 
 
 def create_model(name: str, config: dict[str, object] | None = None) -> Recommender:

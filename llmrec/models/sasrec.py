@@ -82,6 +82,9 @@ class SASRec(Recommender):
         self.train_log: TrainLog | None = None
 
     # --- training ----------------------------------------------------------------------------
+    def training_log(self) -> TrainLog | None:
+        return self.train_log
+
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Train on the sequences of ``train``; early-stop on NDCG@10 of ``valid``'s items."""
         self._remember_catalogue(train)

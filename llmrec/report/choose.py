@@ -18,17 +18,12 @@ from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmrec.compare import PIPELINE_LEVEL
+from llmrec.models.catalogue import PipelineLevel
 
 __all__ = ["PIPELINE_CHOICES", "Constraints", "bias_of", "choose"]
 
 #: CLI spelling of the pipeline constraint -> the compatibility label it allows at most
-PIPELINE_CHOICES = {
-    "none": "nothing new (no LM)",
-    "offline": "offline job only",
-    "index": "new index",
-    "serving": "new serving model",
-}
+PIPELINE_CHOICES = {level.short: level.label for level in PipelineLevel}
 
 
 class Constraints(BaseModel):
@@ -144,7 +139,8 @@ def _violations(row: dict[str, Any], c: Constraints, acc_key: str) -> list[str]:
     if c.pipeline is not None:
         allowed = PIPELINE_CHOICES[c.pipeline]
         need = str(row.get("pipeline", ""))
-        if PIPELINE_LEVEL.get(need, 99) > PIPELINE_LEVEL[allowed]:
+        level, limit = PipelineLevel.parse(need), PipelineLevel.parse(c.pipeline)
+        if level is None or (limit is not None and level > limit):
             out.append(f"it needs a {need}, more than the allowed '{allowed}'")
     return out
 

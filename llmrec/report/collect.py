@@ -90,15 +90,15 @@ def build_report_data(compare_dir: Path, constraints: Constraints | None = None)
     """
     manifest = read_manifest(compare_dir)
     if constraints is None:
-        constraints = Constraints.model_validate(manifest.get("constraints") or {})
+        constraints = Constraints.model_validate(manifest.constraints)
     rows, stages = summary_rows(compare_dir)
     public = [{k: v for k, v in r.items() if k != "_extra"} for r in rows]
     return {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "compare_dir": str(compare_dir),
-        "dataset": manifest.get("dataset", {}),
-        "split": manifest.get("split", {}),
-        "config": manifest.get("config", {}),
+        "dataset": manifest.dataset,
+        "split": manifest.split,
+        "config": manifest.config,
         "stages": stages,
         "tables": {
             "accuracy": _table(public, ACCURACY_COLUMNS),

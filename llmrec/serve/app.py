@@ -24,29 +24,29 @@ import asyncio
 import gc
 import hmac
 import json
-import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any, NoReturn
-
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    StrictBool,
-    Tag,
-    model_validator,
-)
+from typing import Annotated, Any
 
 from llmrec._io import json_safe
 from llmrec.errors import ConfigError, LlmrecError, UnknownIdError, require
 from llmrec.serve.batcher import BatchStats, MicroBatcher, Overloaded
 from llmrec.serve.metrics import ServiceMetrics
+from llmrec.serve.schemas import (
+    ErrorOut,
+    ItemDetailsOut,
+    ItemOut,
+    JsonId,
+    ParadigmOut,
+    PositionOut,
+    RecommendOut,
+    UserOut,
+    parse_body,
+    request_models,
+)
 from llmrec.serve.service import (
     Answer,
     CannotServe,
@@ -57,182 +57,6 @@ from llmrec.serve.service import (
 )
 
 __all__ = ["create_app", "parse_body"]
-
-
-def _no_bool_or_text(value: Any) -> Any:
-    """JSON's integers are numbers without a fraction (``5``, ``5.0``): ``true`` and ``"5"`` are
-    refused rather than read as ``1`` and ``5``."""
-    if isinstance(value, bool | str):
-        raise ValueError("an integer must be a JSON number, not a boolean or a string")
-    return value
-
-
-#: an integer of a request: ``5`` or ``5.0``, never ``true`` or ``"5"``
-JsonInt = Annotated[int, BeforeValidator(_no_bool_or_text)]
-
-
-def _id_kind(value: Any) -> str:
-    return "string" if isinstance(value, str) else "integer"
-
-
-#: JSON ids: integers within what every JSON reader keeps exactly, or short strings
-JsonId = Annotated[
-    Annotated[int, Field(ge=-(2**53), le=2**53), BeforeValidator(_no_bool_or_text), Tag("integer")]
-    | Annotated[str, Field(max_length=128), Tag("string")],
-    Discriminator(_id_kind),
-]
-
-
-class ErrorOut(BaseModel):
-    detail: str
-
-
-class ItemOut(BaseModel):
-    id: JsonId
-    title: str
-    popularity: int
-    score: float | None = None
-
-
-class RecommendOut(BaseModel):
-    entry: str = Field(description="the served model that answered")
-    paradigm: str
-    model: str
-    user_id: JsonId | None
-    items: list[ItemOut]
-    degraded: bool = Field(description="true when the retriever answered instead of the LM")
-    degraded_reason: str | None
-    batch_size: int = Field(description="requests answered by the same model call")
-    timings_ms: dict[str, float]
-
-
-class ParadigmOut(BaseModel):
-    name: str
-    paradigm: str
-    model: str
-    serves_new_users: bool
-    reads_profile: bool
-    calls_lm: bool
-    degrades_to: str | None
-
-
-class UserOut(BaseModel):
-    id: JsonId
-    profile: dict[str, str]
-    n_interactions: int
-    history: list[ItemOut]
-
-
-class ItemDetailsOut(ItemOut):
-    fields: dict[str, Any]
-
-
-class ShiftOut(BaseModel):
-    offset: int
-    slot: list[int] = Field(description="each candidate's slot in this order (0 = first)")
-    rank: list[int] = Field(description="each candidate's LM rank in this order (0 = best)")
-
-
-class PositionOut(BaseModel):
-    entry: str
-    candidates: list[ItemOut]
-    shifts: list[ShiftOut]
-    timings_ms: dict[str, float]
-
-
-def _request_models(max_k: int, max_history: int) -> tuple[type[BaseModel], type[BaseModel]]:
-    """The request bodies, with the config's limits in their schema."""
-
-    class _Query(BaseModel):
-        # "user_id or history" is in the schema too, so generated clients and fuzzers know it
-        model_config = ConfigDict(
-            extra="forbid",
-            json_schema_extra={
-                "anyOf": [
-                    {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
-                    for key in ("user_id", "history")
-                ]
-            },
-        )
-
-        user_id: JsonId | None = Field(default=None, description="a known user's id")
-        history: list[JsonId] | None = Field(
-            default=None,
-            max_length=max_history,
-            description="item ids, oldest first; replaces the known user's history",
-        )
-        profile: dict[str, Annotated[str, Field(max_length=200)]] | None = Field(
-            default=None, max_length=32, description="attributes for models that read profiles"
-        )
-        paradigm: str | None = Field(
-            default=None, max_length=64, description="an entry name or a paradigm"
-        )
-        exclude_seen: StrictBool = True
-
-        @model_validator(mode="after")
-        def _someone(self) -> "_Query":
-            if self.user_id is None and self.history is None:
-                raise ValueError("give user_id or history")
-            return self
-
-    class RecommendRequest(_Query):
-        k: JsonInt = Field(default=10, ge=1, le=max_k)
-
-    class PositionRequest(_Query):
-        shifts: JsonInt = Field(default=4, ge=1, le=26)
-
-    return RecommendRequest, PositionRequest
-
-
-def parse_body(body: bytes) -> Any:
-    """The JSON value of a request body, read by RFC 8259 alone: UTF-8 text, finite numbers
-    (no ``NaN``, ``Infinity`` or ``1e999``, which Python's reader would take), each key once per
-    object, nesting Python can follow. Anything else is a :class:`json.JSONDecodeError`, which
-    FastAPI answers with its 422 list (``json_invalid``)."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise json.JSONDecodeError("the body is not UTF-8 text", "", exc.start) from None
-    try:
-        return json.loads(
-            text,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            parse_int=_json_int,
-            object_pairs_hook=_unique_keys,
-        )
-    except json.JSONDecodeError:
-        raise
-    except (ValueError, RecursionError) as exc:  # from a hook, or nesting too deep
-        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise json.JSONDecodeError(why, text, 0) from None
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a number in JSON (RFC 8259)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is beyond the range of a finite number")
-    return value
-
-
-def _json_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:  # over Python's digit limit for int(str)
-        raise ValueError(f"an integer of {len(text)} digits is too long") from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise ValueError(f"the key {key!r} appears twice in one object")
-        seen.add(key)
-    return dict(pairs)
 
 
 def _status(exc: BaseException) -> tuple[int, str, dict[str, str]]:
@@ -416,7 +240,6 @@ def create_app(service: Service) -> Any:
     JsonResponse = _strict_json_response(responses)
     cfg = service.config
     runtime = _Runtime(service)
-    RecommendRequest, PositionRequest = _request_models(cfg.max_k, cfg.max_history)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> Any:
@@ -443,23 +266,40 @@ def create_app(service: Service) -> Any:
     async def invalid(_request: Any, exc: Any) -> Any:
         return JsonResponse({"detail": _validation_errors(encoders, exc)}, status_code=422)
 
-    def card(index: int, score: float | None = None) -> dict[str, Any]:
-        out = service.item_card(index)
+    handlers = _Handlers(service, runtime, JsonResponse)
+    _query_routes(app, handlers, *request_models(cfg.max_k, cfg.max_history))
+    _browse_routes(app, fastapi, responses, handlers)
+    app.add_middleware(_Guard, api_key=cfg.api_key, max_body_bytes=cfg.max_body_bytes)
+    return app
+
+
+class _Handlers:
+    """What every route shares: item cards, error bodies, and answering through an entry (with
+    its metrics)."""
+
+    def __init__(self, service: Service, runtime: "_Runtime", json_response: Any) -> None:
+        self.service = service
+        self.runtime = runtime
+        self.json_response = json_response
+
+    def card(self, index: int, score: float | None = None) -> dict[str, Any]:
+        out = self.service.item_card(index)
         if score is not None:
             out["score"] = float(score)
         return out
 
-    def error(exc: BaseException) -> Any:
+    def error(self, exc: BaseException) -> Any:
         status, detail, headers = _status(exc)
-        return JsonResponse({"detail": detail}, status_code=status, headers=headers)
+        return self.json_response({"detail": detail}, status_code=status, headers=headers)
 
     async def answer(
-        name_hint: str | None, work: Callable[[ServedModel], Awaitable[dict[str, Any]]]
+        self, name_hint: str | None, work: Callable[[ServedModel], Awaitable[dict[str, Any]]]
     ) -> Any:
+        runtime = self.runtime
         tic = time.perf_counter()
         served: ServedModel | None = None
         try:
-            served = service.entry(name_hint)
+            served = self.service.entry(name_hint)
             if served.name not in runtime.batchers:  # the app runs without its lifespan
                 runtime.start()
             body = await work(served)
@@ -469,18 +309,23 @@ def create_app(service: Service) -> Any:
             status_code = _status(exc)[0]
             if status_code == 503 and served is not None:
                 runtime.metrics.rejected.labels(served.name).inc()
-            result = error(exc)
+            result = self.error(exc)
         seconds = time.perf_counter() - tic
         if served is not None:
             m = runtime.metrics
-            m.requests.labels(served.name, served.entry.paradigm, str(status_code)).inc()
+            m.requests.labels(served.name, served.paradigm, str(status_code)).inc()
             if status_code == 200:
-                m.latency.labels(served.name, served.entry.paradigm).observe(seconds)
+                m.latency.labels(served.name, served.paradigm).observe(seconds)
                 result["timings_ms"]["total"] = 1000.0 * seconds
         return result
 
+
+def _query_routes(app: Any, h: _Handlers, RecommendRequest: Any, PositionRequest: Any) -> None:
+    """``POST /v1/recommend`` and ``POST /v1/position-bias``."""
+    service, runtime = h.service, h.runtime
+
     @app.post("/v1/recommend", response_model=RecommendOut, responses=_ERRORS)
-    async def recommend(request: RecommendRequest) -> Any:  # type: ignore[valid-type]
+    async def recommend(request: RecommendRequest) -> Any:
         """Ranked items for a known user or a given history, from one paradigm."""
         req: Any = request
 
@@ -496,11 +341,11 @@ def create_app(service: Service) -> Any:
             result, timing = await runtime.batchers[served.name].submit(query)
             return {
                 "entry": served.name,
-                "paradigm": served.entry.paradigm,
+                "paradigm": served.paradigm,
                 "model": served.model.name,
                 "user_id": req.user_id,
                 "items": [
-                    card(int(i), s) for i, s in zip(result.items, result.scores, strict=True)
+                    h.card(int(i), s) for i, s in zip(result.items, result.scores, strict=True)
                 ],
                 "degraded": result.degraded,
                 "degraded_reason": result.reason or None,
@@ -508,10 +353,10 @@ def create_app(service: Service) -> Any:
                 "timings_ms": {"queue": timing["queue_ms"], "model": result.model_ms},
             }
 
-        return await answer(req.paradigm, work)
+        return await h.answer(req.paradigm, work)
 
     @app.post("/v1/position-bias", response_model=PositionOut, responses=_ERRORS)
-    async def position_bias(request: PositionRequest) -> Any:  # type: ignore[valid-type]
+    async def position_bias(request: PositionRequest) -> Any:
         """The direct ranker's ranks of its candidates shown in ``shifts`` rotated orders."""
         req: Any = request
 
@@ -525,12 +370,17 @@ def create_app(service: Service) -> Any:
             )
             return {
                 "entry": served.name,
-                "candidates": [card(int(i)) for i in view["candidates"]],
+                "candidates": [h.card(int(i)) for i in view["candidates"]],
                 "shifts": view["shifts"],
                 "timings_ms": {},
             }
 
-        return await answer(req.paradigm, work)
+        return await h.answer(req.paradigm, work)
+
+
+def _browse_routes(app: Any, fastapi: Any, responses: Any, h: _Handlers) -> None:
+    """The read-only routes: paradigms, items, users, health, metrics and the web page."""
+    service, runtime = h.service, h.runtime
 
     @app.get("/v1/paradigms", response_model=list[ParadigmOut])
     async def paradigms() -> Any:
@@ -543,7 +393,7 @@ def create_app(service: Service) -> Any:
         try:
             return service.item_details(item_id)
         except Exception as exc:
-            return error(exc)
+            return h.error(exc)
 
     @app.get("/v1/items", response_model=list[ItemOut])
     async def search(
@@ -562,7 +412,7 @@ def create_app(service: Service) -> Any:
         try:
             return service.user_details(user_id, last)
         except Exception as exc:
-            return error(exc)
+            return h.error(exc)
 
     @app.get("/v1/users", response_model=list[JsonId])
     async def users(limit: Annotated[int, fastapi.Query(ge=1, le=1000)] = 20) -> Any:
@@ -584,9 +434,6 @@ def create_app(service: Service) -> Any:
     @app.get("/", include_in_schema=False)
     async def index() -> Any:
         return responses.HTMLResponse(page)
-
-    app.add_middleware(_Guard, api_key=cfg.api_key, max_body_bytes=cfg.max_body_bytes)
-    return app
 
 
 def _version() -> str:

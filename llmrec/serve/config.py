@@ -6,7 +6,7 @@ run folder (``llmrec run``), a compare folder (``llmrec compare``) or a YAML fil
 
     dataset: ml-100k
     entries:
-      - {name: sasrec, paradigm: classic, path: runs/compare-quick/stages/sasrec/model}
+      - {name: sasrec, path: runs/compare-quick/stages/sasrec/model}  # paradigm from the catalogue
       - {name: llm-rerank, paradigm: direct, path: runs/compare-quick/stages/llm-rerank/model}
     batching: {window_ms: 20, max_batch: 8, max_queue: 64}
     lm_budget_ms: 5000
@@ -20,10 +20,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmrec._io import check_unique_names, read_yaml_mapping, validated
+from llmrec.models.catalogue import Paradigm
 
 __all__ = ["BatchingConfig", "ServeConfig", "ServeEntry", "load_serve_config"]
 
-Paradigm = Literal["classic", "embeddings", "tokens", "direct"]
 #: an entry's name: what requests name, and a compare stage's folder name (no separators)
 ENTRY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -38,12 +38,13 @@ class ServeEntry(_Strict):
     Attributes:
         name: what requests name in ``paradigm`` (letters, digits, ``-``, ``_``, ``.``).
         paradigm: classic / embeddings / tokens / direct; a request may also name the paradigm,
-            which picks its first entry.
+            which picks its first entry. Default: the catalogue's paradigm of the saved model
+            (filled in when the service loads it).
         path: a saved model folder (``config.json`` + ``state.safetensors``).
     """
 
     name: str = Field(pattern=ENTRY_NAME, max_length=64)
-    paradigm: Paradigm
+    paradigm: Paradigm | None = None
     path: Path
 
 

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmrec._io import read_json_object, validated
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, LlmrecError, UnknownIdError
-from llmrec.models.base import CONFIG_FILE, Recommender
-from llmrec.paradigms.direct.two_stage import MIN_LM_CANDIDATES
-from llmrec.serve.config import ENTRY_NAME, Paradigm, ServeConfig, ServeEntry, load_serve_config
+from llmrec.models.base import Recommender
+from llmrec.models.catalogue import Paradigm, model_spec
+from llmrec.paradigms.direct.two_stage import MIN_LM_CANDIDATES, TwoStage
+from llmrec.serve.config import ServeConfig, ServeEntry
+from llmrec.serve.folders import config_from_folder
 
 __all__ = [
     "Answer",
@@ -101,29 +100,33 @@ class ServedModel:
         return bool(self.model.queries_lm)
 
     @property
+    def paradigm(self) -> Paradigm:
+        """The entry's paradigm (the catalogue's for the model when the entry gives none)."""
+        return self.entry.paradigm or model_spec(self.model.name).paradigm
+
+    @property
     def can_degrade(self) -> bool:
-        """Whether a retriever stands behind the LM (answers when the LM cannot)."""
-        return isinstance(getattr(self.model, "retriever", None), Recommender)
+        """Whether a fallback stands behind the LM (answers when the LM cannot)."""
+        return self.model.fallback() is not None
 
     def lm_calls(self) -> int:
-        """LM calls the model has made so far (0 for models without an LM ranker)."""
-        stats = getattr(getattr(self.model, "ranker", None), "stats", None)
-        return int(getattr(stats, "lm_calls", 0))
+        """LM calls the model's LM ranker has made so far (0 for models without one)."""
+        return self.model.ranker.stats.lm_calls if isinstance(self.model, TwoStage) else 0
 
     def describe(self) -> dict[str, Any]:
         m = self.model
         out: dict[str, Any] = {
             "name": self.entry.name,
-            "paradigm": self.entry.paradigm,
+            "paradigm": self.paradigm,
             "model": m.name,
             "serves_new_users": bool(m.uses_query_history),
             "reads_profile": bool(m.reads_profiles),
             "calls_lm": self.uses_lm,
             "degrades_to": None,
         }
-        retriever = getattr(m, "retriever", None)
-        if isinstance(retriever, Recommender):
-            out["degrades_to"] = retriever.name
+        fallback = m.fallback()
+        if fallback is not None:
+            out["degrades_to"] = fallback.name
         return out
 
     def check(self, query: Query) -> None:
@@ -140,9 +143,9 @@ class ServedModel:
         return self._answer(self.model, queries, history)
 
     def fallback(self, queries: list[Query], history: UserHistory, reason: str) -> list[Answer]:
-        """The retriever's answers, marked degraded (only where :attr:`can_degrade`)."""
-        retriever = getattr(self.model, "retriever", None)
-        if not isinstance(retriever, Recommender):
+        """The fallback's answers, marked degraded (only where :attr:`can_degrade`)."""
+        retriever = self.model.fallback()
+        if retriever is None:
             raise CannotServe(f"{self.entry.name} has no retriever to fall back on")
         answers = self._answer(retriever, queries, history)
         for a in answers:
@@ -184,11 +187,10 @@ def position_view(served: ServedModel, query: Query, shifts: int) -> dict[str, A
     nothing to order (:class:`CannotServe`).
     """
     model = served.model
-    ranker = getattr(model, "ranker", None)
-    retriever = getattr(model, "retriever", None)
-    if ranker is None or not isinstance(retriever, Recommender):
+    if not isinstance(model, TwoStage):
         raise CannotServe(f"{served.name} is not an LM ranker over a retriever (direct paradigm)")
-    n_cand = int(getattr(model.config, "n_candidates", 20))
+    ranker, retriever = model.ranker, model.retriever
+    n_cand = model.config.n_candidates
     batch = UserHistory.from_rows([query.history], model.n_items)
     users = np.zeros(1, dtype=np.int64)
     recs = retriever.recommend(users, n_cand, history=batch, exclude_seen=query.exclude_seen)
@@ -274,9 +276,9 @@ class Service:
             models[name] = ServedModel(entry, model)
         service = cls(config, data, models)
         if config.history_source == "train":
-            first = next(iter(models.values())).model
-            if first._fit_history is not None:
-                service.history = first._fit_history
+            fitted = next(iter(models.values())).model.fit_history()
+            if fitted is not None:
+                service.history = fitted
         return service
 
     # --- lookup --------------------------------------------------------------------------------
@@ -287,9 +289,9 @@ class Service:
         if name in self.models:
             return self.models[name]
         for served in self.models.values():
-            if served.entry.paradigm == name:
+            if served.paradigm == name:
                 return served
-        paradigms = sorted({m.entry.paradigm for m in self.models.values()})
+        paradigms = sorted({m.paradigm for m in self.models.values()})
         known = ", ".join([*self.models, *paradigms])
         raise UnknownIdError(f"unknown paradigm or model {name!r}; served: {known}")
 
@@ -362,104 +364,6 @@ class Service:
         return [_plain(self.data.user_ids[u]) for u in users]
 
 
-# --- folders -----------------------------------------------------------------------------------
-class _Stage(BaseModel):
-    """What serving reads of one stage line of a compare folder's ``compare.json``."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    #: a folder name under ``stages/``: no separators or ``..``, so it stays inside the folder
-    name: str = Field(pattern=ENTRY_NAME, max_length=64)
-    paradigm: Paradigm
-    status: str
-    protocol: str
-
-
-class _Recorded(BaseModel):
-    """A folder's dataset: its config's ``dataset``, else the top-level one."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    dataset: str = "ml-100k"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _dataset_of_config(cls, raw: Any) -> Any:
-        config = raw.get("config") if isinstance(raw, dict) else None
-        if isinstance(config, dict) and "dataset" in config:
-            return {**raw, "dataset": config["dataset"]}
-        return raw
-
-
-class _Manifest(_Recorded):
-    """What serving reads of a compare folder's ``compare.json``."""
-
-    stages: list[_Stage] = Field(default_factory=list)
-
-
-class _Record(_Recorded):
-    """What serving reads of a run folder's ``record.json``."""
-
-    model: str
-    dataset: str
-
-
-def config_from_folder(folder: Path, **overrides: Any) -> ServeConfig:
-    """A :class:`ServeConfig` serving what a run folder or a compare folder holds.
-
-    * a run folder (``llmrec run``): ``record.json`` and ``model/``;
-    * a compare folder (``llmrec compare``): every finished stage with a saved model, except
-      candidate-protocol stages (the same models as their full-ranking entries).
-
-    A damaged ``record.json`` or ``compare.json`` is a one-line :class:`ConfigError` naming it.
-    """
-    from llmrec.compare import MANIFEST_FILE
-    from llmrec.results import RECORD_FILE
-
-    folder = Path(folder)
-    if (folder / MANIFEST_FILE).is_file():
-        raw = _compare_entries(folder, folder / MANIFEST_FILE)
-    elif (folder / RECORD_FILE).is_file():
-        raw = _run_entry(folder, folder / RECORD_FILE)
-    else:
-        raise ConfigError(
-            f"{folder} is neither a run folder ({RECORD_FILE}) nor a compare folder "
-            f"({MANIFEST_FILE})"
-        )
-    return load_serve_config(raw, **overrides)
-
-
-def _compare_entries(folder: Path, path: Path) -> dict[str, Any]:
-    from llmrec.compare import MODEL_DIR
-
-    manifest = validated(
-        _Manifest, read_json_object(path, "compare manifest"), f"compare manifest {path}"
-    )
-    entries = []
-    for stage in manifest.stages:
-        model_dir = folder / "stages" / stage.name / MODEL_DIR
-        finished = stage.status in ("done", "cached") and (model_dir / CONFIG_FILE).is_file()
-        if finished and stage.protocol != "candidates":
-            entries.append({"name": stage.name, "paradigm": stage.paradigm, "path": model_dir})
-    if not entries:
-        raise ConfigError(
-            f"{folder} holds no saved models (run llmrec compare again with this version)"
-        )
-    return {"dataset": manifest.dataset, "entries": entries}
-
-
-def _run_entry(folder: Path, path: Path) -> dict[str, Any]:
-    from llmrec.models.registry import PARADIGMS
-
-    record = validated(_Record, read_json_object(path, "run record"), f"run record {path}")
-    model_dir = folder / "model"
-    if not (model_dir / CONFIG_FILE).is_file():
-        raise ConfigError(f"{folder} holds no saved model (the run had save_model: false)")
-    paradigm = PARADIGMS.get(record.model, "classic")
-    entry = {"name": record.model, "paradigm": paradigm, "path": model_dir}
-    return {"dataset": record.dataset, "entries": [entry]}
-
-
 def _load_model(entry: ServeEntry) -> Recommender:
     """The saved model of ``entry``; its damage a one-line :class:`ConfigError` naming the entry
     and the folder."""
@@ -473,10 +377,9 @@ def _load_model(entry: ServeEntry) -> Recommender:
 
 def _set_threads(model: Recommender, threads: int) -> None:
     """Set the torch threads of ``model`` (and of a model it wraps) where its config has them."""
-    for part in (model, getattr(model, "retriever", None)):
-        config = getattr(part, "config", None)
-        if config is not None and "threads" in type(config).model_fields:
-            config.threads = threads
+    for part in (model, model.fallback()):
+        if part is not None and "threads" in type(part.config).model_fields:
+            part.config = part.config.model_copy(update={"threads": threads})
 
 
 # --- small helpers -------------------------------------------------------------------------------

@@ -551,12 +551,12 @@ def test_sigkill_during_save_leaves_no_visible_run(tmp_path: Path) -> None:
 def test_interrupted_compare_stage_is_not_mistaken_for_finished(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    import llmrec.compare as compare
+    import llmrec.compare.runner as runner
     from llmrec.compare import load_compare_config, run_compare
     from llmrec.results import ResultsStore
 
     config = load_compare_config(tiny_compare_config(entries=tiny_compare_config()["entries"][:2]))
-    real = compare.write_record
+    real = runner.write_record
     calls = []
 
     def interrupt_second(record: Any, folder: Path) -> Path:
@@ -565,7 +565,7 @@ def test_interrupted_compare_stage_is_not_mistaken_for_finished(
             raise KeyboardInterrupt
         return real(record, folder)
 
-    monkeypatch.setattr(compare, "write_record", interrupt_second)
+    monkeypatch.setattr(runner, "write_record", interrupt_second)
     store = ResultsStore(tmp_path / "store.sqlite")
     with pytest.raises(KeyboardInterrupt):
         run_compare(config, tmp_path / "cmp", store=store)
@@ -574,7 +574,7 @@ def test_interrupted_compare_stage_is_not_mistaken_for_finished(
         assert ".partial-" not in stage.name
         assert (stage / "record.json").is_file(), f"half-written stage {stage}"
     assert store_rows(tmp_path / "store.sqlite") == 1
-    monkeypatch.setattr(compare, "write_record", real)
+    monkeypatch.setattr(runner, "write_record", real)
     statuses = run_compare(config, tmp_path / "cmp", store=store)
     assert [s.status for s in statuses] == ["cached", "done"]
 

@@ -81,10 +81,10 @@ def test_html_is_self_contained_with_four_plots(rendered: tuple[Path, dict]) -> 
 def test_report_rerenders_with_new_constraints_without_models(
     rendered: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import llmrec.models.registry as registry
+    import llmrec.models.catalogue as catalogue
 
     html_path, before = rendered
-    monkeypatch.setattr(registry, "MODELS", {})  # nothing can be rebuilt or refitted
+    monkeypatch.setattr(catalogue, "_CATALOGUE", {})  # nothing can be rebuilt or refitted
     _, json_path = render_report(html_path.parent, Constraints(latency_budget_ms=1e-6))
     after = json.loads(json_path.read_text())
     assert after["choice"]["recommended"] is None

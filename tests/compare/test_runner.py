@@ -23,7 +23,7 @@ def _stable(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def _statuses(folder: Path) -> dict[str, dict]:
-    return {s["name"]: s for s in read_manifest(folder)["stages"]}
+    return {s.name: s.model_dump() for s in read_manifest(folder).stages}
 
 
 def test_every_entry_gets_a_status_and_none_stops_the_others(tiny_compare: Path) -> None:
@@ -163,3 +163,16 @@ def test_each_stage_keeps_its_fitted_model_for_serving(tiny_compare: Path) -> No
     assert not list(tiny_compare.glob("stages/*/model.tmp"))
     # a stage that failed leaves no model behind
     assert not (tiny_compare / "stages" / "broken" / "model").exists()
+
+
+def test_lm_cost_counts_the_encoders_a_fit_used(tiny_compare: Path) -> None:
+    """Text-kNN encodes every item when it fits (fake encoder): its fit LM figures are real
+    numbers, not "not measured"; models without an LM still read NaN."""
+    records = {s["name"]: r for s, r in iter_records(tiny_compare) if r is not None}
+    text = records["text-knn"].metrics
+    assert text["fit_lm_calls"] >= 1
+    assert text["fit_lm_tokens"] > 0
+    assert text["lm_calls_per_1k"] == 0  # the index answers queries without the LM
+    rerank = records["lm-rerank"].metrics
+    assert rerank["lm_calls_per_1k"] > 0
+    assert math.isnan(records["pop"].metrics["fit_lm_calls"])

@@ -166,6 +166,17 @@ class TwoStage(Recommender):
         assert isinstance(config, TwoStageConfig)
         return [config.retriever]
 
+    def language_models(self) -> list[LanguageModel]:
+        """The ranker's backend (once fitted or loaded: binding the ranker loads it) and
+        whatever LMs the retriever holds."""
+        ranker = [self.ranker.lm] if self.fit_history() is not None else []
+        lms = [*ranker, *self.retriever.language_models()]
+        return list({id(lm): lm for lm in lms}.values())
+
+    def fallback(self) -> Recommender:
+        """The retriever: its ranking answers when the LM fails or is too slow."""
+        return self.retriever
+
     def diagnostics(self) -> dict[str, int]:
         """Who ordered the users this model has scored since it was built or loaded.
 

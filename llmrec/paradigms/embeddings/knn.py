@@ -27,9 +27,10 @@ from pydantic import Field
 
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
+from llmrec.lm.base import LanguageModel
 from llmrec.models.base import Recommender
 from llmrec.models.saved import FLOAT, expect
-from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items
+from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, load_encoder
 from llmrec.paradigms.embeddings.index import IndexConfig, VectorIndex, normalize
 
 INDEX_FILE = "items.faiss"
@@ -63,15 +64,21 @@ class TextKNN(Recommender):
         self.item_vectors: np.ndarray | None = None
         self.index: VectorIndex | None = None
         self.fit_info: dict[str, float] = {}
+        self._lms: list[LanguageModel] = []
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode every item's text (interactions play no part beyond the fallback)."""
         self._remember_catalogue(train)
         vectors, info = encode_items(self.config, train)
+        self._lms = [load_encoder(self.config.encoder_settings())]
         self.item_vectors = vectors
         self.fit_info = info.as_dict()
         self.index = self._build_index(vectors)
         return self
+
+    def language_models(self) -> list[LanguageModel]:
+        """The encoder the last :meth:`fit` encoded the items with."""
+        return list(self._lms)
 
     def _build_index(self, vectors: np.ndarray) -> VectorIndex:
         index = VectorIndex(self.config.index)

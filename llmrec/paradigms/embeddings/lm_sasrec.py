@@ -27,11 +27,12 @@ import numpy as np
 from pydantic import Field
 
 from llmrec.data.dataset import Dataset
+from llmrec.lm.base import LanguageModel
 from llmrec.models import sasrec as _sasrec
 from llmrec.models._torch import computed_table_class, import_torch
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import FLOAT, NUMBER, expect
-from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items
+from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, load_encoder
 
 
 class LMSASRecConfig(SASRecConfig, TextModelConfig):
@@ -66,14 +67,20 @@ class LMSASRec(SASRec):
         self._text: np.ndarray | None = None
         self._has_id: np.ndarray | None = None
         self.fit_info: dict[str, float] = {}
+        self._lms: list[LanguageModel] = []
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode and whiten the item texts, then train SASRec around the adaptor."""
         vectors, info = encode_items(self.config, train)
+        self._lms = [load_encoder(self.config.encoder_settings())]
         self._text = whiten(vectors, self.config.whiten_dim)
         self._has_id = train.item_popularity() >= self.config.id_min_count
         self.fit_info = info.as_dict()
         return super().fit(train, valid)
+
+    def language_models(self) -> list[LanguageModel]:
+        """The encoder the last :meth:`fit` encoded the items with."""
+        return list(self._lms)
 
     def _build_net(self) -> Any:
         """The network, its item table made from the whitened text vectors."""

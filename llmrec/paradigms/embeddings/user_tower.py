@@ -30,9 +30,15 @@ from pydantic import Field
 from llmrec._io import dumps_json
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
+from llmrec.lm.base import LanguageModel
 from llmrec.models.base import Recommender
 from llmrec.models.saved import BYTES, FLOAT, expect
-from llmrec.paradigms.embeddings.encoder import TextEncoder, TextModelConfig, encode_items
+from llmrec.paradigms.embeddings.encoder import (
+    TextEncoder,
+    TextModelConfig,
+    encode_items,
+    load_encoder,
+)
 from llmrec.paradigms.embeddings.text_views import UserView
 
 
@@ -69,6 +75,7 @@ class UserTower(Recommender):
         self._titles: list[str] = []
         self._encoder: TextEncoder | None = None
         self.fit_info: dict[str, float] = {}
+        self._lms: list[LanguageModel] = []
 
     @property
     def view(self) -> UserView:
@@ -83,10 +90,19 @@ class UserTower(Recommender):
             self._encoder = TextEncoder(self.config.encoder_settings())
         return self._encoder
 
+    def language_models(self) -> list[LanguageModel]:
+        """The encoder of the last :meth:`fit` and the one that encodes users at query time
+        (the same backend unless the model was loaded from a folder)."""
+        lms = list(self._lms)
+        if self._encoder is not None:
+            lms.append(self._encoder.lm)
+        return list({id(lm): lm for lm in lms}.values())
+
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode the item texts and keep the user profiles and item titles as text."""
         self._remember_catalogue(train)
         self.item_vectors, info = encode_items(self.config, train)
+        self._lms = [load_encoder(self.config.encoder_settings())]
         self.fit_info = info.as_dict()
         self._profiles = self.view.profiles(train.user_attrs)
         field = self.config.title_field

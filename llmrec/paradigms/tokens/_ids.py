@@ -72,6 +72,17 @@ def quantize_vectors(
     return RQKMeans(RQKMeansConfig.model_validate({**km, "balanced": cfg.balanced})).fit(x, ids)
 
 
+def encoder_for(cfg: SemanticIDFields, lm: LanguageModel | None) -> LanguageModel | None:
+    """The LM :func:`make_semantic_ids` encodes with: ``lm``, else the one ``cfg.encoder`` names
+    (loaded now); ``None`` when a saved table (``cfg.semantic_ids``) makes encoding needless.
+    Models keep it so that its usage can be counted (``Recommender.language_models``)."""
+    if lm is not None or cfg.semantic_ids is not None:
+        return lm
+    from llmrec.lm.registry import load_lm
+
+    return load_lm(cfg.encoder, lm_cache_dir=cfg.lm_cache_dir)
+
+
 def make_semantic_ids(
     train: Dataset, cfg: SemanticIDFields, seed: int, lm: LanguageModel | None = None
 ) -> SemanticIDs:

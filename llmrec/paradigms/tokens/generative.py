@@ -37,7 +37,8 @@ from llmrec.models._torch import (
     train_loop,
 )
 from llmrec.models.base import Recommender
-from llmrec.paradigms.tokens._ids import SemanticIDFields, make_semantic_ids
+from llmrec.models.trainlog import TrainLog
+from llmrec.paradigms.tokens._ids import SemanticIDFields, encoder_for, make_semantic_ids
 from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
 
 #: token 0 pads, token 1 begins a sequence; codes start at 2
@@ -135,13 +136,21 @@ class GenerativeRetrieval(Recommender):
         self._trie: Trie | None = None
         self._lm: LanguageModel | None = None
         self.decode_stats: dict[str, int] = {"users": 0, "beams": 0, "invalid": 0}
-        self.train_log: Any = None
+        self.train_log: TrainLog | None = None
 
     def use(self, *, ids: SemanticIDs | None = None, lm: LanguageModel | None = None) -> Self:
         """Give ready semantic IDs (skips encoding) or an LM instance (instead of loading
         ``config.encoder``). Returns ``self`` for chaining."""
         self.ids, self._lm = ids or self.ids, lm or self._lm
         return self
+
+    def language_models(self) -> list[LanguageModel]:
+        """The LM the item texts were encoded with for the semantic IDs (none when they were
+        given or loaded)."""
+        return [self._lm] if self._lm is not None else []
+
+    def training_log(self) -> TrainLog | None:
+        return self.train_log
 
     # --- token layout ------------------------------------------------------------------------
     @property
@@ -166,6 +175,7 @@ class GenerativeRetrieval(Recommender):
         cfg = self.config
         self._remember_catalogue(train)
         if self.ids is None or self.ids.n_items != train.n_items:
+            self._lm = encoder_for(cfg, self._lm)
             self.ids = make_semantic_ids(train, cfg, cfg.seed, self._lm)
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
         windows, loss_from = self._training_windows(train.history())

@@ -28,7 +28,7 @@ from llmrec.lm.base import LanguageModel
 from llmrec.models._torch import torch_session
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import INTEGER, expect
-from llmrec.paradigms.tokens._ids import SemanticIDFields, make_semantic_ids
+from llmrec.paradigms.tokens._ids import SemanticIDFields, encoder_for, make_semantic_ids
 from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
 
 
@@ -79,6 +79,11 @@ class TokenSASRec(SASRec):
                 self.tag_index[row, : len(item)] = [pos[t] for t in item]
         return self
 
+    def language_models(self) -> list[LanguageModel]:
+        """The LM the item texts were encoded with for the semantic IDs (none when they were
+        given or loaded)."""
+        return [self._lm] if self._lm is not None else []
+
     def _build_net(self) -> Any:
         """SASRec's network with the item table replaced by summed code (and tag) embeddings."""
         net = super()._build_net()
@@ -93,6 +98,7 @@ class TokenSASRec(SASRec):
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         if self.ids is None or self.ids.n_items != train.n_items:
+            self._lm = encoder_for(self.config, self._lm)
             self.ids = make_semantic_ids(train, self.config, self.config.seed, self._lm)
         if self.tag_index is not None and len(self.tag_index) != train.n_items:
             from llmrec.errors import ConfigError

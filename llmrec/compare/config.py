@@ -1,0 +1,215 @@
+"""What a comparison runs: :class:`CompareConfig` (data, split, evaluation, probes, entries).
+
+An entry names a model (a catalogue short name or ``module:Class``); its paradigm and pipeline
+level default to the catalogue's (:mod:`llmrec.models.catalogue`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from llmrec._io import check_unique_names, read_yaml_mapping, validated
+from llmrec.experiment import MAX_SEED, SplitConfig, check_cutoffs
+from llmrec.models.catalogue import Paradigm, PipelineLevel, find_spec
+
+__all__ = [
+    "CompareConfig",
+    "CompareEntry",
+    "EvalSettings",
+    "ProbeConfig",
+    "Protocol",
+    "SplitSettings",
+    "load_compare_config",
+    "pipeline_need",
+    "quick_config",
+]
+
+Protocol = Literal["full", "candidates", "two-stage"]
+#: the split settings are the same as ``llmrec run``'s
+SplitSettings = SplitConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CompareEntry(_Strict):
+    """One model under one protocol.
+
+    Attributes:
+        name: unique label, also the stage folder name (letters, digits, ``-``, ``_``).
+        paradigm: classic / embeddings / tokens / direct; default: the catalogue's paradigm of
+            ``model`` (``classic`` for a model the catalogue does not hold).
+        model: registered short name (``llmrec models``) or ``module:Class``.
+        params: the model's config (validated by the model).
+        protocol: ``full`` ranking, ``candidates`` (1 held-out + negatives) or ``two-stage``
+            (full ranking, the model being a retriever + LM ranker).
+        sample: evaluate on the compare-wide user sample only (for slow LM rankers).
+        probes: bias probes to run; default position + popularity, plus fairness for direct.
+        pipeline: override of the pipeline level: ``none``, ``offline``, ``index``,
+            ``serving`` (or the report's words for them).
+        enabled: ``False`` skips the entry.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    paradigm: Paradigm
+    model: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    protocol: Protocol = "full"
+    sample: bool = False
+    probes: list[Literal["position", "popularity", "fairness"]] | None = None
+    pipeline: PipelineLevel | None = None
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paradigm_from_catalogue(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("paradigm") is None and "model" in raw:
+            spec = find_spec(str(raw["model"]))
+            return {**raw, "paradigm": spec.paradigm if spec is not None else "classic"}
+        return raw
+
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _parse_pipeline(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            level = PipelineLevel.parse(value)
+            if level is None:
+                words = ", ".join(f"{lv.short} ({lv.label})" for lv in PipelineLevel)
+                raise ValueError(f"unknown pipeline level {value!r}; one of {words}")
+            return level
+        return value
+
+    @field_serializer("pipeline")
+    def _pipeline_label(self, level: PipelineLevel | None) -> str | None:
+        return None if level is None else level.label
+
+    def probe_set(self) -> set[str]:
+        if self.probes is not None:
+            return set(self.probes)
+        base = {"position", "popularity"}
+        return base | {"fairness"} if self.paradigm == "direct" else base
+
+    def level(self) -> PipelineLevel:
+        """The pipeline level: the override, else the paradigm's for classic entries, else the
+        catalogue's for the model, else the paradigm's."""
+        if self.pipeline is not None:
+            return self.pipeline
+        spec = find_spec(self.model)
+        if self.paradigm == "classic" or spec is None:
+            return PipelineLevel.of_paradigm(self.paradigm)
+        return spec.level
+
+
+def pipeline_need(entry: CompareEntry) -> str:
+    """The pipeline-compatibility label of an entry (what the report shows)."""
+    return entry.level().label
+
+
+class EvalSettings(_Strict):
+    """Attributes:
+    ks: cutoffs (10 must be among them: the report reads NDCG/Recall/MRR@10).
+    n_negatives, sampling: the candidate protocol's negatives.
+    cold_item_max_count: a held-out item with at most this many training interactions is
+        cold; cold_user_max_count: likewise for a user's known history.
+    """
+
+    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    n_negatives: int = Field(default=19, ge=1)
+    sampling: Literal["uniform", "popularity"] = "uniform"
+    cold_item_max_count: int = Field(default=5, ge=0)
+    cold_user_max_count: int = Field(default=5, ge=0)
+
+    @model_validator(mode="after")
+    def _has_ten(self) -> EvalSettings:
+        check_cutoffs(self.ks)
+        if 10 not in self.ks:
+            raise ValueError("eval.ks must include 10 (the report reads @10)")
+        return self
+
+
+class ProbeConfig(_Strict):
+    """Sizes of the measurements beside accuracy.
+
+    Attributes:
+        sample_users: size of the seeded test-user sample that ``sample`` entries are evaluated
+            on (and that every full-ranking entry is also scored on, for a fair comparison).
+        latency_users: users timed one by one for the latency percentiles.
+        probe_users: users in the position and fairness probes.
+        slots: candidate slots for the position probe (``None``: every slot).
+        fairness_attributes: user attributes probed (FaiRLLM), values taken from the data.
+        max_fairness_values: most frequent values kept per attribute.
+        fairness_k: list length compared in the fairness probe.
+    """
+
+    sample_users: int = Field(default=200, ge=1)
+    latency_users: int = Field(default=50, ge=1)
+    probe_users: int = Field(default=50, ge=1)
+    slots: list[int] | None = Field(default_factory=lambda: [0, 4, 9, 14, 19])
+    fairness_attributes: list[str] = Field(default_factory=lambda: ["gender"])
+    max_fairness_values: int = Field(default=6, ge=1)
+    fairness_k: int = Field(default=5, ge=1)
+
+
+class CompareConfig(_Strict):
+    """Everything a comparison runs: the data, split, evaluation, probes and entries."""
+
+    dataset: str = "ml-100k"
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    probes: ProbeConfig = Field(default_factory=ProbeConfig)
+    entries: list[CompareEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CompareConfig:
+        check_unique_names([e.name for e in self.entries])
+        return self
+
+    @model_validator(mode="after")
+    def _fairness_list_shorter_than_candidates(self) -> CompareConfig:
+        # a list as long as the candidates holds all of them under every profile: SNSR is 0
+        # for any ranker, a measurement that cannot fail
+        n_candidates = 1 + self.eval.n_negatives
+        probed = [e.name for e in self.entries if "fairness" in e.probe_set()]
+        if probed and self.probes.fairness_k >= n_candidates:
+            raise ValueError(
+                f"probes.fairness_k ({self.probes.fairness_k}) must be below the number of "
+                f"candidates (1 + eval.n_negatives = {n_candidates}) for the fairness probe of "
+                f"{', '.join(probed)}"
+            )
+        return self
+
+
+def load_compare_config(
+    source: Path | dict[str, Any], overrides: dict[str, Any] | None = None
+) -> CompareConfig:
+    """A :class:`CompareConfig` from a YAML/JSON file or a mapping, with top-level overrides."""
+    raw = read_yaml_mapping(source, "compare config") if isinstance(source, Path) else dict(source)
+    raw.update(overrides or {})
+    return validated(CompareConfig, raw, "compare config")
+
+
+def quick_config(dataset: str = "ml-100k") -> CompareConfig:
+    """The ``--quick`` preset: ``configs/compare-quick.yaml`` when present, else built in."""
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "compare-quick.yaml"
+    if shipped.is_file():
+        return load_compare_config(shipped, {"dataset": dataset})
+    return CompareConfig(
+        dataset=dataset,
+        probes=ProbeConfig(sample_users=100, latency_users=20, probe_users=20),
+        entries=[
+            CompareEntry(name="popularity", paradigm="classic", model="popularity"),
+            CompareEntry(name="itemknn", paradigm="classic", model="itemknn"),
+        ],
+    )

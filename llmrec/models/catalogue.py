@@ -1,0 +1,208 @@
+"""The model catalogue: every fact about a recommender that callers need before building it.
+
+One :class:`ModelSpec` per model — its short name, the import target of its class, the paradigm
+it stands for, how far it reaches into a deployment (:class:`PipelineLevel`) and a rough cost
+for estimates — declared once, in :data:`BUILTIN` below or at run time with
+:func:`register_model`. ``llmrec run``, ``llmrec compare``, ``llmrec serve`` and loading a saved
+folder all read this one table; nothing here imports a model, so importing the catalogue is
+cheap and never cycles back to :mod:`llmrec.models.base`.
+
+Adding a model is one new file (the class) and one line in :data:`BUILTIN`; a plugin or a test
+registers its own::
+
+    register_model(ModelSpec("toy", "my_pkg.toy:Toy", "embeddings", PipelineLevel.INDEX))
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal
+
+from llmrec.errors import ConfigError
+
+__all__ = [
+    "PARADIGMS",
+    "ModelSpec",
+    "Paradigm",
+    "PipelineLevel",
+    "find_spec",
+    "import_target",
+    "model_names",
+    "model_spec",
+    "register_model",
+    "unregister_model",
+]
+
+#: the three ways a language model enters a recommender, and the classic baselines
+Paradigm = Literal["classic", "embeddings", "tokens", "direct"]
+PARADIGMS: tuple[Paradigm, ...] = ("classic", "embeddings", "tokens", "direct")
+
+
+class PipelineLevel(IntEnum):
+    """How far a model reaches into an existing deployment, least first (what the report's
+    ``pipeline`` constraint compares)."""
+
+    NOTHING_NEW = 0
+    OFFLINE_JOB = 1
+    NEW_INDEX = 2
+    SERVING_MODEL = 3
+
+    @property
+    def label(self) -> str:
+        """The words the report and ``compare.json`` show."""
+        return _LABELS[self]
+
+    @property
+    def short(self) -> str:
+        """The word ``--pipeline`` takes (``none``, ``offline``, ``index``, ``serving``)."""
+        return _SHORT[self]
+
+    @classmethod
+    def parse(cls, text: str) -> PipelineLevel | None:
+        """The level a label or short word names; ``None`` when it names none."""
+        for level in cls:
+            if text in (level.label, level.short, level.name.lower()):
+                return level
+        return None
+
+    @classmethod
+    def of_paradigm(cls, paradigm: str) -> PipelineLevel:
+        """The level a paradigm needs unless its model says otherwise."""
+        return _PARADIGM_LEVEL.get(paradigm, cls.SERVING_MODEL)
+
+
+_LABELS = {
+    PipelineLevel.NOTHING_NEW: "nothing new (no LM)",
+    PipelineLevel.OFFLINE_JOB: "offline job only",
+    PipelineLevel.NEW_INDEX: "new index",
+    PipelineLevel.SERVING_MODEL: "new serving model",
+}
+_SHORT = {
+    PipelineLevel.NOTHING_NEW: "none",
+    PipelineLevel.OFFLINE_JOB: "offline",
+    PipelineLevel.NEW_INDEX: "index",
+    PipelineLevel.SERVING_MODEL: "serving",
+}
+_PARADIGM_LEVEL = {
+    "classic": PipelineLevel.NOTHING_NEW,
+    "embeddings": PipelineLevel.NEW_INDEX,
+    "tokens": PipelineLevel.OFFLINE_JOB,
+    "direct": PipelineLevel.SERVING_MODEL,
+}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the catalogue knows of one model.
+
+    Attributes:
+        name: the short name configs and saved folders use (lower case, digits, ``-``, ``_``);
+            the class's ``name`` must equal it.
+        target: the class as ``package.module:ClassName``, imported only when the model is
+            built or loaded.
+        paradigm: classic / embeddings / tokens / direct (``llmrec serve`` and the report group
+            by it).
+        pipeline: what the model needs from a deployment (default: its paradigm's level).
+        rough_s: rough seconds of one compare stage on ML-100K on 2 cores (estimates only).
+    """
+
+    name: str
+    target: str
+    paradigm: Paradigm
+    pipeline: PipelineLevel | None = None
+    rough_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(f"model name {self.name!r}: use lower case, digits, '-' and '_'")
+        if not _TARGET.match(self.target):
+            raise ConfigError(f"model {self.name!r}: target {self.target!r} is not module:Class")
+        if self.paradigm not in PARADIGMS:
+            raise ConfigError(
+                f"model {self.name!r}: paradigm {self.paradigm!r} is not one of "
+                f"{', '.join(PARADIGMS)}"
+            )
+        if self.pipeline is None:
+            object.__setattr__(self, "pipeline", PipelineLevel.of_paradigm(self.paradigm))
+
+    @property
+    def level(self) -> PipelineLevel:
+        """:attr:`pipeline`, never ``None`` (filled from the paradigm at construction)."""
+        return self.pipeline if self.pipeline is not None else PipelineLevel.NOTHING_NEW
+
+
+_EMB, _TOK = "llmrec.paradigms.embeddings", "llmrec.paradigms.tokens"
+_L = PipelineLevel
+#: the models llmrec ships, one line each
+BUILTIN: tuple[ModelSpec, ...] = (
+    ModelSpec("popularity", "llmrec.models.popularity:Popularity", "classic", rough_s=2),
+    ModelSpec("itemknn", "llmrec.models.itemknn:ItemKNN", "classic", rough_s=5),
+    ModelSpec("bpr", "llmrec.models.bpr:BPR", "classic", rough_s=60),
+    ModelSpec("sasrec", "llmrec.models.sasrec:SASRec", "classic", rough_s=120),
+    ModelSpec("textknn", f"{_EMB}.knn:TextKNN", "embeddings", _L.NEW_INDEX, 30),
+    ModelSpec("lm-sasrec", f"{_EMB}.lm_sasrec:LMSASRec", "embeddings", _L.OFFLINE_JOB, 150),
+    ModelSpec("user-tower", f"{_EMB}.user_tower:UserTower", "embeddings", _L.SERVING_MODEL, 40),
+    ModelSpec(
+        "two_stage", "llmrec.paradigms.direct.two_stage:TwoStage", "direct", _L.SERVING_MODEL, 180
+    ),
+    ModelSpec("tiger", f"{_TOK}.generative:GenerativeRetrieval", "tokens", _L.SERVING_MODEL, 240),
+    ModelSpec("token-sasrec", f"{_TOK}.token_sasrec:TokenSASRec", "tokens", _L.OFFLINE_JOB, 150),
+)
+
+_CATALOGUE: dict[str, ModelSpec] = {spec.name: spec for spec in BUILTIN}
+
+
+def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add ``spec`` to the catalogue (for this process): ``llmrec run``, ``compare``, ``serve``
+    and :meth:`Recommender.load <llmrec.models.base.Recommender.load>` then know its name.
+
+    Nothing is imported until the model is built. A name already registered is a
+    :class:`ConfigError` unless ``replace``.
+    """
+    if spec.name in _CATALOGUE and not replace and _CATALOGUE[spec.name] != spec:
+        raise ConfigError(f"model {spec.name!r} is already registered ({_CATALOGUE[spec.name]})")
+    _CATALOGUE[spec.name] = spec
+    return spec
+
+
+def unregister_model(name: str) -> None:
+    """Remove ``name`` from the catalogue (tests undo a :func:`register_model` with it)."""
+    _CATALOGUE.pop(name, None)
+
+
+def find_spec(name: str) -> ModelSpec | None:
+    """The spec registered as ``name``, else ``None``."""
+    return _CATALOGUE.get(name)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The spec registered as ``name``; a one-line :class:`ConfigError` naming the known ones
+    otherwise."""
+    spec = _CATALOGUE.get(name)
+    if spec is None:
+        raise ConfigError(f"model {name!r} is not a registered model; known models: {_known()}")
+    return spec
+
+
+def model_names() -> list[str]:
+    """Every registered short name, sorted."""
+    return sorted(_CATALOGUE)
+
+
+def import_target(target: str) -> object:
+    """The object a ``module:Name`` target names; a :class:`ConfigError` when it cannot be
+    imported. Callers check that it is the class they expect."""
+    module_name, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import model {target!r}: {exc}") from None
+
+
+def _known() -> str:
+    return ", ".join(model_names())
