@@ -9,7 +9,6 @@ itself (models must not import :mod:`llmrec.eval`, which imports them).
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -189,44 +188,3 @@ def load_net_state(net: torch.nn.Module, state: dict[str, np.ndarray], prefix: s
                 f"array {prefix}{name!r} has dtype {got.dtype}, expected {tensor.dtype}"
             )
     net.load_state_dict(saved)
-
-
-@functools.cache
-def computed_table_class() -> Any:
-    """Base of item tables computed from other parameters (text adaptors, code sums).
-
-    Subclasses implement ``compute_weight()`` → ``(n_items + 1, dim)``. ``weight`` recomputes it
-    while training; in eval mode without gradients (scoring) it is computed once and kept, since
-    a served model would otherwise rebuild the whole table for every request. The kept table is
-    dropped when the mode changes or weights are loaded.
-    """
-    torch = import_torch()
-
-    class ComputedTable(torch.nn.Module):  # type: ignore[name-defined]
-        _kept: Any = None
-
-        def compute_weight(self) -> Any:
-            raise NotImplementedError
-
-        @property
-        def weight(self) -> Any:
-            if self._kept is not None and not self.training:
-                return self._kept
-            table = self.compute_weight()
-            if not self.training and not torch.is_grad_enabled():
-                self._kept = table
-            return table
-
-        def forward(self, tokens: Any) -> Any:
-            return self.weight[tokens]
-
-        def train(self, mode: bool = True) -> Any:
-            if mode != self.training:
-                self._kept = None
-            return super().train(mode)
-
-        def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-            self._kept = None
-            super()._load_from_state_dict(*args, **kwargs)
-
-    return ComputedTable

@@ -13,7 +13,7 @@ get the popularity fallback of the base class.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from pydantic import Field
@@ -30,6 +30,9 @@ from llmrec.models._torch import (
 )
 from llmrec.models.base import Recommender
 from llmrec.models.saved import FLOAT, expect
+
+if TYPE_CHECKING:
+    from llmrec.nets.bpr import BPRNet
 
 
 class BPRConfig(TorchConfig):
@@ -72,12 +75,10 @@ class BPR(Recommender):
         rng = np.random.default_rng(cfg.seed)
         v_users, v_items = heldout_targets(valid)
         with torch_session(cfg.threads, cfg.seed) as torch:
-            user_emb = torch.nn.Embedding(self.n_users, cfg.dim)
-            item_emb = torch.nn.Embedding(self.n_items, cfg.dim)
-            torch.nn.init.normal_(user_emb.weight, std=cfg.init_std)
-            torch.nn.init.normal_(item_emb.weight, std=cfg.init_std)
-            params = torch.nn.ModuleDict({"user": user_emb, "item": item_emb})
-            opt = torch.optim.Adam(params.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            from llmrec.nets.bpr import BPRNet
+
+            net = BPRNet(self.n_users, self.n_items, cfg.dim, cfg.init_std)
+            opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
             def run_epoch(epoch: int) -> float:
                 order = rng.permutation(len(users))
@@ -85,14 +86,12 @@ class BPR(Recommender):
                 for start in range(0, len(order), cfg.batch_size):
                     idx = order[start : start + cfg.batch_size]
                     neg = _sample_negatives(rng, users[idx], codes, self.n_items, cfg.n_negatives)
-                    u = user_emb(torch.from_numpy(users[idx]))
-                    p = item_emb(torch.from_numpy(items[idx]))
-                    n = item_emb(torch.from_numpy(neg))  # (b, n_neg, dim)
-                    pos = (u * p).sum(-1, keepdim=True)
-                    negs = torch.einsum("bd,bnd->bn", u, n)
-                    loss = -torch.nn.functional.logsigmoid(pos - negs).mean()
-                    l2 = u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum() / cfg.n_negatives
-                    loss = loss + cfg.reg * l2 / len(idx)
+                    loss = net.loss(
+                        torch.from_numpy(users[idx]),
+                        torch.from_numpy(items[idx]),
+                        torch.from_numpy(neg),
+                        cfg.reg,
+                    )
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -100,7 +99,7 @@ class BPR(Recommender):
                 return total / max(len(order), 1)
 
             def evaluate() -> float:
-                self._export(params)
+                self._export(net)
                 scores = self.score(v_users, hist)
                 return ndcg_at_k(scores, v_users, v_items, hist)
 
@@ -108,10 +107,10 @@ class BPR(Recommender):
                 cfg,
                 run_epoch,
                 evaluate if len(v_users) else None,
-                lambda: clone_state(params),
-                params.load_state_dict,
+                lambda: clone_state(net),
+                net.load_state_dict,
             )
-            self._export(params)
+            self._export(net)
         return self
 
     def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
@@ -126,9 +125,9 @@ class BPR(Recommender):
             product = torch.from_numpy(rows) @ torch.from_numpy(self.item_factors).T
             return np.asarray(product.numpy(), dtype=np.float32)
 
-    def _export(self, params: Any) -> None:
-        self.user_factors = params["user"].weight.detach().numpy().copy()
-        self.item_factors = params["item"].weight.detach().numpy().copy()
+    def _export(self, net: BPRNet) -> None:
+        self.user_factors = net.user.weight.detach().numpy().copy()
+        self.item_factors = net.item.weight.detach().numpy().copy()
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.user_factors is not None and self.item_factors is not None

@@ -14,7 +14,6 @@ the validation item becomes part of the input sequence, as in RecBole. Item inde
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -130,7 +129,9 @@ class SASRec(Recommender):
     def _build_net(self) -> Any:
         """The torch network (called inside the torch session of ``fit`` and on load);
         subclasses override it to change the item representation."""
-        return _network_class()(self.n_items, self.config)
+        from llmrec.nets.sasrec import SASRecNet
+
+        return SASRecNet(self.n_items, self.config)
 
     def _loss(self, inputs: Any, targets: Any, rng: np.random.Generator) -> Any:
         """Mean loss over the non-padding positions of a ``(b, max_len)`` batch."""
@@ -219,80 +220,3 @@ def _training_windows(
         empty = np.zeros((0, max_len), dtype=np.int64)
         return empty, empty.copy()
     return np.stack(inputs), np.stack(targets)
-
-
-@functools.cache
-def _network_class() -> Any:
-    """The torch module class, defined on first use so importing llmrec does not import torch."""
-    torch = import_torch()
-    nn = torch.nn
-    functional = torch.nn.functional
-
-    class Block(nn.Module):  # type: ignore[name-defined]
-        """Post-norm transformer block: self-attention, then a GELU feed-forward layer."""
-
-        def __init__(self, cfg: SASRecConfig) -> None:
-            super().__init__()
-            self.n_heads = cfg.n_heads
-            self.attn_dropout = cfg.attn_dropout
-            self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
-            self.proj = nn.Linear(cfg.dim, cfg.dim)
-            self.norm1 = nn.LayerNorm(cfg.dim, eps=1e-12)
-            self.ff = nn.Sequential(
-                nn.Linear(cfg.dim, cfg.inner_dim), nn.GELU(), nn.Linear(cfg.inner_dim, cfg.dim)
-            )
-            self.norm2 = nn.LayerNorm(cfg.dim, eps=1e-12)
-            self.drop = nn.Dropout(cfg.dropout)
-
-        def forward(self, x: Any, mask: Any, last_only: bool = False) -> Any:
-            """``(b, L, dim)`` → ``(b, L, dim)``, or ``(b, 1, dim)`` for the last position only
-            (scoring needs no other query; keys and values still span the sequence)."""
-            b, length, dim = x.shape
-            q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
-            if last_only:
-                q, mask, x = q[:, :, -1:], mask[:, :, -1:], x[:, -1:]
-            attn = functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
-            )
-            attn = attn.transpose(1, 2).reshape(b, x.shape[1], dim)
-            x = self.norm1(x + self.drop(self.proj(attn)))
-            return self.norm2(x + self.drop(self.ff(x)))
-
-    class SASRecNet(nn.Module):  # type: ignore[name-defined]
-        """Tokens ``(b, L)`` int64 (0 = padding) → hidden states ``(b, L, dim)`` float32."""
-
-        def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
-            super().__init__()
-            self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
-            self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
-            self.norm = nn.LayerNorm(cfg.dim, eps=1e-12)
-            self.drop = nn.Dropout(cfg.dropout)
-            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-            self.apply(_init_weights)
-
-        def forward(self, tokens: Any, last_only: bool = False) -> Any:
-            """Hidden states of every position, or ``(b, 1, dim)`` of the last with
-            ``last_only``."""
-            length = tokens.shape[1]
-            pos = torch.arange(length, device=tokens.device)
-            x = self.drop(self.norm(self.item_emb(tokens) + self.pos_emb(pos)))
-            causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
-            allowed = causal[None] & (tokens > 0)[:, None, :]  # (b, L, L): key is real and past
-            # additive mask, finite so fully padded rows stay NaN-free (they are never read)
-            mask = torch.zeros(allowed.shape, dtype=x.dtype).masked_fill(~allowed, -1e9)
-            mask = mask[:, None]
-            for i, block in enumerate(self.blocks):
-                x = block(x, mask, last_only and i == len(self.blocks) - 1)
-            return x
-
-    def _init_weights(module: Any) -> None:
-        # RecBole's initialisation: N(0, 0.02) weights, zero biases, unit layer norms
-        if isinstance(module, nn.Linear | nn.Embedding):
-            module.weight.data.normal_(0.0, 0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
-        if isinstance(module, nn.LayerNorm):
-            module.weight.data.fill_(1.0)
-            module.bias.data.zero_()
-
-    return SASRecNet

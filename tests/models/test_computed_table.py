@@ -8,10 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llmrec.models._torch import computed_table_class  # noqa: E402
+from llmrec.nets.table import ComputedTable  # noqa: E402
 
 
-class Doubled(computed_table_class()):  # type: ignore[misc]
+class Doubled(ComputedTable):
     def __init__(self) -> None:
         super().__init__()
         self.base = torch.nn.Parameter(torch.ones(3, 2))

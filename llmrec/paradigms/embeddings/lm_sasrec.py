@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
@@ -28,8 +27,6 @@ from pydantic import Field
 
 from llmrec.data.dataset import Dataset
 from llmrec.lm.base import LanguageModel
-from llmrec.models import sasrec as _sasrec
-from llmrec.models._torch import computed_table_class, import_torch
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import FLOAT, NUMBER, expect
 from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, load_encoder
@@ -84,8 +81,10 @@ class LMSASRec(SASRec):
 
     def _build_net(self) -> Any:
         """The network, its item table made from the whitened text vectors."""
+        from llmrec.nets.text_table import LMSASRecNet
+
         assert self._text is not None and self._has_id is not None
-        return _lm_network_class()(self.n_items, self.config, self._text, self._has_id)
+        return LMSASRecNet(self.n_items, self.config, self._text, self._has_id)
 
     def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
         """The whitened text table and ID mask, one row per item plus padding; the network's
@@ -109,58 +108,3 @@ def whiten(vectors: np.ndarray, n_components: int | None = None, eps: float = 1e
     order = np.argsort(values)[::-1][: n_components or len(values)]
     scale = 1.0 / np.sqrt(np.maximum(values[order], 0.0) + eps)
     return (centred @ basis[:, order] * scale).astype(np.float32)
-
-
-@functools.cache
-def _lm_network_class() -> Any:
-    """SASRec's network with a text-derived item table (defined on first use: torch is lazy)."""
-    torch = import_torch()
-    nn = torch.nn
-    base = _sasrec._network_class()
-
-    class TextItemTable(computed_table_class()):  # type: ignore[misc]
-        """Item table ``(n_items + 1, dim)``: adaptor(whitened text) [+ ID embedding]; row 0
-        (padding) is zero. ``weight`` is computed on access (kept while scoring), so SASRec's
-        loss and scoring, which read ``item_emb.weight``, use it unchanged."""
-
-        def __init__(
-            self, n_items: int, cfg: LMSASRecConfig, text: np.ndarray, has_id: np.ndarray
-        ) -> None:
-            super().__init__()
-            padded = np.zeros((n_items + 1, text.shape[1]), dtype=np.float32)
-            padded[1:] = text
-            mask = np.zeros((n_items + 1, 1), dtype=np.float32)
-            mask[1:, 0] = has_id
-            self.register_buffer("text", torch.from_numpy(padded))
-            self.register_buffer("id_mask", torch.from_numpy(mask))
-            real = torch.ones(n_items + 1, 1)
-            real[0] = 0.0
-            self.register_buffer("real", real)
-            self.adaptor = nn.Sequential(
-                nn.Dropout(cfg.adaptor_dropout),
-                nn.Linear(text.shape[1], cfg.adaptor_hidden),
-                nn.GELU(),
-                nn.Linear(cfg.adaptor_hidden, cfg.dim),
-            )
-            self.ids = None
-            if cfg.item_repr == "text+id":
-                self.ids = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
-                self.ids.weight.data.normal_(0.0, 0.02)
-                self.ids.weight.data[0] = 0.0
-
-        def compute_weight(self) -> Any:
-            table = self.adaptor(self.text) * self.real
-            if self.ids is not None:
-                table = table + self.ids.weight * self.id_mask
-            return table
-
-    class LMSASRecNet(base):  # type: ignore[misc, valid-type]
-        """SASRec's network whose ``item_emb`` is a :class:`TextItemTable`."""
-
-        def __init__(
-            self, n_items: int, cfg: LMSASRecConfig, text: np.ndarray, has_id: np.ndarray
-        ) -> None:
-            super().__init__(n_items, cfg)
-            self.item_emb = TextItemTable(n_items, cfg, text, has_id)
-
-    return LMSASRecNet

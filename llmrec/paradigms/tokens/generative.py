@@ -20,7 +20,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 from pydantic import Field
@@ -40,6 +40,9 @@ from llmrec.models.base import Recommender
 from llmrec.models.trainlog import TrainLog
 from llmrec.paradigms.tokens._ids import SemanticIDFields, encoder_for, make_semantic_ids
 from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
+
+if TYPE_CHECKING:
+    from llmrec.nets.tiger import TigerNet
 
 #: token 0 pads, token 1 begins a sequence; codes start at 2
 PAD, BOS, FIRST_CODE = 0, 1, 2
@@ -184,7 +187,7 @@ class GenerativeRetrieval(Recommender):
             pick = np.random.default_rng(cfg.seed).choice(len(users), cfg.valid_users, False)
             users, targets = users[np.sort(pick)], targets[np.sort(pick)]
         with torch_session(cfg.threads, cfg.seed) as torch:
-            self._net = _build_net(torch, self._vocab, self._max_len, cfg)
+            self._net = self._build_net()
             opt = torch.optim.Adam(self._net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             steps = -(-len(windows) // cfg.batch_size)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, steps))
@@ -206,6 +209,12 @@ class GenerativeRetrieval(Recommender):
             )
             self._net.eval()
         return self
+
+    def _build_net(self) -> TigerNet:
+        """The transformer (called inside the torch session of ``fit`` and of loading)."""
+        from llmrec.nets.tiger import TigerNet
+
+        return TigerNet(self._vocab, self._max_len, self.config)
 
     @property
     def _max_len(self) -> int:
@@ -416,8 +425,8 @@ class GenerativeRetrieval(Recommender):
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.ids = semantic_ids_from_state(state, self.n_items, self.config.quantizer)
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
-        with torch_session(self.config.threads) as torch:
-            self._net = _build_net(torch, self._vocab, self._max_len, self.config)
+        with torch_session(self.config.threads):
+            self._net = self._build_net()
             load_net_state(self._net, state, "net.")
             self._net.eval()
 
@@ -451,89 +460,3 @@ def _drop_seen(
             hit = np.isin(leaf_items[row], list(items)) & (child[row] >= 0)
             cand[row][hit] = -np.inf
     return cand
-
-
-def _build_net(torch: Any, vocab: int, max_len: int, cfg: GenerativeConfig) -> Any:
-    """A pre-norm causal transformer with a key/value cache (see :class:`_KVCache`)."""
-    nn = torch.nn
-    functional = torch.nn.functional
-    head_dim = cfg.dim // cfg.heads
-
-    class Block(nn.Module):  # type: ignore[name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.ln1, self.ln2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
-            self.qkv = nn.Linear(cfg.dim, 3 * cfg.heads * head_dim)
-            self.proj = nn.Linear(cfg.heads * head_dim, cfg.dim)
-            self.mlp = nn.Sequential(
-                nn.Linear(cfg.dim, 4 * cfg.dim), nn.GELU(), nn.Linear(4 * cfg.dim, cfg.dim)
-            )
-            self.drop = nn.Dropout(cfg.dropout)
-
-        def forward(self, x: Any, mask: Any, past: tuple[Any, Any] | None) -> tuple[Any, Any]:
-            b, s, _ = x.shape
-            q, k, v = self.qkv(self.ln1(x)).view(b, s, 3, cfg.heads, head_dim).unbind(2)
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-            if past is not None:
-                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-            att = functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=cfg.dropout if self.training else 0.0
-            )
-            x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, s, -1)))
-            x = x + self.drop(self.mlp(self.ln2(x)))
-            return x, (k, v)
-
-    class Net(nn.Module):  # type: ignore[name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.tok = nn.Embedding(vocab, cfg.dim, padding_idx=PAD)
-            self.pos = nn.Embedding(max_len + 1, cfg.dim)
-            self.blocks = nn.ModuleList([Block() for _ in range(cfg.layers)])
-            self.ln = nn.LayerNorm(cfg.dim)
-            self.out = nn.Linear(cfg.dim, vocab)
-            self.drop = nn.Dropout(cfg.dropout)
-
-        def head(self, hidden: Any) -> Any:
-            return self.out(hidden)
-
-        def forward(self, tokens: Any, valid: Any, use_cache: bool = False) -> tuple[Any, Any]:
-            """``tokens (b, s)`` left-padded, ``valid (b, s)`` bool -> hidden ``(b, s, dim)``."""
-            s = tokens.shape[1]
-            pos = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
-            causal = torch.ones(s, s, dtype=torch.bool).tril()
-            # pad queries may see themselves, so no softmax row is empty (NaN)
-            mask = (causal & valid[:, None, :]) | torch.eye(s, dtype=torch.bool)
-            x = self.drop(self.tok(tokens) + self.pos(pos))
-            cache = _KVCache(valid) if use_cache else None
-            for block in self.blocks:
-                x, kv = block(x, mask[:, None], None)
-                if cache is not None:
-                    cache.layers.append(kv)
-            return self.ln(x), cache
-
-        def step(self, token: Any, pos: Any, cache: _KVCache) -> Any:
-            """One new token per row ``(b, 1)`` at positions ``pos (b,)``, reading ``cache``."""
-            x = self.tok(token) + self.pos(pos)[:, None, :]
-            cache.valid = torch.cat([cache.valid, torch.ones_like(token, dtype=torch.bool)], 1)
-            mask = cache.valid[:, None, None, :]
-            for i, block in enumerate(self.blocks):
-                x, cache.layers[i] = block(x, mask, cache.layers[i])
-            return self.ln(x)
-
-    return Net()
-
-
-class _KVCache:
-    """Per-layer keys and values ``(rows, heads, seq, head_dim)`` and the key validity mask
-    ``(rows, seq)``; :meth:`select` reorders rows as beams are chosen."""
-
-    def __init__(self, valid: Any) -> None:
-        self.valid = valid
-        self.layers: list[tuple[Any, Any]] = []
-        self.width = 1
-
-    def select(self, rows: Any, width: int) -> None:
-        """Keep rows ``rows`` (indices into the current rows) as the new ``width`` beams."""
-        self.valid = self.valid[rows]
-        self.layers = [(k[rows], v[rows]) for k, v in self.layers]
-        self.width = width

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmrec._io import atomic_write_text, dumps_json
 from llmrec.errors import ConfigError, DataError
 from llmrec.models.saved import FLOAT, INTEGER, expect
+from llmrec.paradigms.tokens.kmeans import kmeans
 
 MAPPING_CSV = "semantic_ids.csv"
 MAPPING_PARQUET = "semantic_ids.parquet"
@@ -253,95 +254,6 @@ def _col(name: str) -> int:
     return int(name[1:])
 
 
-# --- k-means -------------------------------------------------------------------------------------
-def kmeans(
-    x: np.ndarray,
-    k: int,
-    *,
-    iters: int = 30,
-    balanced: bool = False,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means with k-means++ seeding.
-
-    Args:
-        x: ``(n, d)`` float32 points.
-        k: clusters; when ``k > n`` the surplus centroids duplicate points (and stay unused).
-        balanced: assign under a capacity of ``ceil(n / k)`` points per cluster (greedy by
-            distance), so codes are used evenly.
-
-    Returns:
-        ``(centroids (k, d) float32, labels (n,) int64)``.
-    """
-    n = len(x)
-    centroids = _kmeans_pp(x, k, rng)
-    labels = np.zeros(n, dtype=np.int64)
-    for it in range(iters):
-        dist = _sq_dist(x, centroids)
-        new = _balanced_assign(dist, k) if balanced else dist.argmin(axis=1)
-        if it and np.array_equal(new, labels):
-            break
-        labels = new
-        centroids = _update_centroids(x, labels, centroids, dist)
-    return centroids.astype(np.float32), labels
-
-
-def _sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    d = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
-    return np.maximum(d, 0.0)
-
-
-def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    n = len(x)
-    centroids = np.empty((k, x.shape[1]), dtype=np.float64)
-    centroids[0] = x[rng.integers(n)]
-    closest = _sq_dist(x, centroids[:1])[:, 0]
-    for j in range(1, k):
-        total = closest.sum()
-        idx = rng.choice(n, p=closest / total) if total > 0 else rng.integers(n)
-        centroids[j] = x[idx]
-        closest = np.minimum(closest, _sq_dist(x, centroids[j : j + 1])[:, 0])
-    return centroids
-
-
-def _balanced_assign(dist: np.ndarray, k: int) -> np.ndarray:
-    """Nearest centroid under a capacity of ``ceil(n / k)``: pairs taken closest first."""
-    n = dist.shape[0]
-    cap = math.ceil(n / k)
-    order = np.argsort(dist, axis=None, kind="stable")
-    labels = np.full(n, -1, dtype=np.int64)
-    load = np.zeros(k, dtype=np.int64)
-    left = n
-    for flat in order:
-        point, cluster = divmod(int(flat), k)
-        if labels[point] < 0 and load[cluster] < cap:
-            labels[point] = cluster
-            load[cluster] += 1
-            left -= 1
-            if not left:
-                break
-    return labels
-
-
-def _update_centroids(
-    x: np.ndarray,
-    labels: np.ndarray,
-    old: np.ndarray,
-    dist: np.ndarray,
-) -> np.ndarray:
-    k = len(old)
-    counts = np.bincount(labels, minlength=k)
-    sums = np.zeros_like(old)
-    np.add.at(sums, labels, x)
-    new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], old)
-    empty = np.flatnonzero(counts == 0)
-    if len(empty) and len(x) >= k:
-        # an empty cluster restarts at the points worst served now, so no code stays dead
-        far = np.argsort(-dist[np.arange(len(x)), labels])[: len(empty)]
-        new[empty] = x[far]
-    return new
-
-
 # --- shared pieces ------------------------------------------------------------------------------
 def prepare_vectors(vectors: np.ndarray, normalize: bool) -> np.ndarray:
     """Validate ``(n, d)`` vectors and return float64 (unit-length if ``normalize``)."""
@@ -487,14 +399,15 @@ class RQVAE:
 
     def fit(self, vectors: np.ndarray, item_ids: np.ndarray | None = None) -> SemanticIDs:
         from llmrec.models._torch import torch_session
+        from llmrec.nets.rqvae import RQVAENet, train_rqvae
 
         cfg = self.config
         x = prepare_vectors(vectors, cfg.normalize)
         k = cfg.k_for(len(x))
         with torch_session(cfg.threads, cfg.seed) as torch:
-            net = _build_rqvae(torch, x.shape[1], k, cfg)
+            net = RQVAENet(x.shape[1], k, cfg)
             data = torch.as_tensor(x, dtype=torch.float32)
-            resets = _train_rqvae(torch, net, data, cfg)
+            resets = train_rqvae(net, data, cfg)
             with torch.no_grad():
                 x_hat, codes, _ = net(data)
             codes_np = codes.numpy().astype(np.int64)
@@ -502,93 +415,3 @@ class RQVAE:
             x_hat_np = x_hat.numpy().astype(np.float64)
         diag = diagnose(codes_np, k, x, x_hat_np, dead_code_resets=float(resets))
         return _finish(codes_np, books, diag, self.method, item_ids)
-
-
-def _build_rqvae(torch: Any, dim: int, k: int, cfg: RQVAEConfig) -> Any:
-    nn = torch.nn
-
-    class _RQVAE(nn.Module):  # type: ignore[name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = nn.Sequential(
-                nn.Linear(dim, cfg.hidden_dim), nn.SiLU(), nn.Linear(cfg.hidden_dim, cfg.latent_dim)
-            )
-            self.decoder = nn.Sequential(
-                nn.Linear(cfg.latent_dim, cfg.hidden_dim), nn.SiLU(), nn.Linear(cfg.hidden_dim, dim)
-            )
-            self.codebooks = nn.ParameterList(
-                [nn.Parameter(torch.randn(k, cfg.latent_dim) * 0.1) for _ in range(cfg.levels)]
-            )
-            self.initialised = False
-
-        def quantize(self, z: Any) -> tuple[Any, Any, Any, list[Any]]:
-            """(quantised z, codes (n, L), codebook+commitment loss, residual per level)."""
-            residual, total, loss = z, torch.zeros_like(z), z.new_zeros(())
-            codes, residuals = [], []
-            for book in self.codebooks:
-                residuals.append(residual)
-                idx = torch.cdist(residual, book).argmin(dim=1)
-                chosen = book[idx]
-                loss = loss + ((residual.detach() - chosen) ** 2).mean()
-                loss = loss + cfg.beta * ((residual - chosen.detach()) ** 2).mean()
-                total = total + chosen
-                residual = residual - chosen.detach()
-                codes.append(idx)
-            # straight-through: the decoder's gradient reaches the encoder unchanged
-            quantised = z + (total - z).detach()
-            return quantised, torch.stack(codes, dim=1), loss, residuals
-
-        def forward(self, x: Any) -> tuple[Any, Any, Any]:
-            quantised, codes, qloss, _ = self.quantize(self.encoder(x))
-            return self.decoder(quantised), codes, qloss
-
-    return _RQVAE()
-
-
-def _init_codebooks(torch: Any, net: Any, data: Any, cfg: RQVAEConfig) -> None:
-    """k-means on the first latents, level by level (the residual of each level feeds the
-    next), so every code starts where items are."""
-    rng = np.random.default_rng(cfg.seed)
-    with torch.no_grad():
-        residual = net.encoder(data).numpy().astype(np.float64)
-        for book in net.codebooks:
-            cent, labels = kmeans(residual, book.shape[0], iters=10, rng=rng)
-            book.copy_(torch.as_tensor(cent))
-            residual = residual - cent[labels]
-
-
-def _train_rqvae(torch: Any, net: Any, data: Any, cfg: RQVAEConfig) -> int:
-    """Train; returns how many dead codes were reset."""
-    _init_codebooks(torch, net, data, cfg)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    n, resets = len(data), 0
-    last_reset_epoch = int(cfg.epochs * 0.8)
-    for epoch in range(cfg.epochs):
-        used = [torch.zeros(b.shape[0], dtype=torch.bool) for b in net.codebooks]
-        perm = torch.randperm(n, generator=gen)
-        for start in range(0, n, cfg.batch_size):
-            batch = data[perm[start : start + cfg.batch_size]]
-            quantised, codes, qloss, residuals = net.quantize(net.encoder(batch))
-            loss = ((net.decoder(quantised) - batch) ** 2).mean() + qloss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            for lvl, flags in enumerate(used):
-                flags[codes[:, lvl]] = True
-        if cfg.reset_every and (epoch + 1) % cfg.reset_every == 0 and epoch < last_reset_epoch:
-            resets += _reset_dead(torch, net, residuals, used, gen)
-    return resets
-
-
-def _reset_dead(torch: Any, net: Any, residuals: list[Any], used: list[Any], gen: Any) -> int:
-    """Move codes no item chose this epoch onto random residuals of the last batch."""
-    count = 0
-    with torch.no_grad():
-        for book, res, flags in zip(net.codebooks, residuals, used, strict=True):
-            dead = torch.nonzero(~flags).flatten()
-            if len(dead):
-                pick = torch.randint(0, len(res), (len(dead),), generator=gen)
-                book[dead] = res.detach()[pick]
-                count += len(dead)
-    return count

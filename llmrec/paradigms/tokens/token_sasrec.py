@@ -7,8 +7,9 @@ neighbours learned — the cold-start case where an ID-only table has nothing to
 
 Everything else — network, all-positions causal loss, early stopping on validation NDCG@10,
 scoring — is :class:`~llmrec.models.sasrec.SASRec`, reused by subclassing: the network SASRec
-builds gets its ``item_emb`` module replaced by :class:`_TokenEmbedding`, which answers the two
-things SASRec asks of it (``item_emb(tokens)`` and ``item_emb.weight``).
+builds gets its ``item_emb`` module replaced by
+:class:`~llmrec.nets.token_table.TokenEmbedding`, which answers the two things SASRec asks of
+it (``item_emb(tokens)`` and ``item_emb.weight``).
 
 Example::
 
@@ -91,10 +92,12 @@ class TokenSASRec(SASRec):
         return net
 
     def _token_embedding(self, dim: int) -> Any:
+        from llmrec.nets.token_table import TokenEmbedding
+
         assert self.ids is not None
         codes = self.ids.codes if self.config.use_dedup_digit else self.ids.codes[:, :-1]
         sizes = self.ids.vocab_sizes[: codes.shape[1]]
-        return _token_embedding_class()(codes, sizes, dim, self.config, self.tag_index)
+        return TokenEmbedding(codes, sizes, dim, self.config.id_embedding, self.tag_index)
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         if self.ids is None or self.ids.n_items != train.n_items:
@@ -125,61 +128,3 @@ class TokenSASRec(SASRec):
             expect({"tag_index": self.tag_index}, "tag_index", INTEGER, (self.n_items, None))
         with torch_session(self.config.threads):
             super()._load_state(state)
-
-
-_CLASS: Any = None
-
-
-def _token_embedding_class() -> Any:
-    """The torch module class, defined on first use so importing llmrec does not import torch."""
-    global _CLASS
-    if _CLASS is not None:
-        return _CLASS
-    from llmrec.models._torch import computed_table_class, import_torch
-
-    torch = import_torch()
-    nn = torch.nn
-
-    class TokenEmbedding(computed_table_class()):  # type: ignore[misc]
-        """Stands in for SASRec's ``nn.Embedding(n_items + 1, dim, padding_idx=0)``.
-
-        ``weight`` is ``(n_items + 1, dim)``: row 0 zeros (padding), row ``i + 1`` the sum of
-        item ``i``'s code embeddings (+ mean tag embedding, + ID embedding).
-        """
-
-        def __init__(
-            self,
-            codes: np.ndarray,
-            sizes: Sequence[int],
-            dim: int,
-            cfg: TokenSASRecConfig,
-            tag_index: np.ndarray | None,
-        ) -> None:
-            super().__init__()
-            self.embedding_dim = dim
-            offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            self.register_buffer("codes", torch.as_tensor(codes + offsets[None, :]), False)
-            self.code_emb = nn.Embedding(int(sum(sizes)), dim)
-            nn.init.normal_(self.code_emb.weight, 0.0, 0.02)
-            self.id_emb: Any = None
-            if cfg.id_embedding:
-                self.id_emb = nn.Embedding(len(codes), dim)
-                nn.init.normal_(self.id_emb.weight, 0.0, 0.02)
-            self.tag_emb: Any = None
-            if tag_index is not None:
-                self.register_buffer("tags", torch.as_tensor(tag_index), False)
-                self.tag_emb = nn.Embedding(int(tag_index.max()) + 2, dim, padding_idx=0)
-                nn.init.normal_(self.tag_emb.weight, 0.0, 0.02)
-
-        def compute_weight(self) -> Any:
-            items = self.code_emb(self.codes).sum(dim=1)  # (n_items, dim)
-            if self.id_emb is not None:
-                items = items + self.id_emb.weight
-            if self.tag_emb is not None:
-                present = (self.tags >= 0).float()
-                summed = (self.tag_emb(self.tags + 1) * present[..., None]).sum(dim=1)
-                items = items + summed / present.sum(dim=1, keepdim=True).clamp(min=1.0)
-            return torch.cat([items.new_zeros(1, items.shape[1]), items], dim=0)
-
-    _CLASS = TokenEmbedding
-    return _CLASS
