@@ -144,6 +144,7 @@ BUILTIN: tuple[ModelSpec, ...] = (
     ModelSpec("itemknn", "llmrec.models.itemknn:ItemKNN", "classic", rough_s=5),
     ModelSpec("bpr", "llmrec.models.bpr:BPR", "classic", rough_s=60),
     ModelSpec("sasrec", "llmrec.models.sasrec:SASRec", "classic", rough_s=120),
+    ModelSpec("transition", "llmrec.models.transition:Transition", "classic", rough_s=3),
     ModelSpec("textknn", f"{_EMB}.knn:TextKNN", "embeddings", _L.NEW_INDEX, 30),
     ModelSpec("lm-sasrec", f"{_EMB}.lm_sasrec:LMSASRec", "embeddings", _L.OFFLINE_JOB, 150),
     ModelSpec("user-tower", f"{_EMB}.user_tower:UserTower", "embeddings", _L.SERVING_MODEL, 40),

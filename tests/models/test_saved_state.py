@@ -26,6 +26,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "itemknn": {},
     "bpr": {"epochs": 1, "dim": 8},
     "sasrec": {"epochs": 1, "dim": 16, "max_len": 8},
+    "transition": {"window": 2},
     "textknn": {**FAKE, "cache": False, "index": {"kind": "hnsw", "exact_max": 0}},
     "lm-sasrec": {**FAKE, "cache": False, "epochs": 1, "dim": 16, "max_len": 8},
     "user-tower": {**FAKE, "cache": False},
