@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmrec import progress
 from llmrec._io import atomic_write_text, dumps_json
 from llmrec.errors import ConfigError, DataError
 from llmrec.models.saved import FLOAT, INTEGER, expect
@@ -564,7 +565,7 @@ def _train_rqvae(torch: Any, net: Any, data: Any, cfg: RQVAEConfig) -> int:
     gen = torch.Generator().manual_seed(cfg.seed)
     n, resets = len(data), 0
     last_reset_epoch = int(cfg.epochs * 0.8)
-    for epoch in range(cfg.epochs):
+    for epoch in progress.track(range(cfg.epochs), desc="rq-vae", unit="epoch"):
         used = [torch.zeros(b.shape[0], dtype=torch.bool) for b in net.codebooks]
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, cfg.batch_size):
