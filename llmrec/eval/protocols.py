@@ -30,8 +30,9 @@ from llmrec.models.base import Recommender
 Phase = Literal["valid", "test"]
 
 #: users per call to a model that queries an LM at query time: small enough that progress
-#: moves every few seconds, large enough to fill the LM's batches
-LM_CHUNK = 32
+#: moves every few LM batches (a ranker's default batch is 8 users), so a log shows the phase
+#: alive even at ~10 s per user
+LM_CHUNK = 8
 
 
 @dataclass
