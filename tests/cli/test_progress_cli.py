@@ -135,3 +135,27 @@ def test_quiet_prints_nothing_on_stderr(tmp_path: Path, home: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "kept"),
+    [
+        (["run", "--model", "popularity", "--dataset", "synthetic:50x20x400"], "nothing was kept"),
+        (["compare", "--dataset", "synthetic:50x20x400", "--quick"], "finished stages are kept"),
+    ],
+)
+def test_ctrl_c_ends_with_one_line_saying_what_was_kept(
+    argv: list[str], kept: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import llmrec.data
+    from llmrec.cli import main
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(llmrec.data, "load_dataset", interrupted)
+    assert main([*argv, "--out", str(tmp_path / "out"), "--store", str(tmp_path / "s")]) == 130
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("llmrec: interrupted; ")]
+    assert len(lines) == 1 and kept in lines[0], err
+    assert "Traceback" not in err

@@ -65,9 +65,8 @@ def test_measured_rate_is_stored_and_used_next_time(tmp_path: Path) -> None:
     stored = json.loads(rates.read_text())["ranking:verbaliser:fake"]
     assert stored["n"] == 50 and stored["unit"] == "user" and stored["seconds_per_unit"] > 0
     out = io.StringIO()
-    with progress.reporting(out, live=False, rates=rates):
-        with progress.phase("rank", 20, work=work):
-            pass
+    with progress.reporting(out, live=False, rates=rates), progress.phase("rank", 20, work=work):
+        pass
     assert "ranking 20 users with fake (verbaliser), about" in out.getvalue()
     assert "at the last measured rate" in out.getvalue()
 
@@ -76,9 +75,9 @@ def test_unknown_lm_says_no_rate_yet_and_a_damaged_rates_file_is_ignored(tmp_pat
     rates = tmp_path / "rates.json"
     rates.write_text("{not json")
     out = io.StringIO()
-    with progress.reporting(out, live=False, rates=rates):
-        with progress.phase("tags", 5, work=LMWork.of("tagging", "fake", "tags")):
-            pass
+    tags = LMWork.of("tagging", "fake", "tags")
+    with progress.reporting(out, live=False, rates=rates), progress.phase("tags", 5, work=tags):
+        pass
     assert "tagging 5 its with fake (tags); no rate measured here yet" in out.getvalue()
 
 
