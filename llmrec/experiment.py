@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmrec._io import make_dirs, staged_dir
+from llmrec._io import dumps_json, make_dirs, staged_dir
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, make_split
 from llmrec.eval.protocols import EvalResult, evaluate, evaluate_candidates
@@ -104,8 +104,12 @@ def run_experiment(
     store: ResultsStore | None = None,
     data_dir: Path | None = None,
     log: Callable[[str], None] = lambda _msg: None,
+    verbose: bool = False,
 ) -> RunRecord:
     """Run ``config`` and write ``record.json`` (and the fitted model) into ``run_dir``.
+
+    ``log`` gets a few short lines (data, split, model and the settings given); with
+    ``verbose`` also the full config, every default included (as ``record.json`` holds it).
 
     The folder is written beside ``run_dir`` and renamed into place when complete, and only
     then is the record added to ``store``: an interrupted run leaves neither a folder nor a row.
@@ -129,7 +133,10 @@ def run_experiment(
         f"test {len(split.test)} interactions"
     )
     _note_large_cutoffs(config, data.n_items, log)
-    log(f"fitting {model!r}")
+    full_config = {**config.model_dump(mode="json"), "params": model.config.model_dump(mode="json")}
+    log(f"model {config.model}: {_given_settings(config)}")
+    if verbose:
+        log(f"config {dumps_json(full_config, indent=None)}")
     with timer("fit"):
         model.fit(split.train, split.valid)
     with timer("evaluate"):
@@ -145,7 +152,7 @@ def run_experiment(
         run_id=run_dir.name,
         dataset=data.name,
         protocol=config.eval.protocol,
-        config={**config.model_dump(mode="json"), "params": model.config.model_dump(mode="json")},
+        config=full_config,
         metrics=metrics,
         timings=timings,
         peak_rss_mb=peak_rss_mb(),
@@ -163,6 +170,22 @@ def run_experiment(
 
 def default_run_dir(parent: Path, model: str) -> Path:
     return parent / new_run_id(model)
+
+
+def _given_settings(config: RunConfig, width: int = 100) -> str:
+    """The params the config sets (dotted keys), the evaluation and the seed, in a line."""
+
+    def flat(prefix: str, value: Any) -> list[str]:
+        if isinstance(value, dict) and value:
+            return [s for k, v in value.items() for s in flat(f"{prefix}{k}.", v)]
+        return [f"{prefix.rstrip('.')}={value}"]
+
+    given = [s for s in flat("", config.params) if not s.startswith("seed=")]
+    text = ", ".join(given) if given else "default settings"
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    ev = config.eval
+    return f"{text}; {ev.protocol} ranking @{','.join(map(str, ev.ks))}, seed {config.seed}"
 
 
 def split_data(data: Dataset, settings: SplitConfig, seed: int) -> Split:

@@ -44,3 +44,8 @@ def results_db() -> Path:
 def runs_dir() -> Path:
     """Default parent folder of run folders."""
     return Path("runs")
+
+
+def progress_rates() -> Path:
+    """Rates measured by the last long LM phases, for the estimate printed before the next."""
+    return home() / "progress-rates.json"

@@ -4,3 +4,15 @@ threads collapse on the 2 shared cores this suite runs on)."""
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _progress_off():
+    """Progress reporting is process state: each test starts and ends with it off."""
+    from llmrec import progress
+
+    progress.disable()
+    yield
+    progress.disable()

@@ -1,7 +1,9 @@
 """The ``llmrec`` command line: the only place where user input becomes config objects.
 
 Each command group lives in its own module exposing ``register(subparsers)``; this module wires
-them together and turns every :class:`~llmrec.errors.LlmrecError` into a one-line message.
+them together, turns every :class:`~llmrec.errors.LlmrecError` into a one-line message, switches
+progress reporting on for the commands that ask for it (``set_defaults(progress=True)``) and
+ends a Ctrl-C with the line the command set (``set_defaults(interrupted=...)``): what was kept.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import NoReturn
 
 from llmrec.errors import LlmrecError
@@ -43,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Language models in recommender systems, measured side by side.",
     )
     parser.add_argument("--version", action="version", version=f"llmrec {__version__}")
+    # what Ctrl-C keeps: each command that keeps (or loses) something says so in its own words
+    parser.set_defaults(interrupted="cached work is kept, run the command again to resume")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -63,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = args.func(args)
+        with _progress(args):
+            code = args.func(args)
     except LlmrecError as exc:
         print(f"llmrec: error: {exc}", file=sys.stderr)
         return 2
@@ -73,12 +79,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llmrec: error: {_file_fault(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "llmrec: interrupted; cached work is kept, run the command again to resume",
-            file=sys.stderr,
-        )
+        print(f"llmrec: interrupted; {args.interrupted}", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _progress(args: argparse.Namespace) -> AbstractContextManager[None]:
+    """Progress on stderr for the commands that report it (``set_defaults(progress=True)``),
+    unless ``--quiet``; estimates use the rates measured by earlier runs."""
+    if not getattr(args, "progress", False) or getattr(args, "quiet", False):
+        return nullcontext()
+    from llmrec import paths, progress
+
+    return progress.reporting(rates=paths.progress_rates(), prefix="[llmrec] ")
 
 
 def _file_fault(exc: OSError) -> str:

@@ -1,12 +1,41 @@
-"""Plain-text tables and JSON output shared by the CLI commands."""
+"""Plain-text tables, JSON output and status lines shared by the CLI commands."""
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from llmrec import progress
 from llmrec._io import dumps_json
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` / ``--verbose`` for a command that reports progress (on stderr)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress and no status lines on stderr"
+    )
+    group.add_argument(
+        "--verbose", "-v", action="store_true", help="also the full config and other details"
+    )
+    parser.set_defaults(progress=True)
+
+
+def status(args: argparse.Namespace) -> Callable[[str], None]:
+    """Where a command's status lines go: stderr as ``[llmrec] …`` (above a live progress bar),
+    or nowhere with ``--quiet``."""
+    if getattr(args, "quiet", False):
+        return lambda _msg: None
+
+    def say(message: str) -> None:
+        if progress.is_enabled():
+            progress.write(message)
+        else:
+            print(f"[llmrec] {message}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def format_value(value: Any) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 from llmrec import paths
-from llmrec.cli._format import print_json, table
+from llmrec.cli._format import add_verbosity, print_json, status, table
 from llmrec.errors import ConfigError
 
 PRESETS = {"quick": "compare-quick.yaml", "full": "compare-full.yaml"}
@@ -42,7 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--store", type=Path, help="results store (SQLite) to add records to")
     _constraint_args(cmp_)
     cmp_.add_argument("--json", action="store_true", help="print the summary as JSON")
-    cmp_.set_defaults(func=cmd_compare)
+    add_verbosity(cmp_)
+    cmp_.set_defaults(
+        func=cmd_compare,
+        interrupted=(
+            "finished stages are kept in the compare folder and the stage under way is "
+            "dropped; run the same command again to resume from the next stage"
+        ),
+    )
 
     rep = sub.add_parser("report", help="re-render report.html/report.json of a compare folder")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -136,7 +142,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out,
         data_dir=args.data_dir,
         store=store,
-        log=lambda msg: print(f"[llmrec] {msg}", file=sys.stderr, flush=True),
+        log=status(args),
         constraints=constraints.model_dump(mode="json"),
     )
     html_path, json_path = render_report(out, constraints)

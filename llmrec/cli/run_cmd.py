@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import yaml
 
 from llmrec import paths
 from llmrec._io import read_yaml_mapping, validated
-from llmrec.cli._format import print_json, table
+from llmrec.cli._format import add_verbosity, print_json, status, table
 from llmrec.errors import ConfigError
 
 SUMMARY_METRICS = ("ndcg@10", "recall@10", "mrr@10", "coverage")
@@ -34,7 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--data-dir", type=Path, default=None)
     run.add_argument("--store", type=Path, default=None, help="results store (SQLite file)")
     run.add_argument("--json", action="store_true", help="print the run record as JSON")
-    run.set_defaults(func=cmd_run)
+    add_verbosity(run)
+    run.set_defaults(
+        func=cmd_run,
+        interrupted=(
+            "nothing was kept (a run folder is written only when the run ends); LM answers "
+            "already computed are in the LM cache and will be reused: run the same command again"
+        ),
+    )
 
     res = sub.add_parser("results", help="list past runs from the results store")
     res.add_argument("--dataset")
@@ -99,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir=run_dir,
         store=store,
         data_dir=args.data_dir,
-        log=lambda msg: print(f"[llmrec] {msg}", file=sys.stderr),
+        log=status(args),
+        verbose=args.verbose,
     )
     if args.json:
         print_json(record.__dict__)

@@ -13,11 +13,13 @@ empty held-out part) the result is empty, with ``n_users`` 0, and the model is n
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from llmrec import progress
 from llmrec.data._seed import generator
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.data.splits import Split
@@ -26,6 +28,11 @@ from llmrec.eval import metrics as M
 from llmrec.models.base import Recommender
 
 Phase = Literal["valid", "test"]
+
+#: users per call to a model that queries an LM at query time: small enough that progress
+#: moves every few LM batches (a ranker's default batch is 8 users), so a log shows the phase
+#: alive even at ~10 s per user
+LM_CHUNK = 8
 
 
 @dataclass
@@ -143,13 +150,13 @@ def evaluate(
     width = min(max(ks), split.train.n_items)  # a longer list cannot hold more items
     hist = history.history()
     start = time.perf_counter()
-    if len(eval_users):
+    parts = [np.zeros((0, width), dtype=np.int64)]
+    for rows in _chunks(model, eval_users, phase, batch_size):
         recs = model.recommend(
-            eval_users, width, history=hist, exclude_seen=True, batch_size=batch_size
+            eval_users[rows], width, history=hist, exclude_seen=True, batch_size=batch_size
         )
-        ranked = _fit_width(np.asarray(recs.items, dtype=np.int64), width)
-    else:
-        ranked = np.zeros((0, width), dtype=np.int64)
+        parts.append(_fit_width(np.asarray(recs.items, dtype=np.int64), width))
+    ranked = np.concatenate(parts)
     elapsed = time.perf_counter() - start
     ranked, violations = clean_rankings(ranked, eval_users, hist, split.train.n_items)
     violations["short_lists"] = int((ranked < 0).any(axis=1).sum())
@@ -263,16 +270,15 @@ def evaluate_candidates(
             f"wanted ({len(eval_users)}, n_candidates)"
         )
     start = time.perf_counter()
-    scores = (
-        np.asarray(model.score_candidates(eval_users, candidates, history=hist))
-        if len(eval_users)
-        else np.zeros(candidates.shape)
-    )
+    scores = np.zeros(candidates.shape)
+    for rows in _chunks(model, eval_users, phase, len(eval_users)):
+        got = np.asarray(model.score_candidates(eval_users[rows], candidates[rows], history=hist))
+        if got.shape != candidates[rows].shape:
+            raise ConfigError(
+                f"model returned scores of shape {got.shape}, wanted {candidates[rows].shape}"
+            )
+        scores[rows] = got
     elapsed = time.perf_counter() - start
-    if scores.shape != candidates.shape:
-        raise ConfigError(
-            f"model returned scores of shape {scores.shape}, wanted {candidates.shape}"
-        )
     scores = np.where(np.isfinite(scores), scores, -np.inf)
     order = np.argsort(-scores, axis=1, kind="stable")
     ranked = np.take_along_axis(candidates, order, axis=1)
@@ -304,6 +310,13 @@ def _eval_users(heldout: Dataset, users: np.ndarray | None) -> np.ndarray:
         return active.astype(np.int64)
     users = np.asarray(users, dtype=np.int64)
     return users[np.isin(users, active)]
+
+
+def _chunks(model: Recommender, users: np.ndarray, phase: str, size: int) -> Iterator[slice]:
+    """Row slices of ``users`` to ask ``model`` about in turn, with progress (users done):
+    ``size`` users at a time, or :data:`LM_CHUNK` for a model that queries an LM."""
+    step = min(size, LM_CHUNK) if model.queries_lm else size
+    return progress.batches(len(users), max(1, step), desc=f"evaluate {phase}", unit="user")
 
 
 def _fit_width(ranked: np.ndarray, width: int) -> np.ndarray:

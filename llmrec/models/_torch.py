@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
+from llmrec import progress
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, require
 from llmrec.models.base import ModelConfig
@@ -116,23 +117,26 @@ def train_loop(
     start, cpu_start = time.perf_counter(), time.process_time()
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
-    for epoch in range(config.epochs):
-        log.losses.append(run_epoch(epoch))
-        last = epoch + 1 == config.epochs
-        if evaluate is None or ((epoch + 1) % config.eval_every and not last):
-            continue
-        score = evaluate()
-        log.epochs.append(epoch + 1)
-        log.scores.append(score)
-        log.seconds.append(time.perf_counter() - start)
-        if score > log.best_score:
-            log.best_score, log.best_epoch = score, epoch + 1
-            log.time_to_best_s = log.seconds[-1]
-            log.cpu_to_best_s = time.process_time() - cpu_start
-            best_state = snapshot()
-            stale = 0
-        else:
-            stale += 1
+    with progress.phase("train", config.epochs, unit="epoch") as bar:
+        for epoch in range(config.epochs):
+            log.losses.append(run_epoch(epoch))
+            last = epoch + 1 == config.epochs
+            if evaluate is None or ((epoch + 1) % config.eval_every and not last):
+                bar.update(1, **_epoch_postfix(log))
+                continue
+            score = evaluate()
+            log.epochs.append(epoch + 1)
+            log.scores.append(score)
+            log.seconds.append(time.perf_counter() - start)
+            if score > log.best_score:
+                log.best_score, log.best_epoch = score, epoch + 1
+                log.time_to_best_s = log.seconds[-1]
+                log.cpu_to_best_s = time.process_time() - cpu_start
+                best_state = snapshot()
+                stale = 0
+            else:
+                stale += 1
+            bar.update(1, **_epoch_postfix(log))
             if stale >= config.patience:
                 break
     if best_state is not None:
@@ -143,6 +147,16 @@ def train_loop(
         log.cpu_to_best_s = time.process_time() - cpu_start
     log.fit_s = time.perf_counter() - start
     return log
+
+
+def _epoch_postfix(log: TrainLog) -> dict[str, object]:
+    """What a progress bar shows beside the epoch count: last loss, last valid NDCG@10 and
+    the best so far (with its epoch)."""
+    out: dict[str, object] = {"loss": log.losses[-1]}
+    if log.scores:
+        out["ndcg@10"] = log.scores[-1]
+        out["best"] = f"{log.best_score:.4f}@{log.best_epoch}"
+    return out
 
 
 def clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

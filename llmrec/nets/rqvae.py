@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from llmrec import progress
 from llmrec.paradigms.tokens.kmeans import kmeans
 
 
@@ -94,7 +95,7 @@ def train_rqvae(net: RQVAENet, data: torch.Tensor, cfg: RQVAESettings) -> int:
     gen = torch.Generator().manual_seed(cfg.seed)
     n, resets = len(data), 0
     last_reset_epoch = int(cfg.epochs * 0.8)
-    for epoch in range(cfg.epochs):
+    for epoch in progress.track(range(cfg.epochs), desc="rq-vae", unit="epoch"):
         used = [torch.zeros(b.shape[0], dtype=torch.bool) for b in net.codebooks]
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, cfg.batch_size):

@@ -30,6 +30,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmrec import progress
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.lm.base import LanguageModel
@@ -275,9 +276,8 @@ class Ranker(ABC):
         if candidates.ndim != 2 or len(candidates) != len(users):
             raise ConfigError(f"candidates of shape {candidates.shape} for {len(users)} users")
         out = np.zeros(candidates.shape, dtype=np.float32)
-        size = self.config.batch_size
-        for start in range(0, len(users), size):
-            rows = slice(start, start + size)
+        work = progress.LMWork.of("ranking", self.config.lm, self.kind, unit="user")
+        for rows in progress.batches(len(users), self.config.batch_size, desc="rank", work=work):
             prompts = [
                 self.prompt(int(u), history.of(int(u)), c)
                 for u, c in zip(users[rows], candidates[rows], strict=True)

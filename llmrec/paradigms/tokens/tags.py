@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmrec import progress
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import BackendError
 from llmrec.lm.base import LanguageModel
@@ -267,9 +268,10 @@ def _run_prompts(
     retried: set[int] = set()
     errors = 0
     todo = list(range(n))
+    work = progress.LMWork.of("tagging", lm.model_id, "tags", unit="prompt")
     for attempt in range(cfg.retries + 1):
-        for lo in range(0, len(todo), cfg.batch_size):
-            batch = todo[lo : lo + cfg.batch_size]
+        for rows in progress.batches(len(todo), cfg.batch_size, desc="tags", work=work):
+            batch = todo[rows]
             answers, err = _generate_safely(lm, [prompts[i] for i in batch], cfg, chat, attempt)
             errors += err
             for i, answer in zip(batch, answers, strict=True):
