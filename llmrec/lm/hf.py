@@ -266,7 +266,7 @@ class HFCausalLM(LanguageModel):
         """``ids`` cut to ``budget`` tokens (counting ``stats.truncated``)."""
         if len(ids) <= budget:
             return ids
-        self.stats.truncated += 1
+        self._count(truncated=1)
         if keep == "start":
             return ids[:budget]
         # keep a leading BOS: models like Gemma degrade badly without it
@@ -301,11 +301,10 @@ class HFCausalLM(LanguageModel):
         if mode not in ("mean", "last"):
             raise ConfigError(f"HFCausalLM pools 'mean' or 'last', not {mode!r}")
         hidden = int(self.model.config.hidden_size)
-        self.stats.calls += 1
         if not texts:
             return np.zeros((0, hidden), dtype=np.float32)
         seqs = [self._fit(self._ids(t), self.context_length, keep="start") for t in texts]
-        self.stats.prompt_tokens += sum(len(s) for s in seqs)
+        self._count(prompt_tokens=sum(len(s) for s in seqs))
         out = np.zeros((len(texts), hidden), dtype=np.float32)
         body = self.model.base_model  # the decoder without the LM head: no vocab-size logits
         with torch.inference_mode():
@@ -340,12 +339,11 @@ class HFCausalLM(LanguageModel):
         """``(len(prompts), len(labels))`` float32, from length-bucketed left-padded forwards."""
         import torch
 
-        self.stats.calls += 1
         if not prompts:
             return np.zeros((0, len(labels)), dtype=np.float32)
         label_ids = [self.label_token_ids(p, labels) for p in prompts]
         seqs = [self._fit(self._ids(p), self.context_length, keep="end") for p in prompts]
-        self.stats.prompt_tokens += sum(len(s) for s in seqs)
+        self._count(prompt_tokens=sum(len(s) for s in seqs))
         out = np.zeros((len(prompts), len(labels)), dtype=np.float32)
         with torch.inference_mode():
             lengths = [len(s) for s in seqs]
@@ -366,7 +364,6 @@ class HFCausalLM(LanguageModel):
         continuation whose tokens do not extend the prompt's tokens (a merge across the
         boundary) is scored on its own full sequence instead.
         """
-        self.stats.calls += 1
         if not continuations:
             return np.zeros(0, dtype=np.float32)
         p_ids = self._ids(prompt)
@@ -386,7 +383,7 @@ class HFCausalLM(LanguageModel):
             longest = max(len(c) for c in split.values())
             budget = max(1, self.context_length - longest)
             p_fit = self._fit(p_ids, budget, keep="end")
-            self.stats.prompt_tokens += len(p_fit) + sum(len(c) for c in split.values())
+            self._count(prompt_tokens=len(p_fit) + sum(len(c) for c in split.values()))
             scores = self._score_on_prefix(p_fit, [split[i] for i in split])
             out[list(split)] = scores
         for i in fallback:
@@ -462,7 +459,7 @@ class HFCausalLM(LanguageModel):
         fitted = self._fit(full, self.context_length, keep="end")
         start = max(1, start - (len(full) - len(fitted)))  # the cut drops tokens before start
         full = fitted
-        self.stats.prompt_tokens += len(full)
+        self._count(prompt_tokens=len(full))
         with torch.inference_mode():
             logits = self.model(torch.tensor([full], dtype=torch.long), use_cache=False).logits
             logprobs = torch.log_softmax(logits[0, start - 1 : -1, :].float(), dim=-1)
@@ -471,7 +468,6 @@ class HFCausalLM(LanguageModel):
 
     def loglikelihood_full(self, prompt: str, continuations: Sequence[str]) -> np.ndarray:
         """Reference scoring of every continuation on its own full sequence (no KV reuse)."""
-        self.stats.calls += 1
         p_ids = self._ids(prompt)
         scores = [self._score_full(p_ids, self._ids(prompt + c)) for c in continuations]
         return np.asarray(scores, dtype=np.float32)
@@ -487,7 +483,6 @@ class HFCausalLM(LanguageModel):
         seed: int = 0,
     ) -> list[str]:
         """Greedy (batched) or sampled (per prompt, seeded) completions, stop strings removed."""
-        self.stats.calls += 1
         if not prompts:
             return []
         budget = max(1, self.context_length - max_new_tokens)
@@ -499,7 +494,7 @@ class HFCausalLM(LanguageModel):
             )
             for p in prompts
         ]
-        self.stats.prompt_tokens += sum(len(s) for s in seqs)
+        self._count(prompt_tokens=sum(len(s) for s in seqs))
         texts = [""] * len(prompts)
         if temperature > 0:  # one prompt at a time so each answer depends only on (prompt, seed)
             for i, seq in enumerate(seqs):
@@ -533,15 +528,16 @@ class HFCausalLM(LanguageModel):
             )
         new = out[:, batch["input_ids"].shape[1] :]
         ends = self._end_ids()
-        texts = []
+        texts, generated = [], 0
         for row in new.tolist():
             kept = row
             for pos, token in enumerate(row):
                 if token in ends:
                     kept = row[:pos]
                     break
-            self.stats.generated_tokens += len(kept)
+            generated += len(kept)
             texts.append(self.tokenizer.decode(kept, skip_special_tokens=True))
+        self._count(generated_tokens=generated)
         return texts
 
     def _end_ids(self) -> set[int]:

@@ -399,7 +399,6 @@ class OpenAILM(LanguageModel):
         seed: int = 0,
     ) -> list[str]:
         """One completion per prompt, ``concurrency`` at a time; stop strings cut client-side."""
-        self.stats.calls += 1
         params: dict[str, Any] = {"max_tokens": max_new_tokens, "temperature": temperature,
                                   "seed": seed}  # fmt: skip
         if stop:
@@ -422,9 +421,8 @@ class OpenAILM(LanguageModel):
             return self._parse(path, self._post(path, payload), read)
 
         results = self._map(one, list(prompts))
-        for _, n_prompt, n_generated in results:
-            self.stats.prompt_tokens += n_prompt
-            self.stats.generated_tokens += n_generated
+        self._count(prompt_tokens=sum(r[1] for r in results),
+                    generated_tokens=sum(r[2] for r in results))  # fmt: skip
         return [_cut_at_stops(text, stop) for text, _, _ in results]
 
     # --- score_next ----------------------------------------------------------------------------
@@ -466,18 +464,15 @@ class OpenAILM(LanguageModel):
 
     def score_next_batch(self, prompts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
         """``(len(prompts), len(labels))`` float32, ``concurrency`` requests at a time."""
-        self.stats.calls += 1
         if not prompts:
             return np.zeros((0, len(labels)), dtype=np.float32)
         answers = self._map(self._top_logprobs, list(prompts))
-        rows = []
-        for top, n_prompt in answers:
-            row, missing = self.labels_from_top(top, labels)
-            self.stats.prompt_tokens += n_prompt
-            self.stats.extra["labels_below_top_n"] = (
-                self.stats.extra.get("labels_below_top_n", 0.0) + missing
-            )
+        rows, missing = [], 0
+        for top, _ in answers:
+            row, below = self.labels_from_top(top, labels)
+            missing += below
             rows.append(row)
+        self._count(prompt_tokens=sum(n for _, n in answers), labels_below_top_n=missing)
         return np.stack(rows)
 
     # --- loglikelihood -------------------------------------------------------------------------
@@ -525,7 +520,6 @@ class OpenAILM(LanguageModel):
                 "(echo), so loglikelihood is unavailable; use score_next, or run the model "
                 "in-process (llamacpp: or hf:)"
             )
-        self.stats.calls += 1
 
         def one(cont: str) -> float:
             text = prompt + cont
@@ -535,7 +529,7 @@ class OpenAILM(LanguageModel):
             if any(v is None for v in picked):
                 raise BackendError(f"{self.model_id}: the server gave no logprob for a "
                                    "continuation token")  # fmt: skip
-            self.stats.prompt_tokens += len(values)
+            self._count(prompt_tokens=len(values))
             return float(sum(v for v in picked if v is not None))
 
         scores = self._map(one, list(continuations))
@@ -549,7 +543,6 @@ class OpenAILM(LanguageModel):
         mode = pooling or self.config.pooling
         if mode not in ("mean", "last"):
             raise ConfigError(f"OpenAILM pools token-level answers 'mean' or 'last', not {mode!r}")
-        self.stats.calls += 1
         step = max(1, batch_size)
         chunks = [list(texts[i : i + step]) for i in range(0, len(texts), step)]
         path = "/embeddings"
@@ -568,9 +561,7 @@ class OpenAILM(LanguageModel):
             if len(chunk) > 1 and any(v.ndim == 2 for v in raw):
                 # token-level answers come from llama-cpp-python's unpooled path, which mixes
                 # up sequences sent in one request (0.3.36): ask again one text at a time
-                self.stats.extra["embedding_requests_split"] = (
-                    self.stats.extra.get("embedding_requests_split", 0.0) + 1
-                )
+                self._count(embedding_requests_split=1)
                 return [v for text in chunk for v in one([text])]
             return self._parse(path, answer, lambda _: [self._pool(v, mode) for v in raw])
 
