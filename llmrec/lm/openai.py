@@ -18,12 +18,12 @@ Which endpoint serves which verb:
   pooled here (mean or last).
 
 ``timeout_s`` is a deadline, not a per-read timeout (:mod:`llmrec.lm._http`): each request
-ends within ``timeout_s`` seconds of its start — connecting, sending, waiting, reading the answer to its last byte, and
-any retries with their backoff included — so a server that stalls, sends its headers and stops,
-or trickles its answer a byte at a time costs at most ``timeout_s``. Connection errors, HTTP 429
-and 5xx are retried at most ``max_retries`` times with exponential backoff while the deadline
-leaves time for it. A batched verb sends its requests ``concurrency`` at a time, each with its
-own deadline.
+ends within ``timeout_s`` seconds of its start — connecting, sending, waiting, reading the
+answer to its last byte, and any retries with their backoff included — so a server that
+stalls, sends its headers and stops, or trickles its answer a byte at a time costs at most
+``timeout_s``. Connection errors, HTTP 429 and 5xx are retried at most ``max_retries`` times
+with exponential backoff while the deadline leaves time for it. A batched verb sends its
+requests ``concurrency`` at a time, each with its own deadline.
 
 Every answer is checked before it is used: a field that is missing or of the wrong JSON type, a
 string where a number belongs, a log-probability that is not a finite number <= 0 (``NaN``,
