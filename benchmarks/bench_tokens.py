@@ -161,7 +161,7 @@ def _model_row(
 def _minilm_ids(split: Split, cache: Path, collaborative: float = 0.0) -> Any:
     """MiniLM semantic IDs (RQ-KMeans 3 levels, seed 0), built once and kept in ``cache``;
     with ``collaborative`` > 0 the vectors carry the training interactions' SVD factors too."""
-    from llmrec.paradigms.tokens._ids import SemanticIDFields, with_collaborative
+    from llmrec.paradigms.tokens._ids import SemanticIDConfig, with_collaborative
     from llmrec.paradigms.tokens.quantize import RQKMeans, SemanticIDs
 
     name = "semantic_ids_minilm" + (f"_cf{collaborative:g}" if collaborative else "")
@@ -169,7 +169,7 @@ def _minilm_ids(split: Split, cache: Path, collaborative: float = 0.0) -> Any:
     if not folder.is_dir():
         vectors = _vectors("minilm-l6", split.train.item_texts(TEMPLATE), cache)
         if collaborative:
-            dim = SemanticIDFields().collaborative_dim
+            dim = SemanticIDConfig().collaborative_dim
             vectors = with_collaborative(vectors, split.train, collaborative, dim, seed=0)
         RQKMeans(levels=3).fit(vectors, split.train.item_ids).save(folder)
     return SemanticIDs.load(folder)
@@ -197,12 +197,14 @@ def part_models(split: Split, cache: Path, out: Path, args: argparse.Namespace) 
     common = {"epochs": args.epochs, "eval_every": args.eval_every, "threads": 2}
     makers = {
         "sasrec": lambda: SASRec(**common),
-        "token-sasrec": lambda: TokenSASRec(**common).use(ids=ids),
-        "token-sasrec-codes-only": lambda: TokenSASRec(**common, id_embedding=False).use(ids=ids),
+        "token-sasrec": lambda: TokenSASRec(**common, ids=ids),
+        "token-sasrec-codes-only": lambda: TokenSASRec(**common, id_embedding=False, ids=ids),
         # TIGER keeps its own defaults (lr 3e-3, dim 128, 4 heads, eval every 3 epochs)
-        "tiger": lambda: GenerativeRetrieval(**tiger, collaborative=0.0).use(ids=ids),
-        "tiger-cf": lambda: GenerativeRetrieval(**tiger, collaborative=args.collaborative).use(
-            ids=_minilm_ids(split, cache, args.collaborative)
+        "tiger": lambda: GenerativeRetrieval(**tiger, collaborative=0.0, ids=ids),
+        "tiger-cf": lambda: GenerativeRetrieval(
+            **tiger,
+            collaborative=args.collaborative,
+            ids=_minilm_ids(split, cache, args.collaborative),
         ),
     }
     rows: list[dict[str, Any]] = []

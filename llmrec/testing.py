@@ -1,4 +1,5 @@
-"""Conformance checks every recommender must pass, for its tests to subclass.
+"""Conformance checks every recommender must pass, for its tests to subclass (and
+:class:`~llmrec.lm.conformance.LMConformance`, the same for LM backends).
 
 Usage in a model's test file::
 
@@ -24,9 +25,10 @@ import pytest
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, leave_one_out
 from llmrec.errors import ConfigError, NotFittedError
+from llmrec.lm.conformance import LMConformance
 from llmrec.models.base import Recommender
 
-__all__ = ["RecommenderConformance", "tiny_dataset"]
+__all__ = ["LMConformance", "RecommenderConformance", "tiny_dataset"]
 
 
 def tiny_dataset(n_users: int = 40, n_items: int = 30, per_user: int = 8, seed: int = 0) -> Dataset:

@@ -20,16 +20,25 @@ ranking.
 
 from __future__ import annotations
 
+import functools
+import threading
 from abc import ABC
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import numpy as np
 
 from llmrec.errors import BackendError
 
 Pooling = Literal["mean", "last", "cls"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: the verbs whose every outermost call adds one to ``stats.calls`` (see
+#: :meth:`LanguageModel.__init_subclass__`); ``loglikelihood_full`` is HF's reference scorer
+COUNTED_VERBS = ("encode", "generate", "score_next", "score_next_batch", "loglikelihood",
+                 "loglikelihood_full")  # fmt: skip
 
 #: the largest log-probability accepted: log(1) = 0 plus room for float32 rounding of a
 #: certain token (a server that sums or re-normalises in float32 can land a hair above 0)
@@ -167,14 +176,72 @@ def check_texts(values: object, n: int, who: str) -> list[str]:
     return list(values)
 
 
+def _counted(verb: F) -> F:
+    """``verb`` adding one to ``stats.calls`` when it is the outermost verb running on this
+    thread: ``score_next`` answered through ``score_next_batch`` (or the reverse) is one call."""
+
+    @functools.wraps(verb)
+    def counted(self: LanguageModel, *args: Any, **kwargs: Any) -> Any:
+        local = self._verb_depth
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            self._count(calls=1)
+        local.depth = depth + 1
+        try:
+            return verb(self, *args, **kwargs)
+        finally:
+            local.depth = depth
+
+    return cast(F, counted)
+
+
 class LanguageModel(ABC):
-    """Base class of LM backends. Subclasses implement the verbs they support."""
+    """Base class of LM backends. Subclasses implement the verbs they support.
+
+    Usage counting lives here, once: each outermost call of a verb adds one to
+    ``stats.calls`` (subclasses' verbs are wrapped when the class is created), and backends
+    add what they read and wrote through :meth:`_count`, never by editing ``stats``.
+    """
 
     #: a stable identifier of the model and its weights, used as a cache key
     model_id: str = "unknown"
+    #: whether this class's verbs count calls; a wrapper that shares its inner model's stats
+    #: (``CachedLM``) sets False, so that only calls reaching the model count
+    counts_calls: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("counts_calls", True):
+            return
+        for name in COUNTED_VERBS:
+            if name in cls.__dict__:
+                setattr(cls, name, _counted(cls.__dict__[name]))
 
     def __init__(self) -> None:
         self.stats = LMStats()
+        self._verb_depth = threading.local()
+        self._stats_lock = threading.Lock()
+
+    def _count(
+        self,
+        *,
+        calls: int = 0,
+        prompt_tokens: int = 0,
+        generated_tokens: int = 0,
+        truncated: int = 0,
+        cache_hits: int = 0,
+        **extra: float,
+    ) -> None:
+        """Add to ``stats`` (thread-safe: HTTP backends answer from several threads)."""
+        with self._stats_lock:
+            s = self.stats
+            s.calls += calls
+            s.prompt_tokens += prompt_tokens
+            s.generated_tokens += generated_tokens
+            s.truncated += truncated
+            s.cache_hits += cache_hits
+            for name, value in extra.items():
+                s.extra[name] = s.extra.get(name, 0.0) + value
 
     # --- the protocol ------------------------------------------------------------------------
     def encode(
@@ -206,6 +273,7 @@ class LanguageModel(ABC):
         """
         raise BackendError(f"{self.model_id} cannot score next tokens")
 
+    @_counted  # one call, however many prompts: as the backends that batch the forward
     def score_next_batch(self, prompts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
         """``(len(prompts), len(labels))`` float32; backends override to batch the forward."""
         if not prompts:

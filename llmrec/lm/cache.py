@@ -137,10 +137,13 @@ class CachedLM(LanguageModel):
         lm.encode(["a", "b"]); lm.encode(["a", "b"]); lm.stats.cache_hits   # 2
     """
 
+    counts_calls = False  # only the calls that reach ``inner`` count, and ``inner`` counts them
+
     def __init__(self, inner: LanguageModel, cache_dir: str | Path, *, chunk_size: int = 256):
         super().__init__()
         self.inner = inner
         self.stats = inner.stats
+        self._stats_lock = inner._stats_lock  # one counter, one lock
         self.model_id = inner.model_id
         self.chunk_size = chunk_size
         self.path = Path(cache_dir) / DB_NAME
@@ -187,7 +190,7 @@ class CachedLM(LanguageModel):
         except OSError as err:
             raise self._unusable(err) from None
         self.set_aside = target
-        self.stats.extra["cache_set_aside"] = self.stats.extra.get("cache_set_aside", 0.0) + 1
+        self._count(cache_set_aside=1)
         log.warning(
             "llmrec: warning: LM cache %s is damaged (%s); moved it to %s and started a fresh "
             "cache",
@@ -248,8 +251,7 @@ class CachedLM(LanguageModel):
         stored = self._get(list(dict.fromkeys(keys)))
         found = {k: v for k, v in stored.items() if valid(v)}
         if len(found) < len(stored):
-            refused = self.stats.extra.get("cache_rows_refused", 0.0)
-            self.stats.extra["cache_rows_refused"] = refused + len(stored) - len(found)
+            self._count(cache_rows_refused=len(stored) - len(found))
         return found
 
     def _fill(
@@ -264,7 +266,7 @@ class CachedLM(LanguageModel):
         # the same input twice in one call is computed once
         first_of: dict[str, int] = {}
         todo = [i for i in missing if first_of.setdefault(keys[i], i) == i]
-        self.stats.cache_hits += len(keys) - len(missing)
+        self._count(cache_hits=len(keys) - len(missing))
         for start in range(0, len(todo), chunk):
             idx = todo[start : start + chunk]
             values = compute(idx)  # checks, and raises before anything of this chunk is stored

@@ -87,17 +87,18 @@ class FakeLM(LanguageModel):
 
     # --- failure injection ---------------------------------------------------------------------
     def _begin(self, inputs: Sequence[str]) -> None:
-        """Count a call, raising first when a failure was asked for."""
+        """Count what a call reads, raising first when a failure was asked for."""
         cfg = self.config
         if cfg.fail_after is not None and self._successes >= cfg.fail_after:
             raise BackendError(f"{self.model_id}: simulated failure after {cfg.fail_after} calls")
         if cfg.fail_on is not None and any(cfg.fail_on in text for text in inputs):
             raise BackendError(f"{self.model_id}: simulated failure on {cfg.fail_on!r}")
         self._successes += 1
-        self.stats.calls += 1
         counts = self.count_tokens(inputs)
-        self.stats.prompt_tokens += sum(min(n, cfg.context_length) for n in counts)
-        self.stats.truncated += sum(n > cfg.context_length for n in counts)
+        self._count(
+            prompt_tokens=sum(min(n, cfg.context_length) for n in counts),
+            truncated=sum(n > cfg.context_length for n in counts),
+        )
 
     # --- protocol ------------------------------------------------------------------------------
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -188,15 +189,16 @@ class FakeLM(LanguageModel):
     ) -> list[str]:
         """Comma-separated candidate labels (best first) or prompt words; see the module doc."""
         self._begin(prompts)
-        answers = []
+        answers, generated = [], 0
         for prompt in prompts:
             items = self._answer_items(prompt, temperature, seed)
             text = ", ".join(items[: max(1, max_new_tokens // 2)])
-            self.stats.generated_tokens += self.count_tokens([text])[0]
+            generated += self.count_tokens([text])[0]
             for s in stop:
                 pos = text.find(s) if s else -1
                 text = text[:pos] if pos >= 0 else text
             answers.append(text)
+        self._count(generated_tokens=generated)
         return answers
 
     def _answer_items(self, prompt: str, temperature: float, seed: int) -> list[str]:

@@ -14,13 +14,8 @@ copies of its KV cache.
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
-import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,14 +31,15 @@ from llmrec.lm.base import (
     check_vectors,
     single_token_ids,
 )
+from llmrec.lm.gguf import convert_gguf, converted_dir
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["HFCausalLM", "HFConfig", "convert_gguf", "converted_dir"]
+
 log = logging.getLogger(__name__)
 
-#: marker written last into a converted folder; its presence means the conversion completed
-_MARKER = "llmrec-conversion.json"
 #: cap on elements of float32 logits held at once while scoring continuations (~256 MB)
 _MAX_LOGIT_ELEMENTS = 64_000_000
 
@@ -80,70 +76,6 @@ class HFConfig(BaseModel):
     cache_dir: str | None = None
     prefix_cache: bool = True
     model_id: str | None = None
-
-
-def _fingerprint(path: Path) -> str:
-    """16 hex digits identifying a large file by size and its first and last MiB (fast)."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(1 << 20))
-        handle.seek(max(0, size - (1 << 20)))
-        digest.update(handle.read(1 << 20))
-    return digest.hexdigest()[:16]
-
-
-def converted_dir(gguf_path: Path, cache_dir: Path) -> Path:
-    """Folder where the safetensors conversion of ``gguf_path`` lives (it may not exist yet)."""
-    return cache_dir / "hf" / f"{gguf_path.stem}-{_fingerprint(gguf_path)}"
-
-
-def convert_gguf(gguf_path: str | Path, cache_dir: str | Path) -> Path:
-    """Dequantise a GGUF file once into a safetensors folder under ``cache_dir``; return it.
-
-    Returns at once when a complete conversion is already there. The folder is written under a
-    temporary name and renamed, so readers only ever see complete conversions.
-    """
-    gguf_path = Path(gguf_path).resolve()
-    if not gguf_path.is_file():
-        raise ConfigError(f"GGUF file not found: {gguf_path}")
-    target = converted_dir(gguf_path, Path(cache_dir))
-    if (target / _MARKER).is_file():
-        return target
-    transformers: Any = require("transformers", "lm")
-    require("gguf", "lm")
-    require("accelerate", "lm")
-    import torch
-
-    log.info("converting %s to safetensors (once; later loads use %s)", gguf_path.name, target)
-    kwargs = {"gguf_file": gguf_path.name}
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(gguf_path.parent), dtype=torch.float32, **kwargs
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        raise BackendError(f"cannot load GGUF {gguf_path}: {exc}") from exc
-    # save_pretrained refuses a GGUF-loaded model while it still looks quantised
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        source = {"gguf": str(gguf_path), "transformers": transformers.__version__}
-        (tmp / _MARKER).write_text(json.dumps(source))
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / _MARKER).is_file():  # lost a race only if the winner finished
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _length_buckets(
@@ -266,7 +198,7 @@ class HFCausalLM(LanguageModel):
         """``ids`` cut to ``budget`` tokens (counting ``stats.truncated``)."""
         if len(ids) <= budget:
             return ids
-        self.stats.truncated += 1
+        self._count(truncated=1)
         if keep == "start":
             return ids[:budget]
         # keep a leading BOS: models like Gemma degrade badly without it
@@ -301,11 +233,10 @@ class HFCausalLM(LanguageModel):
         if mode not in ("mean", "last"):
             raise ConfigError(f"HFCausalLM pools 'mean' or 'last', not {mode!r}")
         hidden = int(self.model.config.hidden_size)
-        self.stats.calls += 1
         if not texts:
             return np.zeros((0, hidden), dtype=np.float32)
         seqs = [self._fit(self._ids(t), self.context_length, keep="start") for t in texts]
-        self.stats.prompt_tokens += sum(len(s) for s in seqs)
+        self._count(prompt_tokens=sum(len(s) for s in seqs))
         out = np.zeros((len(texts), hidden), dtype=np.float32)
         body = self.model.base_model  # the decoder without the LM head: no vocab-size logits
         with torch.inference_mode():
@@ -340,12 +271,11 @@ class HFCausalLM(LanguageModel):
         """``(len(prompts), len(labels))`` float32, from length-bucketed left-padded forwards."""
         import torch
 
-        self.stats.calls += 1
         if not prompts:
             return np.zeros((0, len(labels)), dtype=np.float32)
         label_ids = [self.label_token_ids(p, labels) for p in prompts]
         seqs = [self._fit(self._ids(p), self.context_length, keep="end") for p in prompts]
-        self.stats.prompt_tokens += sum(len(s) for s in seqs)
+        self._count(prompt_tokens=sum(len(s) for s in seqs))
         out = np.zeros((len(prompts), len(labels)), dtype=np.float32)
         with torch.inference_mode():
             lengths = [len(s) for s in seqs]
@@ -366,7 +296,6 @@ class HFCausalLM(LanguageModel):
         continuation whose tokens do not extend the prompt's tokens (a merge across the
         boundary) is scored on its own full sequence instead.
         """
-        self.stats.calls += 1
         if not continuations:
             return np.zeros(0, dtype=np.float32)
         p_ids = self._ids(prompt)
@@ -386,7 +315,7 @@ class HFCausalLM(LanguageModel):
             longest = max(len(c) for c in split.values())
             budget = max(1, self.context_length - longest)
             p_fit = self._fit(p_ids, budget, keep="end")
-            self.stats.prompt_tokens += len(p_fit) + sum(len(c) for c in split.values())
+            self._count(prompt_tokens=len(p_fit) + sum(len(c) for c in split.values()))
             scores = self._score_on_prefix(p_fit, [split[i] for i in split])
             out[list(split)] = scores
         for i in fallback:
@@ -462,7 +391,7 @@ class HFCausalLM(LanguageModel):
         fitted = self._fit(full, self.context_length, keep="end")
         start = max(1, start - (len(full) - len(fitted)))  # the cut drops tokens before start
         full = fitted
-        self.stats.prompt_tokens += len(full)
+        self._count(prompt_tokens=len(full))
         with torch.inference_mode():
             logits = self.model(torch.tensor([full], dtype=torch.long), use_cache=False).logits
             logprobs = torch.log_softmax(logits[0, start - 1 : -1, :].float(), dim=-1)
@@ -471,7 +400,6 @@ class HFCausalLM(LanguageModel):
 
     def loglikelihood_full(self, prompt: str, continuations: Sequence[str]) -> np.ndarray:
         """Reference scoring of every continuation on its own full sequence (no KV reuse)."""
-        self.stats.calls += 1
         p_ids = self._ids(prompt)
         scores = [self._score_full(p_ids, self._ids(prompt + c)) for c in continuations]
         return np.asarray(scores, dtype=np.float32)
@@ -487,7 +415,6 @@ class HFCausalLM(LanguageModel):
         seed: int = 0,
     ) -> list[str]:
         """Greedy (batched) or sampled (per prompt, seeded) completions, stop strings removed."""
-        self.stats.calls += 1
         if not prompts:
             return []
         budget = max(1, self.context_length - max_new_tokens)
@@ -499,7 +426,7 @@ class HFCausalLM(LanguageModel):
             )
             for p in prompts
         ]
-        self.stats.prompt_tokens += sum(len(s) for s in seqs)
+        self._count(prompt_tokens=sum(len(s) for s in seqs))
         texts = [""] * len(prompts)
         if temperature > 0:  # one prompt at a time so each answer depends only on (prompt, seed)
             for i, seq in enumerate(seqs):
@@ -533,15 +460,16 @@ class HFCausalLM(LanguageModel):
             )
         new = out[:, batch["input_ids"].shape[1] :]
         ends = self._end_ids()
-        texts = []
+        texts, generated = [], 0
         for row in new.tolist():
             kept = row
             for pos, token in enumerate(row):
                 if token in ends:
                     kept = row[:pos]
                     break
-            self.stats.generated_tokens += len(kept)
+            generated += len(kept)
             texts.append(self.tokenizer.decode(kept, skip_special_tokens=True))
+        self._count(generated_tokens=generated)
         return texts
 
     def _end_ids(self) -> set[int]:

@@ -207,7 +207,7 @@ class LlamaCppLM(LanguageModel):
                 f"{self.model_id}: no room left in a {self.context_length}-token "
                 "context for the prompt"
             )
-        self.stats.truncated += 1
+        self._count(truncated=1)
         if ids and ids[0] == self._bos and budget > 1:
             return [self._bos, *ids[len(ids) - budget + 1 :]]
         return ids[len(ids) - budget :]
@@ -280,12 +280,11 @@ class LlamaCppLM(LanguageModel):
     def score_next_batch(self, prompts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
         """``(len(prompts), len(labels))`` float32; prompts run one after another, sharing the
         KV cache of whatever prefix consecutive prompts have in common."""
-        self.stats.calls += 1
         out = np.zeros((len(prompts), len(labels)), dtype=np.float32)
         for row, prompt in enumerate(prompts):
             label_ids = self.label_token_ids(prompt, labels)
             ids = self._fit(self._ids(prompt), self.context_length)
-            self.stats.prompt_tokens += len(ids)
+            self._count(prompt_tokens=len(ids))
             logprobs = _log_softmax(self._logits_after(ids))
             out[row] = logprobs[label_ids]
         return check_logprobs(out, out.shape, f"{self.model_id} score_next")
@@ -311,7 +310,6 @@ class LlamaCppLM(LanguageModel):
         The prompt is evaluated once; each continuation decodes only its own tokens on the
         prompt's KV cache. A prompt too long for the context keeps its end (and BOS).
         """
-        self.stats.calls += 1
         out = np.zeros(len(continuations), dtype=np.float32)
         if not continuations:
             return out
@@ -333,20 +331,20 @@ class LlamaCppLM(LanguageModel):
             key = tuple(ctx)
             if key not in first_logprobs:
                 fitted = self._fit(ctx, self.context_length - longest)
-                self.stats.prompt_tokens += len(fitted)
+                self._count(prompt_tokens=len(fitted))
                 first_logprobs[key] = (fitted, _log_softmax(self._logits_after(fitted)))
             fitted, first = first_logprobs[key]
             # _logits_after for another context may have moved the cache: re-seat this one
             if list(self.llama.input_ids[: self.llama.n_tokens]) != fitted:
                 self._logits_after(fitted)
             out[i] = first[cont[0]] + self._score_tail(len(fitted), cont)
-            self.stats.prompt_tokens += len(cont)
+            self._count(prompt_tokens=len(cont))
         return check_logprobs(out, out.shape, f"{self.model_id} loglikelihood")
 
     def _score_full(self, ctx: list[int], cont: list[int]) -> float:
         """Summed log-probs of ``cont`` after ``ctx``, from one decode of the whole sequence."""
         ctx = self._fit(ctx, self.context_length - len(cont))
-        self.stats.prompt_tokens += len(ctx) + len(cont)
+        self._count(prompt_tokens=len(ctx) + len(cont))
         self._rewind(0)
         try:
             logprobs = _log_softmax(self._decode_all([*ctx, *cont[:-1]], 0, len(ctx) - 1))
@@ -384,7 +382,6 @@ class LlamaCppLM(LanguageModel):
     ) -> list[str]:
         """One completion per prompt; greedy at ``temperature=0``; text from the first stop
         string on is removed. A prompt too long keeps its end, leaving room to generate."""
-        self.stats.calls += 1
         answers: list[str] = []
         sampling = {
             "max_tokens": max_new_tokens,
@@ -409,8 +406,9 @@ class LlamaCppLM(LanguageModel):
                 raise BackendError(f"{self.model_id}: generation failed: {exc}") from exc
             for s in stop:  # llama.cpp already cuts at stops; this keeps the contract explicit
                 answer = answer.split(s, 1)[0]
-            self.stats.prompt_tokens += int(result["usage"]["prompt_tokens"])
-            self.stats.generated_tokens += int(result["usage"]["completion_tokens"])
+            usage = result["usage"]
+            self._count(prompt_tokens=int(usage["prompt_tokens"]),
+                        generated_tokens=int(usage["completion_tokens"]))  # fmt: skip
             answers.append(answer)
         return answers
 
@@ -421,7 +419,7 @@ class LlamaCppLM(LanguageModel):
         budget = self.context_length - int(sampling["max_tokens"]) - _CHAT_OVERHEAD
         ids = self._ids(prompt, special=False)
         if len(ids) > budget:
-            self.stats.truncated += 1
+            self._count(truncated=1)
             tail = ids[len(ids) - max(1, budget) :]
             prompt = self.llama.detokenize(tail).decode("utf-8", errors="ignore")
         messages = [{"role": "user", "content": prompt}]
@@ -441,14 +439,14 @@ class LlamaCppLM(LanguageModel):
                 f"{self.model_id} was loaded without embedding=True; "
                 "create LlamaCppLM(..., embedding=True) to encode"
             )
-        self.stats.calls += 1
         dim = int(self.llama.n_embd())
         out = np.zeros((len(texts), dim), dtype=np.float32)
         for lo in range(0, len(texts), max(1, batch_size)):
             chunk = list(texts[lo : lo + batch_size])
             counts = self.count_tokens(chunk)
-            self.stats.prompt_tokens += sum(min(n, int(self.llama.n_batch)) for n in counts)
-            self.stats.truncated += sum(n > int(self.llama.n_batch) for n in counts)
+            limit = int(self.llama.n_batch)
+            self._count(prompt_tokens=sum(min(n, limit) for n in counts),
+                        truncated=sum(n > limit for n in counts))  # fmt: skip
             for j, text in enumerate(chunk):
                 # one text per call: llama-cpp-python 0.3.36 mixes up the token vectors of
                 # several sequences decoded together without pooling

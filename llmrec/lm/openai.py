@@ -17,13 +17,13 @@ Which endpoint serves which verb:
 * ``encode`` — ``/embeddings``; token-level answers (llama.cpp without a pooling head) are
   pooled here (mean or last).
 
-``timeout_s`` is a deadline, not a per-read timeout: each request ends within ``timeout_s``
-seconds of its start — connecting, sending, waiting, reading the answer to its last byte, and
-any retries with their backoff included — so a server that stalls, sends its headers and stops,
-or trickles its answer a byte at a time costs at most ``timeout_s``. Connection errors, HTTP 429
-and 5xx are retried at most ``max_retries`` times with exponential backoff while the deadline
-leaves time for it. A batched verb sends its requests ``concurrency`` at a time, each with its
-own deadline.
+``timeout_s`` is a deadline, not a per-read timeout (:mod:`llmrec.lm._http`): each request
+ends within ``timeout_s`` seconds of its start — connecting, sending, waiting, reading the
+answer to its last byte, and any retries with their backoff included — so a server that
+stalls, sends its headers and stops, or trickles its answer a byte at a time costs at most
+``timeout_s``. Connection errors, HTTP 429 and 5xx are retried at most ``max_retries`` times
+with exponential backoff while the deadline leaves time for it. A batched verb sends its
+requests ``concurrency`` at a time, each with its own deadline.
 
 Every answer is checked before it is used: a field that is missing or of the wrong JSON type, a
 string where a number belongs, a log-probability that is not a finite number <= 0 (``NaN``,
@@ -34,12 +34,8 @@ and nothing partial is returned. ``httpx`` is imported lazily (the ``http`` extr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import socket
-import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -47,7 +43,8 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmrec.errors import BackendError, ConfigError, require
+from llmrec.errors import BackendError, ConfigError
+from llmrec.lm._http import DeadlineClient, one_line
 from llmrec.lm.base import (
     FLOAT32_MAX,
     MAX_LOGPROB,
@@ -116,14 +113,6 @@ class OpenAIConfig(BaseModel):
     model_id: str | None = None
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    return " ".join(text[:limit].split())
-
-
-class _Late(Exception):
-    """The request's deadline passed (internal: :meth:`OpenAILM._post` words the error)."""
-
-
 class _BadValue(ValueError):
     """A field of an answer holds the wrong type or value; the message names the field."""
 
@@ -133,7 +122,7 @@ def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        return f"the string {_one_line(value, 40)!r}"
+        return f"the string {one_line(value, 40)!r}"
     if isinstance(value, bool | int | float):
         return f"the {'boolean' if isinstance(value, bool) else 'number'} {json.dumps(value)}"
     return "an object" if isinstance(value, dict) else "a list"
@@ -194,43 +183,6 @@ def _embedding(value: object, where: str) -> np.ndarray:
     return wide.astype(np.float32)
 
 
-class _Watchdog:
-    """Shuts the socket of a streamed answer down at ``deadline``, so that a read blocked on a
-    stalled or trickling server returns then, not after its own read timeout. ``fired`` tells
-    whether it did. Answers without a socket (test transports) are left alone."""
-
-    def __init__(self, response: Any, deadline: float) -> None:
-        self.fired = False
-        self._lock = threading.Lock()
-        self._done = False
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        self._timer: threading.Timer | None = None
-        if isinstance(sock, socket.socket):
-            self._timer = threading.Timer(
-                max(0.0, deadline - time.monotonic()), self._fire, (sock,)
-            )
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _fire(self, sock: socket.socket) -> None:
-        with self._lock:
-            if self._done:  # the answer was read in time: its socket may be back in the pool
-                return
-            self.fired = True
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> _Watchdog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-
-
 def _cut_at_stops(text: str, stop: Sequence[str]) -> str:
     for s in stop:
         if s:
@@ -255,15 +207,14 @@ class OpenAILM(LanguageModel):
             self.config = OpenAIConfig(base_url=base_url.rstrip("/"), model=model, **options)
         except ValidationError as exc:
             raise ConfigError(f"invalid OpenAILM options: {exc.errors()[0]['msg']}") from None
-        httpx: Any = require("httpx", "http")
-        self._httpx = httpx
         cfg = self.config
-        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-        self._client = httpx.Client(
-            base_url=cfg.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(cfg.timeout_s),
-            limits=httpx.Limits(max_connections=cfg.concurrency),
+        self._http = DeadlineClient(
+            cfg.base_url,
+            api_key=cfg.api_key,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+            backoff_s=cfg.backoff_s,
+            concurrency=cfg.concurrency,
             transport=transport,
         )
         self._prompt_logprobs_ok: bool | None = {"trust": True, "off": False}.get(
@@ -282,88 +233,16 @@ class OpenAILM(LanguageModel):
         return self.config.use_chat is not False
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
 
     # --- transport -----------------------------------------------------------------------------
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """The JSON object answered to ``POST path`` within the deadline (``timeout_s`` from
-        now, retries included); retries, then one-line BackendError."""
-        cfg = self.config
-        url = f"{cfg.base_url}{path}"
-        body = {"model": cfg.model, **payload}
+        """The JSON object answered to ``POST path`` (the model named, ``extra_body`` added to
+        completion requests), within the deadline: see :class:`~llmrec.lm._http.DeadlineClient`."""
+        body = {"model": self.config.model, **payload}
         if path != "/embeddings":
-            body.update(cfg.extra_body)
-        httpx = self._httpx
-        deadline = time.monotonic() + cfg.timeout_s
-        attempts = cfg.max_retries + 1
-        why = ""
-        for attempt in range(attempts):
-            if attempt:
-                pause = cfg.backoff_s * 2 ** (attempt - 1)
-                if time.monotonic() + pause >= deadline:
-                    raise BackendError(f"{url}: {why} after {attempt} attempt(s); no time left "
-                                       f"for another within {cfg.timeout_s:g} s")  # fmt: skip
-                time.sleep(pause)
-            try:
-                status, text = self._send(path, body, deadline)
-            except _Late:
-                raise BackendError(
-                    f"{url} did not answer within {cfg.timeout_s:g} s (timeout_s: the deadline "
-                    "of a request, retries included)"
-                ) from None
-            except httpx.ConnectError as exc:
-                why = f"cannot connect ({_one_line(str(exc)) or 'connection refused'})"
-                continue
-            except httpx.HTTPError as exc:
-                why = f"transport error: {_one_line(str(exc)) or type(exc).__name__}"
-                continue
-            if status == 429 or status >= 500:
-                why = f"HTTP {status}: {_one_line(text)}"
-                continue
-            if status >= 400:
-                raise BackendError(f"{url} answered HTTP {status}: {_one_line(text)}")
-            return self._json(url, text)
-        raise BackendError(f"{url}: {why} after {attempts} attempt(s)")
-
-    def _send(self, path: str, body: dict[str, Any], deadline: float) -> tuple[int, str]:
-        """(status, text) of one attempt, read to its end by ``deadline``, else :class:`_Late`.
-
-        Every httpx timeout is the time left, which bounds connecting and a server that sends
-        nothing; the answer is streamed and the clock checked after each piece, which bounds a
-        trickle; the watchdog cuts a read that is still blocked when the deadline comes.
-        """
-        httpx = self._httpx
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise _Late
-        watchdog: _Watchdog | None = None
-        try:
-            with self._client.stream("POST", path, json=body, timeout=left) as answer:
-                with _Watchdog(answer, deadline) as watchdog:
-                    data = bytearray()
-                    for piece in answer.iter_bytes():
-                        data += piece
-                        if time.monotonic() >= deadline:
-                            raise _Late
-                if watchdog.fired:
-                    raise _Late
-                return answer.status_code, data.decode("utf-8", errors="replace")
-        except httpx.TimeoutException:
-            raise _Late from None
-        except httpx.HTTPError:
-            if (watchdog is not None and watchdog.fired) or time.monotonic() >= deadline:
-                raise _Late from None
-            raise
-
-    @staticmethod
-    def _json(url: str, text: str) -> dict[str, Any]:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            raise BackendError(f"{url} answered malformed JSON: {_one_line(text)!r}") from None
-        if not isinstance(data, dict):
-            raise BackendError(f"{url} answered JSON that is not an object: {_one_line(text)!r}")
-        return data
+            body.update(self.config.extra_body)
+        return self._http.post(path, body)
 
     def _parse(self, path: str, answer: dict[str, Any], read: Callable[[dict[str, Any]], R]) -> R:
         """``read(answer)``, turning a missing or mistyped field into one BackendError."""
@@ -372,13 +251,13 @@ class OpenAILM(LanguageModel):
         except _BadValue as exc:
             raise BackendError(
                 f"{self.config.base_url}{path} answered a bad value ({exc}): "
-                f"{_one_line(json.dumps(answer))!r}"
+                f"{one_line(json.dumps(answer))!r}"
             ) from None
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise BackendError(
                 f"{self.config.base_url}{path} answered an unexpected shape "
-                f"({type(exc).__name__}: {_one_line(str(exc), 80)}): "
-                f"{_one_line(json.dumps(answer))!r}"
+                f"({type(exc).__name__}: {one_line(str(exc), 80)}): "
+                f"{one_line(json.dumps(answer))!r}"
             ) from None
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -399,7 +278,6 @@ class OpenAILM(LanguageModel):
         seed: int = 0,
     ) -> list[str]:
         """One completion per prompt, ``concurrency`` at a time; stop strings cut client-side."""
-        self.stats.calls += 1
         params: dict[str, Any] = {"max_tokens": max_new_tokens, "temperature": temperature,
                                   "seed": seed}  # fmt: skip
         if stop:
@@ -422,9 +300,8 @@ class OpenAILM(LanguageModel):
             return self._parse(path, self._post(path, payload), read)
 
         results = self._map(one, list(prompts))
-        for _, n_prompt, n_generated in results:
-            self.stats.prompt_tokens += n_prompt
-            self.stats.generated_tokens += n_generated
+        self._count(prompt_tokens=sum(r[1] for r in results),
+                    generated_tokens=sum(r[2] for r in results))  # fmt: skip
         return [_cut_at_stops(text, stop) for text, _, _ in results]
 
     # --- score_next ----------------------------------------------------------------------------
@@ -466,18 +343,15 @@ class OpenAILM(LanguageModel):
 
     def score_next_batch(self, prompts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
         """``(len(prompts), len(labels))`` float32, ``concurrency`` requests at a time."""
-        self.stats.calls += 1
         if not prompts:
             return np.zeros((0, len(labels)), dtype=np.float32)
         answers = self._map(self._top_logprobs, list(prompts))
-        rows = []
-        for top, n_prompt in answers:
-            row, missing = self.labels_from_top(top, labels)
-            self.stats.prompt_tokens += n_prompt
-            self.stats.extra["labels_below_top_n"] = (
-                self.stats.extra.get("labels_below_top_n", 0.0) + missing
-            )
+        rows, missing = [], 0
+        for top, _ in answers:
+            row, below = self.labels_from_top(top, labels)
+            missing += below
             rows.append(row)
+        self._count(prompt_tokens=sum(n for _, n in answers), labels_below_top_n=missing)
         return np.stack(rows)
 
     # --- loglikelihood -------------------------------------------------------------------------
@@ -525,7 +399,6 @@ class OpenAILM(LanguageModel):
                 "(echo), so loglikelihood is unavailable; use score_next, or run the model "
                 "in-process (llamacpp: or hf:)"
             )
-        self.stats.calls += 1
 
         def one(cont: str) -> float:
             text = prompt + cont
@@ -535,7 +408,7 @@ class OpenAILM(LanguageModel):
             if any(v is None for v in picked):
                 raise BackendError(f"{self.model_id}: the server gave no logprob for a "
                                    "continuation token")  # fmt: skip
-            self.stats.prompt_tokens += len(values)
+            self._count(prompt_tokens=len(values))
             return float(sum(v for v in picked if v is not None))
 
         scores = self._map(one, list(continuations))
@@ -549,7 +422,6 @@ class OpenAILM(LanguageModel):
         mode = pooling or self.config.pooling
         if mode not in ("mean", "last"):
             raise ConfigError(f"OpenAILM pools token-level answers 'mean' or 'last', not {mode!r}")
-        self.stats.calls += 1
         step = max(1, batch_size)
         chunks = [list(texts[i : i + step]) for i in range(0, len(texts), step)]
         path = "/embeddings"
@@ -568,9 +440,7 @@ class OpenAILM(LanguageModel):
             if len(chunk) > 1 and any(v.ndim == 2 for v in raw):
                 # token-level answers come from llama-cpp-python's unpooled path, which mixes
                 # up sequences sent in one request (0.3.36): ask again one text at a time
-                self.stats.extra["embedding_requests_split"] = (
-                    self.stats.extra.get("embedding_requests_split", 0.0) + 1
-                )
+                self._count(embedding_requests_split=1)
                 return [v for text in chunk for v in one([text])]
             return self._parse(path, answer, lambda _: [self._pool(v, mode) for v in raw])
 

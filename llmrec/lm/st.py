@@ -101,15 +101,16 @@ class SentenceTransformerLM(LanguageModel):
 
         if pooling is not None:
             raise ConfigError("a sentence-transformers model has its own pooling; pass None")
-        self.stats.calls += 1
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         tokenizer = self.model.tokenizer
         limit = self.context_length
         lengths = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
-        self.stats.truncated += sum(n > limit for n in lengths)
-        self.stats.prompt_tokens += sum(min(n, limit) for n in lengths)
+        self._count(
+            prompt_tokens=sum(min(n, limit) for n in lengths),
+            truncated=sum(n > limit for n in lengths),
+        )
         order = np.argsort([-n for n in lengths], kind="stable")  # similar lengths pad less
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):

@@ -97,3 +97,21 @@ def test_empty_inputs(tmp_path: Path) -> None:
     assert lm.loglikelihood("p", []).shape == (0,)
     lm.close()
     lm.close()
+
+
+def test_a_cache_written_by_earlier_llmrec_is_read(tmp_path: Path) -> None:
+    """The key (sha256 of model id, verb, parameters, input) is pinned: a row stored under the
+    key llmrec 0.x derived for ``FakeLM(dim=16).encode(["a b"])`` is what the cache answers."""
+    import sqlite3
+
+    key = "4096a286b6a38bdfeaed234c357f967b53ed213b66624f8ec10119239bfb155a"
+    stored = np.full(16, 0.25, dtype=np.float32)
+    db = sqlite3.connect(tmp_path / "lm-cache.sqlite")
+    db.execute("CREATE TABLE answers (key TEXT PRIMARY KEY, value BLOB)")
+    db.execute("INSERT INTO answers VALUES (?, ?)", (key, stored.tobytes()))
+    db.commit()
+    db.close()
+    inner = FakeLM(dim=16)
+    vecs = CachedLM(inner, tmp_path).encode(["a b"])
+    np.testing.assert_array_equal(vecs[0], stored)
+    assert inner.stats.calls == 0 and inner.stats.cache_hits == 1

@@ -102,8 +102,8 @@ def test_it_learns_the_users_half_of_the_catalogue(fitted, split):
 def test_given_semantic_ids_skip_encoding(split):
     vectors = np.random.default_rng(0).standard_normal((split.train.n_items, 8))
     ids = RQKMeans(levels=2, codebook_size=4).fit(vectors)
-    model = GenerativeRetrieval(**{**FAST, "encoder": "no-such-model", "epochs": 1})
-    model.use(ids=ids).fit(split.train)
+    model = GenerativeRetrieval(**{**FAST, "encoder": "no-such-model", "epochs": 1}, ids=ids)
+    model.fit(split.train)
     np.testing.assert_array_equal(model.ids.codes, ids.codes)
 
 
@@ -152,7 +152,7 @@ def test_a_cosine_fit_trains(split):
 
 @pytest.mark.parametrize("stride", [None, 1, 2, 4])
 def test_strided_windows_train_each_item_once_with_a_longer_context(fitted, split, stride):
-    model = GenerativeRetrieval(**{**FAST, "stride": stride}).use(ids=fitted.ids)
+    model = GenerativeRetrieval(**{**FAST, "stride": stride}, ids=fitted.ids)
     hist = split.train.history()
     windows, loss_from = model._training_windows(hist)
     tokens = model._item_tokens()

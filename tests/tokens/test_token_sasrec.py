@@ -33,7 +33,7 @@ class TestTokenSASRec(RecommenderConformance):
 class TestTokenSASRecWithTags(RecommenderConformance):
     def make_model(self):
         tags = [["drama"] if i < 15 else ["comedy", "fun"] for i in range(30)]
-        return TokenSASRec(**FAST).use(tags=tags)
+        return TokenSASRec(**FAST, tags=tags)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def shared_code_ids(n_items: int):
 
 def test_items_with_the_same_codes_share_their_embedding(split):
     ids = shared_code_ids(split.train.n_items)
-    model = TokenSASRec(**{**FAST, "id_embedding": False}).use(ids=ids).fit(split.train)
+    model = TokenSASRec(**{**FAST, "id_embedding": False}, ids=ids).fit(split.train)
     table = model.net.item_emb.weight.detach().numpy()  # row i + 1 is item i
     np.testing.assert_allclose(table[1], table[2])
     assert not np.allclose(table[1], table[3])
@@ -63,7 +63,7 @@ def test_items_with_the_same_codes_share_their_embedding(split):
 
 def test_id_embedding_separates_items_that_share_codes(split):
     ids = shared_code_ids(split.train.n_items)
-    model = TokenSASRec(**{**FAST, "id_embedding": True}).use(ids=ids).fit(split.train)
+    model = TokenSASRec(**{**FAST, "id_embedding": True}, ids=ids).fit(split.train)
     table = model.net.item_emb.weight.detach().numpy()
     assert not np.allclose(table[1], table[2])
 
@@ -73,7 +73,7 @@ def test_an_item_never_trained_on_scores_like_its_code_twin(split):
     ids = shared_code_ids(split.train.n_items)
     train = split.train.subset(split.train.items != 1)
     assert train.item_popularity()[0] > 0
-    model = TokenSASRec(**{**FAST, "id_embedding": False}).use(ids=ids).fit(train)
+    model = TokenSASRec(**{**FAST, "id_embedding": False}, ids=ids).fit(train)
     scores = model.score(np.arange(4), train.history())
     np.testing.assert_allclose(scores[:, 1], scores[:, 0], rtol=1e-5)
     assert np.ptp(scores[0]) > 0
@@ -90,7 +90,7 @@ def test_it_learns_the_users_half_of_the_catalogue(split):
 
 def test_saved_model_keeps_codes_and_tags(split, tmp_path):
     tags = [["drama"] if i % 2 else [] for i in range(split.train.n_items)]
-    model = TokenSASRec(**FAST).use(tags=tags).fit(split.train)
+    model = TokenSASRec(**FAST, tags=tags).fit(split.train)
     loaded = Recommender.load(model.save(tmp_path / "m"))
     assert isinstance(loaded, TokenSASRec)
     np.testing.assert_array_equal(loaded.ids.codes, model.ids.codes)

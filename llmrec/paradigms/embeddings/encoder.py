@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmrec.data.dataset import Dataset
+from llmrec.lm.pool import LMPool, default_pool
 from llmrec.models.base import ModelConfig
 from llmrec.paradigms.embeddings.index import normalize
 from llmrec.paradigms.embeddings.text_views import ItemView, truncate_to_tokens
@@ -89,22 +90,12 @@ class EncodeInfo:
         }
 
 
-#: loaded LMs, keyed by (spec, cache folder, options): loading a causal LM takes seconds to
-#: a minute, and several models of one run (text-kNN, LM-SASRec, user tower) share it
-_LOADED: dict[tuple[str, str, str], LanguageModel] = {}
-
-
-def load_encoder(settings: EncoderSettings) -> LanguageModel:
-    """The LM named by ``settings`` (wrapped in the disk cache when asked), loaded once."""
-    from llmrec.lm.registry import load_lm
-
-    cache_dir = _cache_dir(settings)
-    key = (settings.encoder, str(cache_dir), repr(sorted(settings.lm_options.items())))
-    if key not in _LOADED:
-        _LOADED[key] = load_lm(
-            settings.encoder, lm_cache_dir=cache_dir, **dict(settings.lm_options)
-        )
-    return _LOADED[key]
+def load_encoder(settings: EncoderSettings, lm_pool: LMPool | None = None) -> LanguageModel:
+    """The LM named by ``settings`` (wrapped in the disk cache when asked), from ``lm_pool``
+    (default :func:`~llmrec.lm.pool.default_pool`): loaded once, shared by every model of a
+    run that encodes with it (text-kNN, LM-SASRec, the user tower, semantic IDs)."""
+    pool = lm_pool if lm_pool is not None else default_pool()
+    return pool.get(settings.encoder, lm_cache_dir=_cache_dir(settings), **settings.lm_options)
 
 
 def _cache_dir(settings: EncoderSettings) -> Path | None:
@@ -119,16 +110,24 @@ def _cache_dir(settings: EncoderSettings) -> Path | None:
 
 
 class TextEncoder:
-    """Texts to unit vectors through the LM that ``settings`` names (loaded on first use)."""
+    """Texts to unit vectors through the LM that ``settings`` names (taken from ``lm_pool`` on
+    first use), or through ``lm`` when given."""
 
-    def __init__(self, settings: EncoderSettings, lm: LanguageModel | None = None) -> None:
+    def __init__(
+        self,
+        settings: EncoderSettings,
+        *,
+        lm: LanguageModel | None = None,
+        lm_pool: LMPool | None = None,
+    ) -> None:
         self.settings = settings
         self._lm = lm
+        self._pool = lm_pool
 
     @property
     def lm(self) -> LanguageModel:
         if self._lm is None:
-            self._lm = load_encoder(self.settings)
+            self._lm = load_encoder(self.settings, self._pool)
         return self._lm
 
     def encode(
@@ -172,9 +171,11 @@ def _progress(steps: range, show: bool, desc: str, size: int) -> Any:
     return tqdm(steps, desc=desc, unit="chunk", unit_scale=False, postfix={"texts/chunk": size})
 
 
-class TextModelConfig(ModelConfig):
-    """Config fields shared by the models that encode item text (flat, so that the CLI's
-    ``--set params.encoder=smollm2-135m`` changes the encoder with one value).
+class TextEncodingConfig(BaseModel):
+    """How item texts become vectors: the fields shared by every model that encodes item text
+    (the embeddings models through :class:`TextModelConfig`, the semantic-ID models through
+    :class:`~llmrec.paradigms.tokens._ids.SemanticIDConfig`). Flat, so that the CLI's
+    ``--set params.encoder=smollm2-135m`` changes the encoder with one value.
 
     Attributes:
         encoder: LM spec (see :class:`EncoderSettings`).
@@ -188,6 +189,8 @@ class TextModelConfig(ModelConfig):
         progress: show encoding progress.
         lm_options: extra backend options.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     encoder: str = "minilm-l6"
     pooling: Literal["mean", "last"] | None = None
@@ -216,7 +219,19 @@ class TextModelConfig(ModelConfig):
         return ItemView(template=self.item_template, fields=self.item_fields)
 
 
-def encode_items(config: TextModelConfig, data: Dataset) -> tuple[np.ndarray, EncodeInfo]:
-    """``(n_items, dim)`` float32 unit vectors of ``data``'s item texts, as ``config`` says."""
+class TextModelConfig(ModelConfig, TextEncodingConfig):
+    """A model config with the encoder fields of :class:`TextEncodingConfig`."""
+
+
+def encode_items(
+    config: TextEncodingConfig,
+    data: Dataset,
+    *,
+    lm: LanguageModel | None = None,
+    lm_pool: LMPool | None = None,
+) -> tuple[np.ndarray, EncodeInfo]:
+    """``(n_items, dim)`` float32 unit vectors of ``data``'s item texts, as ``config`` says,
+    through ``lm`` or the LM ``config.encoder`` names (from ``lm_pool``)."""
     texts = config.item_view().render(data)
-    return TextEncoder(config.encoder_settings()).encode(texts, desc="encoding items")
+    encoder = TextEncoder(config.encoder_settings(), lm=lm, lm_pool=lm_pool)
+    return encoder.encode(texts, desc="encoding items")

@@ -1,20 +1,22 @@
 """Settings and helper shared by the models that consume semantic IDs.
 
-:class:`SemanticIDFields` is mixed into a model's config; :func:`make_semantic_ids` turns a
+:class:`SemanticIDConfig` is mixed into a model's config; :func:`make_semantic_ids` turns a
 training dataset's item texts into :class:`~llmrec.paradigms.tokens.quantize.SemanticIDs`
 through the LM protocol (``encode``), or reads a saved mapping table.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field, model_validator
 
 from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError
-from llmrec.lm.base import LanguageModel, Pooling
+from llmrec.lm.base import LanguageModel
+from llmrec.lm.pool import LMPool
+from llmrec.paradigms.embeddings.encoder import TextEncodingConfig, encode_items, load_encoder
 from llmrec.paradigms.tokens.quantize import (
     RQVAE,
     RQKMeans,
@@ -25,14 +27,14 @@ from llmrec.paradigms.tokens.quantize import (
 )
 
 
-class SemanticIDFields(BaseModel):
-    """Where a model's semantic IDs come from.
+class SemanticIDConfig(TextEncodingConfig):
+    """Where a model's semantic IDs come from: item texts encoded as the embeddings models
+    encode them (:class:`~llmrec.paradigms.embeddings.encoder.TextEncodingConfig`: the same
+    encoder fields, truncation, disk cache and shared LM), then quantised.
 
     Attributes:
-        encoder: LM spec for ``load_lm`` (``"minilm-l6"``, ``"smollm2-135m"``, ``"fake:32"``...).
-        pooling: pooling for causal encoders (``None``: the backend's default).
-        text_template: ``str.format`` template over item text fields; ``None`` joins them all.
-        lm_cache_dir: folder of the LM answer cache (``None``: no cache).
+        cache: as in :class:`TextEncodingConfig`, but off by default here (no cache unless a
+            ``cache_dir`` is given, as before).
         quantizer: ``"rq-kmeans"`` or ``"rq-vae"``.
         levels: ``L`` code levels (plus one de-duplication digit).
         codebook_size: ``K`` per level; ``None`` picks a size from the catalogue.
@@ -44,12 +46,12 @@ class SemanticIDFields(BaseModel):
             zero factor vector and are placed by their text alone.
         collaborative_dim: number of SVD factors.
         semantic_ids: folder of a saved mapping table to use instead of encoding.
+
+    The names of older saved configs are still read: ``text_template`` is ``item_template``,
+    and ``lm_cache_dir`` is ``cache_dir`` (with ``cache`` on).
     """
 
-    encoder: str = "minilm-l6"
-    pooling: Pooling | None = None
-    text_template: str | None = None
-    lm_cache_dir: str | None = None
+    cache: bool = False
     quantizer: Literal["rq-kmeans", "rq-vae"] = "rq-kmeans"
     levels: int = Field(3, ge=1, le=8)
     codebook_size: int | None = Field(None, ge=2, le=4096)
@@ -58,9 +60,29 @@ class SemanticIDFields(BaseModel):
     collaborative_dim: int = Field(32, ge=1)
     semantic_ids: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """Accept the field names that configs saved before the shared config used."""
+        if not isinstance(data, dict) or not ({"text_template", "lm_cache_dir"} & data.keys()):
+            return data
+        data = dict(data)
+        if "text_template" in data:
+            data.setdefault("item_template", data.pop("text_template"))
+        if "lm_cache_dir" in data:
+            folder = data.pop("lm_cache_dir")
+            if folder is not None:
+                data.setdefault("cache_dir", folder)
+                data.setdefault("cache", True)
+        return data
+
+
+#: the name before the encoder config was shared (kept for imports)
+SemanticIDFields = SemanticIDConfig
+
 
 def quantize_vectors(
-    vectors: object, cfg: SemanticIDFields, seed: int, item_ids: object = None
+    vectors: object, cfg: SemanticIDConfig, seed: int, item_ids: object = None
 ) -> SemanticIDs:
     """Run the configured tokeniser on ``(n_items, dim)`` vectors."""
     x = np.asarray(vectors)
@@ -72,24 +94,30 @@ def quantize_vectors(
     return RQKMeans(RQKMeansConfig.model_validate({**km, "balanced": cfg.balanced})).fit(x, ids)
 
 
-def encoder_for(cfg: SemanticIDFields, lm: LanguageModel | None) -> LanguageModel | None:
+def encoder_for(
+    cfg: SemanticIDConfig, lm: LanguageModel | None, lm_pool: LMPool | None = None
+) -> LanguageModel | None:
     """The LM :func:`make_semantic_ids` encodes with: ``lm``, else the one ``cfg.encoder`` names
-    (loaded now); ``None`` when a saved table (``cfg.semantic_ids``) makes encoding needless.
-    Models keep it so that its usage can be counted (``Recommender.language_models``)."""
+    (from ``lm_pool``, loaded now if needed); ``None`` when a saved table (``cfg.semantic_ids``)
+    makes encoding needless. Models keep it so that its usage can be counted
+    (``Recommender.language_models``)."""
     if lm is not None or cfg.semantic_ids is not None:
         return lm
-    from llmrec.lm.registry import load_lm
-
-    return load_lm(cfg.encoder, lm_cache_dir=cfg.lm_cache_dir)
+    return load_encoder(cfg.encoder_settings(), lm_pool)
 
 
 def make_semantic_ids(
-    train: Dataset, cfg: SemanticIDFields, seed: int, lm: LanguageModel | None = None
+    train: Dataset,
+    cfg: SemanticIDConfig,
+    seed: int,
+    *,
+    lm: LanguageModel | None = None,
+    lm_pool: LMPool | None = None,
 ) -> SemanticIDs:
     """Semantic IDs for every item of ``train``'s catalogue.
 
     Order of precedence: a saved table (``cfg.semantic_ids``), else item texts encoded by
-    ``lm`` (or the LM that ``cfg.encoder`` names) and quantised.
+    ``lm`` (or the LM that ``cfg.encoder`` names, from ``lm_pool``) and quantised.
     """
     if cfg.semantic_ids is not None:
         ids = SemanticIDs.load(cfg.semantic_ids)
@@ -99,12 +127,7 @@ def make_semantic_ids(
                 f"the dataset has {train.n_items}"
             )
         return ids
-    texts = train.item_texts(cfg.text_template)
-    if lm is None:
-        from llmrec.lm.registry import load_lm
-
-        lm = load_lm(cfg.encoder, lm_cache_dir=cfg.lm_cache_dir)
-    vectors = lm.encode(texts, pooling=cfg.pooling)
+    vectors, _ = encode_items(cfg, train, lm=lm, lm_pool=lm_pool)
     if cfg.collaborative > 0:
         vectors = with_collaborative(vectors, train, cfg.collaborative, cfg.collaborative_dim, seed)
     return quantize_vectors(vectors, cfg, seed, train.item_ids)

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.lm.base import LanguageModel
+from llmrec.lm.pool import LMPool
 from llmrec.models._torch import (
     TorchConfig,
     clone_state,
@@ -38,7 +39,7 @@ from llmrec.models._torch import (
 )
 from llmrec.models.base import Recommender
 from llmrec.models.trainlog import TrainLog
-from llmrec.paradigms.tokens._ids import SemanticIDFields, encoder_for, make_semantic_ids
+from llmrec.paradigms.tokens._ids import SemanticIDConfig, encoder_for, make_semantic_ids
 from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
 
 if TYPE_CHECKING:
@@ -50,9 +51,9 @@ PAD, BOS, FIRST_CODE = 0, 1, 2
 FILL_SCORE = -1000.0
 
 
-class GenerativeConfig(TorchConfig, SemanticIDFields):
+class GenerativeConfig(TorchConfig, SemanticIDConfig):
     """Settings of :class:`GenerativeRetrieval` (plus :class:`TorchConfig` and
-    :class:`SemanticIDFields`).
+    :class:`SemanticIDConfig`).
 
     Attributes:
         max_items: history items the model reads (the last ones).
@@ -74,7 +75,7 @@ class GenerativeConfig(TorchConfig, SemanticIDFields):
         lr_schedule: ``constant``, or ``cosine``: linear warm-up over ``warmup_epochs``, then
             a cosine decay to zero at ``epochs`` (early stopping may end training sooner).
         warmup_epochs: epochs of linear warm-up (``cosine`` only).
-        collaborative: as in :class:`SemanticIDFields`, but 1.0 by default here: semantic IDs
+        collaborative: as in :class:`SemanticIDConfig`, but 1.0 by default here: semantic IDs
             of text plus collaborative factors lift TIGER on ML-100K from 0.0693 to 0.0829
             NDCG@10 (text-only IDs: ``collaborative=0``; docs/tokens.md).
     """
@@ -132,20 +133,24 @@ class GenerativeRetrieval(Recommender):
     config_class = GenerativeConfig
     config: GenerativeConfig
 
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: Any = None,
+        *,
+        ids: SemanticIDs | None = None,
+        lm: LanguageModel | None = None,
+        lm_pool: LMPool | None = None,
+        **overrides: Any,
+    ) -> None:
+        """``ids``: ready semantic IDs (skips encoding); ``lm``: the encoder instance, else
+        ``config.encoder`` is taken from ``lm_pool`` (default: the process-wide pool)."""
         super().__init__(config, **overrides)
-        self.ids: SemanticIDs | None = None
+        self.ids = ids
         self._net: Any = None
         self._trie: Trie | None = None
-        self._lm: LanguageModel | None = None
+        self._lm, self._lm_pool = lm, lm_pool
         self.decode_stats: dict[str, int] = {"users": 0, "beams": 0, "invalid": 0}
         self.train_log: TrainLog | None = None
-
-    def use(self, *, ids: SemanticIDs | None = None, lm: LanguageModel | None = None) -> Self:
-        """Give ready semantic IDs (skips encoding) or an LM instance (instead of loading
-        ``config.encoder``). Returns ``self`` for chaining."""
-        self.ids, self._lm = ids or self.ids, lm or self._lm
-        return self
 
     def language_models(self) -> list[LanguageModel]:
         """The LM the item texts were encoded with for the semantic IDs (none when they were
@@ -178,8 +183,8 @@ class GenerativeRetrieval(Recommender):
         cfg = self.config
         self._remember_catalogue(train)
         if self.ids is None or self.ids.n_items != train.n_items:
-            self._lm = encoder_for(cfg, self._lm)
-            self.ids = make_semantic_ids(train, cfg, cfg.seed, self._lm)
+            self._lm = encoder_for(cfg, self._lm, self._lm_pool)
+            self.ids = make_semantic_ids(train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool)
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
         windows, loss_from = self._training_windows(train.history())
         users, targets = heldout_targets(valid)

@@ -26,14 +26,15 @@ import numpy as np
 
 from llmrec.data.dataset import Dataset
 from llmrec.lm.base import LanguageModel
+from llmrec.lm.pool import LMPool
 from llmrec.models._torch import torch_session
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import INTEGER, expect
-from llmrec.paradigms.tokens._ids import SemanticIDFields, encoder_for, make_semantic_ids
+from llmrec.paradigms.tokens._ids import SemanticIDConfig, encoder_for, make_semantic_ids
 from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
 
 
-class TokenSASRecConfig(SASRecConfig, SemanticIDFields):
+class TokenSASRecConfig(SASRecConfig, SemanticIDConfig):
     """SASRec settings plus where the semantic IDs come from, and:
 
     Attributes:
@@ -54,23 +55,23 @@ class TokenSASRec(SASRec):
     config_class = TokenSASRecConfig  # type: ignore[assignment]
     config: TokenSASRecConfig
 
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        self.ids: SemanticIDs | None = None
-        self.tag_index: np.ndarray | None = None  # (n_items, max_tags) int64, -1 = none
-        self.tag_vocab: list[str] = []
-        self._lm: LanguageModel | None = None
-        super().__init__(config, **overrides)
-
-    def use(
+    def __init__(
         self,
+        config: Any = None,
         *,
         ids: SemanticIDs | None = None,
         tags: Sequence[Sequence[str]] | None = None,
         lm: LanguageModel | None = None,
-    ) -> Self:
-        """Give ready semantic IDs, per-item tag lists (one list per item index) or an LM
-        instance for encoding. Returns ``self``."""
-        self.ids, self._lm = ids or self.ids, lm or self._lm
+        lm_pool: LMPool | None = None,
+        **overrides: Any,
+    ) -> None:
+        """``ids``: ready semantic IDs; ``tags``: per-item tag lists (one list per item index);
+        ``lm``: the encoder instance, else ``config.encoder`` from ``lm_pool``."""
+        self.ids = ids
+        self.tag_index: np.ndarray | None = None  # (n_items, max_tags) int64, -1 = none
+        self.tag_vocab: list[str] = []
+        self._lm, self._lm_pool = lm, lm_pool
+        super().__init__(config, **overrides)
         if tags is not None:
             self.tag_vocab = sorted({t for item in tags for t in item})
             pos = {t: i for i, t in enumerate(self.tag_vocab)}
@@ -78,7 +79,6 @@ class TokenSASRec(SASRec):
             self.tag_index = np.full((len(tags), width), -1, dtype=np.int64)
             for row, item in enumerate(tags):
                 self.tag_index[row, : len(item)] = [pos[t] for t in item]
-        return self
 
     def language_models(self) -> list[LanguageModel]:
         """The LM the item texts were encoded with for the semantic IDs (none when they were
@@ -101,8 +101,9 @@ class TokenSASRec(SASRec):
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         if self.ids is None or self.ids.n_items != train.n_items:
-            self._lm = encoder_for(self.config, self._lm)
-            self.ids = make_semantic_ids(train, self.config, self.config.seed, self._lm)
+            cfg = self.config
+            self._lm = encoder_for(cfg, self._lm, self._lm_pool)
+            self.ids = make_semantic_ids(train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool)
         if self.tag_index is not None and len(self.tag_index) != train.n_items:
             from llmrec.errors import ConfigError
 
