@@ -162,6 +162,10 @@ class ProbeConfig(_Strict):
     fairness_k: int = Field(default=5, ge=1)
 
 
+ValidityProbe = Literal["history", "memorisation"]
+VALIDITY_PROBES: tuple[ValidityProbe, ...] = ("history", "memorisation")
+
+
 class ValidityConfig(_Strict):
     """The validity probes beside the bias probes (see :mod:`llmrec.eval.validity`).
 
@@ -174,9 +178,7 @@ class ValidityConfig(_Strict):
         history_lengths: the L values of the history probe.
     """
 
-    probes: list[Literal["history", "memorisation"]] = Field(
-        default_factory=lambda: ["history", "memorisation"]
-    )
+    probes: list[ValidityProbe] = Field(default_factory=lambda: list(VALIDITY_PROBES))
     users: int = Field(default=20, ge=1)
     history_lengths: list[int] = Field(default_factory=lambda: [5, 10, 20, 50])
 

@@ -222,5 +222,5 @@ def measure_seed(entry: CompareEntry, ctx: StageContext, seed: int) -> tuple[Per
     with lm_missing_as_unavailable():
         model.fit(ctx.split.train, ctx.split.valid)
     fit_s = time.perf_counter() - tic
-    result, per_user = _accuracy(seeded, model, ctx, {}, {})
+    _, per_user = _accuracy(seeded, model, ctx, {}, {})
     return per_user, fit_s

@@ -51,11 +51,11 @@ def run_validity(
     users = ctx.probe_users[: cfg.users]
     seconds: dict[str, float] = {}
     lm_entry = entry.paradigm == "direct"
-    if "history" in cfg.probes and entry.protocol != "candidates" and len(users):
-        if lm_entry or entry.model in SEQUENTIAL_MODELS:
-            tic = time.perf_counter()
-            extra["history_length"] = _history(model, ctx, users, cfg.history_lengths)
-            seconds["history"] = time.perf_counter() - tic
+    reads_history = lm_entry or entry.model in SEQUENTIAL_MODELS
+    if "history" in cfg.probes and entry.protocol != "candidates" and reads_history:
+        tic = time.perf_counter()
+        extra["history_length"] = _history(model, ctx, users, cfg.history_lengths)
+        seconds["history"] = time.perf_counter() - tic
     if "memorisation" in cfg.probes and lm_entry and len(users):
         tic = time.perf_counter()
         extra["memorisation"] = _memorisation(model, ctx, cfg.users)

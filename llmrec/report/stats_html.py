@@ -70,7 +70,7 @@ def render_statistics(data: dict[str, Any]) -> str:
     st = data.get("statistics") or {}
     if not st.get("available"):
         return (
-            "<h2>Statistics</h2><p class=\"note\">Intervals and tests: not available — the "
+            '<h2>Statistics</h2><p class="note">Intervals and tests: not available — the '
             "stages of this folder kept no per-user arrays (written before they were kept). "
             "Run llmrec compare again to measure them.</p>"
         )
