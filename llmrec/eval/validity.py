@@ -94,17 +94,37 @@ def history_length_curve(
     """NDCG@``k`` of ``model`` over ``users`` when it knows only each user's last L items.
 
     For each L in ``lengths`` the model is queried with :func:`truncate_history` (items older
-    than the last L are unknown to it, so they are neither read nor excluded from its list),
-    then with the whole history (the last point, ``L = 0`` in ``lengths_out`` means "all").
+    than the last L are unknown to it) for ``k + 50`` items; every item of the whole history is
+    then dropped, as the evaluation does, and the first ``k`` kept. The last point is the whole
+    history (``L = 0`` in the returned lengths means "all").
 
     Returns ``{"lengths": [...L, 0], "ndcg": [...], "n_users": [n]}``.
     """
+    from llmrec.eval.protocols import clean_rankings
+
     out_l: list[float] = []
     out_v: list[float] = []
     for length in [*lengths, 0]:
         hist = truncate_history(history, length) if length else history
-        recs = model.recommend(users, k, history=hist)
+        # ask for more, then drop every item of the whole history, as the evaluation does:
+        # the curve then measures what the model reads, not what it is allowed to repeat
+        recs = model.recommend(users, k + (_SPARE if length else 0), history=hist)
         ranked = np.asarray(recs.items, dtype=np.int64)  # type: ignore[attr-defined]
+        ranked, _ = clean_rankings(ranked, users, history, history.n_items)
+        ranked = _compact(ranked, k)
         out_l.append(float(length))
         out_v.append(float(ndcg(hit_matrix(ranked, truth), truth, k).mean()) if len(users) else 0.0)
     return {"lengths": out_l, "ndcg": out_v, "n_users": [float(len(users))]}
+
+
+#: extra list slots asked for under a cut history, to make up for the older items dropped
+_SPARE = 50
+
+
+def _compact(ranked: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` valid ids of each row, shifted left; -1 pads."""
+    out = np.full((len(ranked), k), -1, dtype=np.int64)
+    for i, row in enumerate(ranked):
+        valid = row[row >= 0][:k]
+        out[i, : len(valid)] = valid
+    return out
