@@ -120,6 +120,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ci_cell(intervals: object, metric: str) -> str:
+    """``[low, high]`` of a record's interval (``llmrec compare`` stores them), else ``-``."""
+    cell = intervals.get(metric) if isinstance(intervals, dict) else None
+    if not isinstance(cell, dict) or "low" not in cell or "high" not in cell:
+        return "-"
+    return f"[{float(cell['low']):.4f}, {float(cell['high']):.4f}]"
+
+
 def cmd_results(args: argparse.Namespace) -> int:
     from llmrec.results import ResultsStore
 
@@ -139,6 +147,8 @@ def cmd_results(args: argparse.Namespace) -> int:
             "protocol": r.protocol,
         }
         row.update({m: r.metrics.get(m, float("nan")) for m in SUMMARY_METRICS})
+        if any(isinstance(x.extra.get("intervals"), dict) for x in records):
+            row["ndcg@10 95% CI"] = _ci_cell(r.extra.get("intervals"), "ndcg@10")
         row["fit_s"] = r.timings.get("fit_s", float("nan"))
         rows.append(row)
     print(table(rows))

@@ -29,6 +29,7 @@ __all__ = [
     "ProbeConfig",
     "Protocol",
     "SplitSettings",
+    "ValidityConfig",
     "load_compare_config",
     "pipeline_need",
     "quick_config",
@@ -161,14 +162,49 @@ class ProbeConfig(_Strict):
     fairness_k: int = Field(default=5, ge=1)
 
 
+ValidityProbe = Literal["history", "memorisation"]
+VALIDITY_PROBES: tuple[ValidityProbe, ...] = ("history", "memorisation")
+
+
+class ValidityConfig(_Strict):
+    """The validity probes beside the bias probes (see :mod:`llmrec.eval.validity`).
+
+    Attributes:
+        probes: ``history`` (NDCG@10 with each user's history cut to its last L items, for
+            sequential and LM entries) and ``memorisation`` (the held-out item's rank among the
+            candidates with the history removed or replaced by another user's, LM rankers).
+            Invalid-output rates are always recorded: they cost nothing.
+        users: probe users (the first of the seeded probe sample).
+        history_lengths: the L values of the history probe.
+    """
+
+    probes: list[ValidityProbe] = Field(default_factory=lambda: list(VALIDITY_PROBES))
+    users: int = Field(default=20, ge=1)
+    history_lengths: list[int] = Field(default_factory=lambda: [5, 10, 20, 50])
+
+    @field_validator("history_lengths")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("history_lengths must be 1 or more")
+        return sorted(set(value))
+
+
 class CompareConfig(_Strict):
-    """Everything a comparison runs: the data, split, evaluation, probes and entries."""
+    """Everything a comparison runs: the data, split, evaluation, probes and entries.
+
+    ``seeds``: how many seeds each trainable entry (a seed-dependent fit: BPR, the SASRec
+    family, TIGER, the user tower) runs on: ``seed``, ``seed + 1``, ...; the first is the
+    entry's stage, each further one its own cached stage. ``validity``: the validity probes
+    (none when absent)."""
 
     dataset: str = "ml-100k"
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    seeds: int = Field(default=1, ge=1, le=20)
     split: SplitConfig = Field(default_factory=SplitConfig)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     probes: ProbeConfig = Field(default_factory=ProbeConfig)
+    validity: ValidityConfig | None = None
     entries: list[CompareEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -66,6 +66,7 @@ class StageStatus(BaseModel):
     record: str | None = None
     seconds: float = 0.0
     key: str = ""
+    seeds: list[int] = Field(default_factory=list)
 
 
 class StageLine(BaseModel):
@@ -84,6 +85,8 @@ class StageLine(BaseModel):
     record: str | None = None
     seconds: float = 0.0
     key: str = ""
+    #: seeds with stored per-user arrays, the stage's own first (empty in older folders)
+    seeds: list[int] = Field(default_factory=list)
 
     @property
     def finished(self) -> bool:

@@ -22,9 +22,10 @@ from pydantic import ValidationError
 from llmrec._io import atomic_write_text, make_dirs, staged_dir
 from llmrec.compare.config import CompareConfig, CompareEntry, pipeline_need
 from llmrec.compare.context import StageContext, load_data
+from llmrec.compare.evidence import is_seeded, read_seed, seed_dir, write_seed
 from llmrec.compare.folder import ERROR_FILE, StageStatus, stage_dir, write_manifest
 from llmrec.compare.measure import LEDGER, LMLedger
-from llmrec.compare.stage import Unavailable, first_line, measure_stage
+from llmrec.compare.stage import Unavailable, first_line, measure_seed, measure_stage
 from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.experiment import split_data
@@ -80,6 +81,8 @@ def run_compare(
             f"{entry.protocol}): est. {_dur(est)}, about {_dur(remaining)} left"
         )
         status = _run_stage(entry, ctx, out_dir, store, log, LEDGER)
+        if status.status in ("done", "cached"):
+            status.seeds = _run_seeds(entry, ctx, out_dir, log)
         statuses.append(status)
         done_s += est
         log(f"    {entry.name}: {status.status} in {_dur(status.seconds)} {status.reason}".rstrip())
@@ -88,19 +91,25 @@ def run_compare(
     return statuses
 
 
-def stage_key(entry: CompareEntry, config: CompareConfig, data: Dataset) -> str:
-    """Hash of everything a stage's numbers depend on: when it changes, the stage reruns."""
-    blob = json.dumps(
-        {
-            "entry": entry.model_dump(mode="json", exclude={"enabled", "pipeline"}),
-            "dataset": [data.name, data.n_users, data.n_items, data.n_interactions],
-            "split": config.split.model_dump(mode="json"),
-            "eval": config.eval.model_dump(mode="json"),
-            "probes": config.probes.model_dump(mode="json"),
-            "seed": config.seed,
-        },
-        sort_keys=True,
-    )
+def stage_key(
+    entry: CompareEntry, config: CompareConfig, data: Dataset, seed: int | None = None
+) -> str:
+    """Hash of everything a stage's numbers depend on: when it changes, the stage reruns.
+    ``seed``: the key of an extra-seed stage of the entry (accuracy only, that seed)."""
+    parts: dict[str, Any] = {
+        "entry": entry.model_dump(mode="json", exclude={"enabled", "pipeline"}),
+        "dataset": [data.name, data.n_users, data.n_items, data.n_interactions],
+        "split": config.split.model_dump(mode="json"),
+        "eval": config.eval.model_dump(mode="json"),
+        "probes": config.probes.model_dump(mode="json"),
+        "seed": config.seed if seed is None else seed,
+    }
+    # added only when set, so that folders written before the validity probes stay valid
+    if config.validity is not None and seed is None:
+        parts["validity"] = config.validity.model_dump(mode="json")
+    if seed is not None:
+        parts["extra_seed"] = True
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -155,6 +164,32 @@ def _run_stage(
     return _status(
         entry, "done", run_id=record.run_id, record=rel, key=key, seconds=record.timings["stage_s"]
     )
+
+
+def _run_seeds(entry: CompareEntry, ctx: StageContext, out_dir: Path, log: Log) -> list[int]:
+    """Run (or reuse) the further seeds of a trainable entry; return the seeds whose arrays
+    are stored, the stage's own seed first. A seed that fails is logged and left out."""
+    cfg = ctx.config
+    done = [cfg.seed]
+    if cfg.seeds < 2 or not is_seeded(entry.model, entry.params):
+        return done
+    for seed in range(cfg.seed + 1, cfg.seed + cfg.seeds):
+        folder = seed_dir(out_dir, entry.name, seed)
+        key = stage_key(entry, cfg, ctx.data, seed)
+        if read_seed(folder, key) is not None:
+            done.append(seed)
+            continue
+        log(f"    {entry.name}: seed {seed}")
+        try:
+            per_user, fit_s = measure_seed(entry, ctx, seed)
+            write_seed(folder, per_user, {"stage_key": key, "seed": seed, "fit_s": fit_s})
+        except Exception as exc:  # a further seed's failure leaves the entry's own stage intact
+            log(f"    {entry.name}: seed {seed} failed: {_reason(exc)}")
+            continue
+        finally:
+            gc.collect()
+        done.append(seed)
+    return done
 
 
 def _cached_record(folder: Path, key: str) -> RunRecord | None:

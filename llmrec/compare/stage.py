@@ -14,6 +14,7 @@ import numpy as np
 
 from llmrec.compare.config import CompareEntry
 from llmrec.compare.context import StageContext
+from llmrec.compare.evidence import PerUser, record_intervals, write_per_user
 from llmrec.compare.folder import MODEL_DIR
 from llmrec.compare.measure import (
     LMLedger,
@@ -24,13 +25,14 @@ from llmrec.compare.measure import (
     training_summary,
 )
 from llmrec.compare.probes import popularity_profile, run_probes
+from llmrec.compare.validity import run_validity
 from llmrec.errors import ConfigError
 from llmrec.eval.protocols import EvalResult
 from llmrec.experiment import evaluate_protocol, make_record, slice_metrics
 from llmrec.models.base import Recommender
 from llmrec.results import RunRecord, new_run_id
 
-__all__ = ["Unavailable", "build_model", "first_line", "measure_stage"]
+__all__ = ["Unavailable", "build_model", "first_line", "measure_seed", "measure_stage"]
 
 Log = Callable[[str], None]
 #: LM figures that read "not measured" (NaN) when the model holds no LM
@@ -96,7 +98,9 @@ def measure_stage(
     fit_lm = ledger.take(model)
     metrics: dict[str, float] = {"fit_s": fit_s}
     extra: dict[str, Any] = {"stage_key": key, "entry": entry.model_dump(mode="json")}
-    result = _accuracy(entry, model, ctx, metrics, extra)
+    result, per_user = _accuracy(entry, model, ctx, metrics, extra)
+    write_per_user(stage_dir, per_user)
+    extra["intervals"] = record_intervals(per_user, seed=ctx.config.seed)
     serve_lm = ledger.take(model)
     n_recs = max(1.0, float(len(result.users)))
     metrics.update(_lm_metrics(fit_lm, serve_lm, n_recs))
@@ -104,6 +108,7 @@ def measure_stage(
     metrics.update(latency(entry, model, ctx))
     log(f"    {entry.name}: ndcg@10 {metrics['ndcg@10']:.4f}, probes")
     run_probes(entry, model, ctx, metrics, extra)
+    run_validity(entry, model, ctx, result, extra)
     ledger.take(model)  # what latency and probes spent belongs to no later stage
     metrics["size_bytes"] = float(save_model(model, stage_dir / MODEL_DIR))
     metrics["peak_rss_mb"], metrics["peak_delta_mb"] = mem.peak()
@@ -163,7 +168,7 @@ def _accuracy(
     ctx: StageContext,
     metrics: dict[str, float],
     extra: dict[str, Any],
-) -> EvalResult:
+) -> tuple[EvalResult, PerUser]:
     ev = ctx.config.eval
     users = ctx.sample if entry.sample else None
     with lm_missing_as_unavailable():
@@ -192,4 +197,30 @@ def _accuracy(
         metrics[f"sample_{metric}"] = value
     extra["evaluated_users"] = "sample" if entry.sample else "all"
     extra["popularity"] = popularity_profile(result.ranked[:, :10], ctx)
-    return result
+    return result, _per_user(result, ctx)
+
+
+def _per_user(result: EvalResult, ctx: StageContext) -> PerUser:
+    from llmrec.eval.slices import cold_item_mask, cold_user_mask
+
+    ev = ctx.config.eval
+    masks = {
+        "in_sample": np.isin(result.users, ctx.sample),
+        "cold_items": cold_item_mask(result, ctx.split, max_item_count=ev.cold_item_max_count),
+        "cold_users": cold_user_mask(result, ctx.split, max_user_count=ev.cold_user_max_count),
+    }
+    return PerUser(result.users, dict(result.per_user), masks)
+
+
+def measure_seed(entry: CompareEntry, ctx: StageContext, seed: int) -> tuple[PerUser, float]:
+    """Fit ``entry``'s model with ``seed`` (its other params unchanged) and evaluate it as the
+    stage does (same users, same candidates); return its per-user arrays and fit seconds.
+    No latency, probes or saved model: a further seed only measures accuracy."""
+    seeded = entry.model_copy(update={"params": {**entry.params, "seed": seed}})
+    model = build_model(seeded, seed)
+    tic = time.perf_counter()
+    with lm_missing_as_unavailable():
+        model.fit(ctx.split.train, ctx.split.valid)
+    fit_s = time.perf_counter() - tic
+    _, per_user = _accuracy(seeded, model, ctx, {}, {})
+    return per_user, fit_s

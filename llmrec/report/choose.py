@@ -9,6 +9,11 @@ the measured figures it rests on.
 Only full-ranking entries (protocols ``full`` and ``two-stage``) compete: candidate-protocol
 NDCG (1 held-out item among 20) is on another scale. When some entries were evaluated on the
 compare-wide user sample, every entry is judged on that sample (``sample_ndcg@10``).
+
+With per-user arrays (``values``) the rule is statistical (:func:`llmrec.eval.choice.choose`):
+it never prefers an entry on a difference that is not significant, picks the cheapest of the
+entries tied with the best, and every comparative sentence carries its p-value. Without them
+(a compare folder from before they were kept) it ranks by the point estimates and says so.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, TypeGuard
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmrec.models.catalogue import PipelineLevel
@@ -59,12 +65,19 @@ def bias_of(row: dict[str, Any]) -> float | None:
     return max(present) if present else None
 
 
-def choose(rows: list[dict[str, Any]], constraints: Constraints) -> dict[str, Any]:
+def choose(
+    rows: list[dict[str, Any]],
+    constraints: Constraints,
+    values: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """The recommendation and its reasoning.
 
     Args:
         rows: one dict per finished entry with ``entry``, ``paradigm``, ``protocol``,
             ``pipeline``, ``run_id`` and the metric keys named in :class:`Constraints`.
+        values: per-user NDCG@10 ``(n_users,)`` of the full-ranking entries on the users they
+            share (:func:`llmrec.report.evidence.comparison_values`); the statistical rule
+            runs when every feasible entry has them.
 
     Returns a dict: ``recommended`` (entry name or ``None``), ``paradigm``, ``metric`` (the
     key ranked on), ``feasible`` (names, best first), ``excluded`` (``{entry, reasons}``),
@@ -105,6 +118,14 @@ def choose(rows: list[dict[str, Any]], constraints: Constraints) -> dict[str, An
         text.append(f"Closest: {closest['entry']}, which misses only: {closest['reasons'][0]}.")
         out["explanation"] = text
         return out
+    if _statistical_ok(feasible, values, key, acc_key):
+        from llmrec.report.choose_stats import statistical_choice
+
+        assert values is not None
+        text += statistical_choice(out, ranked, feasible, values, acc_key, constraints)
+        text.extend(_excluded_sentences(excluded))
+        out["explanation"] = text
+        return out
     best = feasible[0]
     out["recommended"], out["paradigm"] = best["entry"], best["paradigm"]
     text.append(_best_sentence(best, feasible, key, acc_key, constraints))
@@ -112,8 +133,22 @@ def choose(rows: list[dict[str, Any]], constraints: Constraints) -> dict[str, An
         text.append(_runner_up_sentence(best, feasible[1], key, acc_key))
     text.extend(_excluded_sentences(excluded))
     text.extend(_paradigm_sentences(ranked, acc_key))
+    text.append(
+        "Intervals and significance tests: not available (the stages kept no per-user arrays; "
+        "run llmrec compare again to measure them), so this choice rests on point estimates."
+    )
     out["explanation"] = text
     return out
+
+
+def _statistical_ok(
+    feasible: list[dict[str, Any]], values: dict[str, np.ndarray] | None, key: str, acc_key: str
+) -> bool:
+    """Whether the statistical rule applies: accuracy is ranked on, and every feasible entry
+    has per-user values over at least two shared users."""
+    if values is None or key != acc_key or not feasible:
+        return False
+    return all(r["entry"] in values for r in feasible) and len(next(iter(values.values()))) > 1
 
 
 def _violations(row: dict[str, Any], c: Constraints, acc_key: str) -> list[str]:

@@ -11,8 +11,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llmrec.compare import iter_records, read_manifest
 from llmrec.report.choose import Constraints, choose
+from llmrec.report.evidence import (
+    EntryArrays,
+    comparison_values,
+    intervals,
+    load_arrays,
+    paired_family,
+)
+from llmrec.report.validity import validity_data
 
 __all__ = [
     "ACCURACY_COLUMNS",
@@ -33,6 +43,8 @@ ACCURACY_COLUMNS = [
     ("cold_items_n_users", "cold-item users"),
     ("cold_users_ndcg@10", "NDCG@10 cold users"),
     ("coverage", "coverage"),
+    ("vs_floor", "vs floor (NDCG@10)"),
+    ("vs_floor_p", "p vs floor (Holm)"),
 ]
 EFFICIENCY_COLUMNS = [
     ("fit_s", "fit (s)"),
@@ -51,7 +63,11 @@ BIAS_COLUMNS = [
     ("candidate_popularity_lift", "popularity lift (top-5 vs candidates)"),
     ("fairness_snsr", "fairness SNSR (Jaccard)"),
 ]
-_ROW_KEYS = [k for k, _ in ACCURACY_COLUMNS + EFFICIENCY_COLUMNS + BIAS_COLUMNS]
+#: columns the report computes (the rest are copied from the records)
+_COMPUTED = ("vs_floor", "vs_floor_p")
+_ROW_KEYS = [
+    k for k, _ in ACCURACY_COLUMNS + EFFICIENCY_COLUMNS + BIAS_COLUMNS if k not in _COMPUTED
+]
 
 
 def summary_rows(compare_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -78,6 +94,7 @@ def summary_rows(compare_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str
         }
         for key in _ROW_KEYS:
             row[key] = _clean(record.metrics.get(key))
+        row["seeds"] = stage.get("seeds") or []
         row["_extra"] = record.extra
         rows.append(row)
     return rows, stages
@@ -92,7 +109,12 @@ def build_report_data(compare_dir: Path, constraints: Constraints | None = None)
     if constraints is None:
         constraints = Constraints.model_validate(manifest.constraints)
     rows, stages = summary_rows(compare_dir)
+    seed = int(manifest.config.get("seed", 0) or 0)
+    arrays = _attach_intervals(compare_dir, rows, seed)
+    values, users = _ranked_values(rows, arrays)
+    floor_tests = _vs_floor(rows, values, seed)
     public = [{k: v for k, v in r.items() if k != "_extra"} for r in rows]
+    choice = choose(public, constraints, values or None)
     return {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "compare_dir": str(compare_dir),
@@ -111,12 +133,64 @@ def build_report_data(compare_dir: Path, constraints: Constraints | None = None)
             "popularity": _popularity(rows),
             "fairness": _fairness(rows),
         },
-        "choice": choose(public, constraints),
+        "choice": choice,
+        "statistics": {
+            "confidence": 0.95,
+            "resampled": "users (BCa); users and seeds for entries run on several seeds",
+            "seeds": int(manifest.config.get("seeds", 1) or 1),
+            "compared_users": len(users),
+            "tests": choice.get("tests"),
+            "vs_floor": floor_tests,
+            "available": bool(arrays),
+        },
+        "validity": validity_data(rows),
     }
+
+
+def _attach_intervals(compare_dir: Path, rows: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """Load each row's per-user arrays; put its intervals in ``row["ci"]`` (``{}`` without
+    arrays) and return the arrays by entry."""
+    arrays: dict[str, EntryArrays] = {}
+    for row in rows:
+        found = load_arrays(compare_dir, {"name": row["entry"], "seeds": row["seeds"]})
+        row["ci"] = intervals(found, seed=seed) if found is not None else {}
+        if found is not None:
+            arrays[row["entry"]] = found
+            row["seeds"] = list(found.seeds)
+    return arrays
+
+
+def _ranked_values(
+    rows: list[dict[str, Any]], arrays: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    ranked = [r for r in rows if r["protocol"] in ("full", "two-stage")]
+    sampled = any(r["evaluated_users"] == "sample" for r in ranked)
+    return comparison_values(arrays, [r["entry"] for r in ranked], sampled)
+
+
+def _vs_floor(
+    rows: list[dict[str, Any]], values: dict[str, np.ndarray], seed: int
+) -> dict[str, Any] | None:
+    """Every full-ranking entry against the shortcut floor (the ``transition`` entry),
+    Holm-corrected; sets ``vs_floor`` and ``vs_floor_p`` on each row."""
+    floors = [r["entry"] for r in rows if r["model"] == "transition" and r["entry"] in values]
+    for row in rows:
+        row["vs_floor"] = row["vs_floor_p"] = None
+    if not floors:
+        return None
+    floor = floors[0]
+    tests = paired_family(values, [(n, floor) for n in values if n != floor], seed=seed)
+    by_entry = {t["entry"]: t for t in tests}
+    for row in rows:
+        t = by_entry.get(row["entry"])
+        if t is not None:
+            row["vs_floor"], row["vs_floor_p"] = t["diff"], t["p_holm"]
+    return {"floor": floor, "pairs": tests}
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> dict[str, Any]:
     head = ["entry", "paradigm", "model", "protocol", "pipeline", "run_id", "evaluated_users"]
+    head += ["ci", "seeds"]
     return {
         "columns": [{"key": k, "title": t} for k, t in columns],
         "rows": [{**{h: r[h] for h in head}, **{k: r[k] for k, _ in columns}} for r in rows],
@@ -137,6 +211,8 @@ def _accuracy_latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "latency_p50_ms": r["latency_p50_ms"],
             "latency_p95_ms": r["latency_p95_ms"],
             "y": r[y_key],
+            "y_low": (r["ci"].get(y_key) or {}).get("low"),
+            "y_high": (r["ci"].get(y_key) or {}).get("high"),
         }
         for r in ranked
         if r["latency_p50_ms"] is not None and r[y_key] is not None

@@ -8,6 +8,8 @@ from typing import Any
 
 from llmrec.report import svg
 from llmrec.report.choose import bias_of
+from llmrec.report.stats_html import ci_text, render_statistics
+from llmrec.report.validity import render_validity
 
 __all__ = ["render_html"]
 
@@ -30,6 +32,7 @@ figcaption{font-size:12px;color:#555;max-width:640px}
 .status-unavailable,.status-failed{color:#a33}.status-disabled{color:#888}
 .run{font-family:ui-monospace,monospace;font-size:11px;color:#666}
 .note{font-size:13px;color:#555}
+.ci{display:block;font-size:10px;color:#666;white-space:nowrap}
 """
 
 
@@ -56,6 +59,7 @@ def render_html(data: dict[str, Any]) -> str:
         '<p class="note">Full and two-stage entries rank the whole catalogue; candidate entries '
         "rank 1 held-out item among sampled negatives (a different scale). Cold items: the held-"
         "out item had few training interactions; cold users: few known interactions.</p>",
+        render_statistics(data),
         "<h2>Efficiency</h2>",
         _table(data["tables"]["efficiency"]),
         '<p class="note">Latency: single-user calls on a seeded user sample, one warm-up call '
@@ -69,6 +73,7 @@ def render_html(data: dict[str, Any]) -> str:
         "candidate slots (0 = order-blind). Popularity lift: mean training popularity of the "
         "recommendations over the catalogue mean. Fairness SNSR: max - min Jaccard@K of the "
         "lists under each attribute value against a neutral profile (LM rankers only).</p>",
+        render_validity(data),
         "<h2>Pipeline compatibility</h2>",
         _pipeline(data),
         "<h2>Stages and provenance</h2>",
@@ -105,7 +110,8 @@ def _plots(data: dict[str, Any]) -> str:
     figures = [
         (
             _accuracy_latency(p["accuracy_latency"]),
-            "Accuracy against per-user latency (p50, log scale). Up and to the left is better.",
+            "Accuracy against per-user latency (p50, log scale), with 95% intervals as error "
+            "bars. Up and to the left is better.",
         ),
         (
             _position(p["position_bias"]),
@@ -139,6 +145,7 @@ def _accuracy_latency(plot: dict[str, Any]) -> str:
         (p["entry"], p["latency_p50_ms"], p["y"], svg.colour_of(p["paradigm"]))
         for p in plot["points"]
     ]
+    errors = [(p.get("y_low"), p.get("y_high")) for p in plot["points"]]
     label = "NDCG@10 (user sample)" if plot["y_key"].startswith("sample_") else "NDCG@10"
     present = sorted({p["paradigm"] for p in plot["points"]})
     return svg.scatter(
@@ -148,6 +155,7 @@ def _accuracy_latency(plot: dict[str, Any]) -> str:
         y_label=label,
         legend=[(name, svg.colour_of(name)) for name in present],
         empty_reason="no full-ranking entry finished",
+        errors=errors,
     )
 
 
@@ -221,6 +229,10 @@ def _fairness(plot: dict[str, Any]) -> str:
 def _fmt(value: Any, key: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if key == "vs_floor":
+        return f"{value:+.4f}"
+    if key == "vs_floor_p":
+        return "p<0.001" if value < 0.001 else f"p={value:.2g}"
     if key == "size_bytes":
         return _bytes(float(value)) if value else "–"
     if key in (
@@ -254,7 +266,9 @@ def _table(table: dict[str, Any]) -> str:
     head += "".join(f"<th>{escape(c['title'])}</th>" for c in cols) + '<th class="l">run</th></tr>'
     rows = []
     for r in table["rows"]:
-        cells = "".join(f"<td>{_fmt(r.get(c['key']), c['key'])}</td>" for c in cols)
+        cells = "".join(
+            f"<td>{_fmt(r.get(c['key']), c['key'])}{_ci(r, c['key'])}</td>" for c in cols
+        )
         users = " (sample)" if r.get("evaluated_users") == "sample" else ""
         rows.append(
             f'<tr><td class="l">{escape(r["entry"])}</td><td class="l">{escape(r["paradigm"])}'
@@ -262,6 +276,11 @@ def _table(table: dict[str, Any]) -> str:
             f'<td class="l run">{escape(r["run_id"])}</td></tr>'
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _ci(row: dict[str, Any], key: str) -> str:
+    text = ci_text(row, key)
+    return f'<span class="ci">{escape(text)}</span>' if text else ""
 
 
 def _pipeline(data: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-__all__ = ["PARADIGM_COLOURS", "Series", "bars", "lines", "scatter"]
+__all__ = ["PARADIGM_COLOURS", "Series", "bars", "error_bar", "lines", "scatter"]
 
 PARADIGM_COLOURS = {
     "classic": "#6b6b6b",
@@ -142,15 +142,22 @@ def scatter(
     log_x: bool = True,
     legend: Sequence[tuple[str, str]] = (),
     empty_reason: str = "no data",
+    errors: Sequence[tuple[float | None, float | None]] | None = None,
 ) -> str:
-    """Labelled points ``(label, x, y, colour)``; ``legend`` lists ``(name, colour)``."""
-    pts = [(lab, x, y, c) for lab, x, y, c in points if x is not None and y is not None]
+    """Labelled points ``(label, x, y, colour)``; ``legend`` lists ``(name, colour)``;
+    ``errors`` (aligned with ``points``) the ``(low, high)`` of each y, drawn as error bars."""
+    errs = list(errors) if errors is not None else [(None, None)] * len(points)
+    kept = [
+        (p, e) for p, e in zip(points, errs, strict=True) if p[1] is not None and p[2] is not None
+    ]
     if log_x:
-        pts = [p for p in pts if p[1] > 0]
+        kept = [(p, e) for p, e in kept if p[1] > 0]
+    pts = [p for p, _ in kept]
     if not pts:
         return _empty(title, x_label, y_label, empty_reason)
     parts = _open(title, f"{len(pts)} points") + _frame(x_label, y_label)
-    grid, top = _y_axis(max(p[2] for p in pts))
+    highs = [e[1] for _, e in kept if e[1] is not None]
+    grid, top = _y_axis(max([p[2] for p in pts] + highs))
     parts += grid
     xs = [math.log10(p[1]) if log_x else p[1] for p in pts]
     lo, hi = (math.floor(min(xs)), math.ceil(max(xs))) if log_x else (0.0, _nice_max(max(xs)))
@@ -164,8 +171,9 @@ def scatter(
         parts.append(
             f'<text x="{x:.1f}" y="{H - B + 16}" font-size="11" text-anchor="middle">{label}</text>'
         )
-    for (label, x_raw, y, colour), x_val in zip(pts, xs, strict=True):
+    for ((label, x_raw, y, colour), err), x_val in zip(kept, xs, strict=True):
         cx, cy = _xs(x_val, lo, hi), _ys(y, 0.0, top)
+        parts += error_bar(cx, err, top, colour, label)
         parts.append(
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="{colour}" fill-opacity="0.85">'
             f"<title>{escape(label)}: x={x_raw:.4g}, y={y:.4f}</title></circle>"
@@ -175,6 +183,24 @@ def scatter(
         )
     parts += _legend([(name, colour, "", "dot") for name, colour in legend])
     return "\n".join([*parts, "</svg>"])
+
+
+def error_bar(
+    x: float, err: tuple[float | None, float | None], top: float, colour: str, label: str
+) -> list[str]:
+    """A vertical error bar with caps at ``x`` from ``err[0]`` to ``err[1]`` (y units);
+    nothing when either bound is missing."""
+    low, high = err
+    if low is None or high is None:
+        return []
+    y0, y1 = _ys(low, 0.0, top), _ys(high, 0.0, top)
+    return [
+        f'<g class="errbar" stroke="{colour}" stroke-width="1.5">'
+        f"<title>{escape(label)}: 95% CI [{low:.4f}, {high:.4f}]</title>"
+        f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0:.1f}" y2="{y1:.1f}"/>'
+        f'<line x1="{x - 4:.1f}" x2="{x + 4:.1f}" y1="{y0:.1f}" y2="{y0:.1f}"/>'
+        f'<line x1="{x - 4:.1f}" x2="{x + 4:.1f}" y1="{y1:.1f}" y2="{y1:.1f}"/></g>'
+    ]
 
 
 def lines(
@@ -225,9 +251,12 @@ def bars(
     x_label: str,
     y_label: str,
     empty_reason: str = "no data",
+    errors: Sequence[Sequence[tuple[float | None, float | None]]] | None = None,
 ) -> str:
-    """Grouped bars: one group per name in ``groups``, one bar per series within it."""
+    """Grouped bars: one group per name in ``groups``, one bar per series within it;
+    ``errors[j][g]`` the ``(low, high)`` of series j's bar in group g (error bars)."""
     values = [y for s in series for y in s.ys if y is not None]
+    values += [e[1] for row in errors or [] for e in row if e[1] is not None]
     if not series or not values or not groups:
         return _empty(title, x_label, y_label, empty_reason)
     parts = _open(title, f"{len(groups)} groups, {len(series)} series") + _frame(x_label, y_label)
@@ -252,5 +281,7 @@ def bars(
                 f'height="{H - B - y:.1f}" fill="{s.colour}" fill-opacity="0.85">'
                 f"<title>{escape(s.label)} / {escape(name)}: {v:.4f}</title></rect>"
             )
+            if errors is not None and g < len(errors[j]):
+                parts += error_bar(x + bar_w * 0.45, errors[j][g], top, "#222222", name)
     parts += _legend([(s.label, s.colour, "", "dot") for s in series])
     return "\n".join([*parts, "</svg>"])

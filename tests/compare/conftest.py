@@ -12,8 +12,8 @@ from llmrec.testing import tiny_dataset
 
 
 def tiny_config(**overrides: Any) -> CompareConfig:
-    """Classic models, an LM ranker on FakeLM, a fake-encoder text-kNN, one entry whose model
-    is not registered and one whose params are invalid."""
+    """Classic models, the shortcut floor, an LM ranker on FakeLM, a fake-encoder text-kNN,
+    one entry whose model is not registered and one whose params are invalid."""
     raw: dict[str, Any] = {
         "dataset": "tiny",
         "seed": 3,
@@ -25,8 +25,10 @@ def tiny_config(**overrides: Any) -> CompareConfig:
             "slots": [0, 5, 9],
             "fairness_attributes": ["gender"],
         },
+        "validity": {"users": 6, "history_lengths": [2, 5]},
         "entries": [
             {"name": "pop", "paradigm": "classic", "model": "popularity"},
+            {"name": "floor", "model": "transition"},
             {"name": "knn", "paradigm": "classic", "model": "itemknn"},
             {
                 "name": "knn-cand",

@@ -41,6 +41,11 @@ SVG_PROBE = """JSON.stringify(Array.from(document.querySelectorAll('svg')).map(s
     'circle,polyline,rect,line,text').length,
     nodata: s.querySelectorAll('.no-data').length};
 }))"""
+#: error bars drawn with a visible height (the 95% intervals of the accuracy plots)
+ERRBAR_PROBE = """JSON.stringify(Array.from(document.querySelectorAll('svg g.errbar')).map(g => {
+  const r = g.getBoundingClientRect();
+  return {h: r.height, lines: g.querySelectorAll('line').length};
+}))"""
 
 
 class DevToolsPipe:
@@ -162,10 +167,17 @@ def test_report_loads_without_console_errors_and_draws_every_plot(
     html_path, _ = render_report(folder)
     with open_page(html_path.resolve().as_uri(), tmp_path / "profile") as (browser, session):
         svgs = json.loads(evaluate(browser, session, SVG_PROBE))
+        errbars = json.loads(evaluate(browser, session, ERRBAR_PROBE))
         title = evaluate(browser, session, "document.title")
     assert "llmrec compare" in title
     assert console_errors(browser.events) == []
-    assert len(svgs) == 4
+    # four trade-off plots, the accuracy bars with intervals, the history-length curve
+    assert len(svgs) == 6
+    # one error bar per full-ranking entry in the scatter and again in the bar chart; the
+    # tiny run's intervals are wide enough to be seen
+    assert len(errbars) >= 8, errbars
+    assert all(e["lines"] == 3 for e in errbars), errbars
+    assert sum(e["h"] > 2 for e in errbars) >= 6, errbars
     for svg in svgs:
         assert svg["w"] > 100 and svg["h"] > 50, svg
         assert svg["marks"] > 10, svg

@@ -30,6 +30,7 @@ def test_every_entry_gets_a_status_and_none_stops_the_others(tiny_compare: Path)
     stages = _statuses(tiny_compare)
     assert {n: s["status"] for n, s in stages.items()} == {
         "pop": "done",
+        "floor": "done",
         "knn": "done",
         "knn-cand": "done",
         "text-knn": "done",
