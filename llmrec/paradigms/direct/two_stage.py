@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Self
 
@@ -35,6 +34,7 @@ from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.models.base import ModelConfig, Recommender
+from llmrec.models.query import QueryProfiles
 from llmrec.models.registry import get_model_class
 from llmrec.models.saved import BYTES, expect
 from llmrec.paradigms.direct.prompts import user_profiles
@@ -126,6 +126,12 @@ class TwoStage(Recommender):
         """``(n, n_items)`` float32: the LM's order on each user's candidates — the retriever's
         top ``n_candidates`` unseen items, or as many as there are — (scores above
         ``n_items``), then every other item in the retriever's order."""
+        return self.score_with_profiles(users, history, None)
+
+    def score_with_profiles(
+        self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None
+    ) -> np.ndarray:
+        """:meth:`score`, the ranker's prompts showing ``profiles`` when given."""
         base = np.asarray(self.retriever.score(users, history), dtype=np.float32).copy()
         seen_mask = _seen(users, history, self.n_items)
         base[seen_mask] = -np.inf
@@ -140,7 +146,7 @@ class TwoStage(Recommender):
         for width in sorted(set(n_cands[ranked].tolist()), reverse=True):
             rows = np.flatnonzero(ranked & (n_cands == width))
             shown = cands[rows, :width]
-            lm_scores = self.ranker.rank(users[rows], history, shown)
+            lm_scores = self.ranker.rank(users[rows], history, shown, profiles=profiles)
             lm_rank = np.argsort(np.argsort(-lm_scores, axis=1, kind="stable"), axis=1)
             top = (self.n_items + width - lm_rank).astype(np.float32)
             out[rows] = _put(out[rows], shown, top)
@@ -154,10 +160,12 @@ class TwoStage(Recommender):
         candidates: np.ndarray,
         *,
         history: Dataset | UserHistory | None = None,
+        profiles: QueryProfiles | None = None,
     ) -> np.ndarray:
         """``(n, c)`` float32 LM scores of the given candidates (the retriever is skipped)."""
         users_arr, hist = self._query(users, history)
-        scores = self.ranker.rank(users_arr, hist, np.asarray(candidates, dtype=np.int64))
+        cands = np.asarray(candidates, dtype=np.int64)
+        scores = self.ranker.rank(users_arr, hist, cands, profiles=profiles)
         self._count(len(users_arr), len(users_arr), 0)
         return scores
 
@@ -208,11 +216,6 @@ class TwoStage(Recommender):
                 self.config.n_candidates,
                 c.no_history,
             )
-
-    @contextmanager
-    def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
-        with self.ranker.row_profiles(profiles):
-            yield
 
     # --- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -19,8 +19,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -32,6 +31,7 @@ from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.models.base import Recommender
+from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import BYTES, FLOAT, expect
 from llmrec.paradigms.embeddings.encoder import (
     TextEncoder,
@@ -112,27 +112,36 @@ class UserTower(Recommender):
             self._titles = train.item_texts(self.config.item_template, self.config.item_fields)
         return self
 
-    @contextmanager
-    def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
-        saved = self._profiles
-        given = [{} if isinstance(p, int) else dict(p) for p in profiles]
-        rendered = self.view.profiles(pd.DataFrame(given, index=range(len(given))))
-        self._profiles = [
-            (saved[p] if 0 <= p < len(saved) else "") if isinstance(p, int) else text
-            for p, text in zip(profiles, rendered, strict=True)
-        ]
-        try:
-            yield
-        finally:
-            self._profiles = saved
+    def user_texts(
+        self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None = None
+    ) -> list[str]:
+        """The text the LM reads for each user (profile, then recent titles); ``profiles[u]``,
+        when given, replaces user index ``u``'s stored profile (:mod:`llmrec.models.query`)."""
+        users = np.asarray(users, dtype=np.int64)
+        texts: Sequence[str] | dict[int, str] = self._profiles
+        if profiles is not None:
+            texts = self._profile_texts(users, profiles)
+        return self.view.render(users, texts, self._titles, history)
 
-    def user_texts(self, users: np.ndarray, history: UserHistory) -> list[str]:
-        """The text the LM reads for each user (profile, then recent titles)."""
-        return self.view.render(users, self._profiles, self._titles, history)
+    def _profile_texts(self, users: np.ndarray, profiles: QueryProfiles) -> dict[int, str]:
+        specs = {int(u): profiles[int(u)] for u in users}
+        given = {u: dict(p) for u, p in specs.items() if not isinstance(p, int)}
+        rendered = self.view.profiles(pd.DataFrame(list(given.values()), index=range(len(given))))
+        out = dict(zip(given, rendered, strict=True))
+        stored = self._profiles
+        for u, p in specs.items():
+            if isinstance(p, int):
+                out[u] = stored[p] if 0 <= p < len(stored) else ""
+        return out
 
     def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
+        return self.score_with_profiles(users, history, None)
+
+    def score_with_profiles(
+        self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None
+    ) -> np.ndarray:
         assert self.item_vectors is not None and self._popularity is not None
-        texts = self.user_texts(np.asarray(users, dtype=np.int64), history)
+        texts = self.user_texts(np.asarray(users, dtype=np.int64), history, profiles)
         vectors, _ = self.encoder.encode(texts, desc="encoding users")
         scores = vectors @ self.item_vectors.T
         if self.config.popularity_weight:
@@ -140,9 +149,11 @@ class UserTower(Recommender):
             scores += self.config.popularity_weight * prior.astype(np.float32)
         return scores
 
-    def _scores_with_fallback(self, users: np.ndarray, hist: UserHistory) -> np.ndarray:
+    def _scores_with_fallback(
+        self, users: np.ndarray, hist: UserHistory, profiles: QueryProfiles | None = None
+    ) -> np.ndarray:
         # no popularity fallback: a user without history still has a profile to encode
-        return np.asarray(self.score(users, hist), dtype=np.float32)
+        return np.asarray(self.score_with_profiles(users, hist, profiles), dtype=np.float32)
 
     # --- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
