@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config", type=Path, help="YAML compare config (start from llmrec/compare/presets/)"
     )
     cmp_.add_argument(
-        "--quick", action="store_true", help="the quick preset (user samples; < 20 min)"
+        "--quick", action="store_true", help="the quick preset (user samples, fewer epochs)"
     )
     cmp_.add_argument(
         "--only",
