@@ -188,6 +188,12 @@ class Recommender(ABC):
         self._popularity = train.item_popularity().astype(np.float32)
         self._fit_history = train.history()
 
+    def share_catalogue(self, source: Recommender) -> None:
+        """Take ``source``'s catalogue size, popularity and fit-time history, as if fitted on
+        the same data (a composite restoring a child whose arrays it saved itself)."""
+        self.n_items, self.n_users = source.n_items, source.n_users
+        self._popularity, self._fit_history = source._popularity, source._fit_history
+
     def _require_fitted(self) -> None:
         if self._popularity is None:
             raise NotFittedError(f"{self.name} is not fitted; call fit() or load() first")
