@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # OpenMP's default spin-wait collapses torch and llama.cpp on shared cores (a decode step
-    # 1.9 s instead of 0.05 s was measured here); passive waiting is the safe default. It must
+    # OpenMP's default spin-wait collapses torch and llama.cpp on shared cores (decode steps
+    # many times slower; docs/benchmarks.md); passive waiting is the safe default. It must
     # be set before torch loads, so it is set here, and a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()

@@ -12,8 +12,6 @@ from llmrec import paths
 from llmrec.cli._format import add_verbosity, print_json, status, table
 from llmrec.errors import ConfigError
 
-PRESETS = {"quick": "compare-quick.yaml", "full": "compare-full.yaml"}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     cmp_ = sub.add_parser(
@@ -22,9 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Each entry is a cached stage: run the same command again to resume.",
     )
     cmp_.add_argument("--dataset", help="ml-100k, synthetic:UxIxN or a CSV/Parquet path")
-    cmp_.add_argument("--config", type=Path, help="YAML compare config (see configs/)")
     cmp_.add_argument(
-        "--quick", action="store_true", help="the quick preset (user samples; < 20 min)"
+        "--config", type=Path, help="YAML compare config (start from llmrec/compare/presets/)"
+    )
+    cmp_.add_argument(
+        "--quick", action="store_true", help="the quick preset (user samples, fewer epochs)"
     )
     cmp_.add_argument(
         "--only",
@@ -92,31 +92,23 @@ def _constraints(args: argparse.Namespace, stored: dict[str, Any] | None = None)
         raise ConfigError(f"invalid constraint: {str(exc).splitlines()[-1].strip()}") from None
 
 
-def preset_path(name: str) -> Path:
-    """The shipped preset config ``configs/compare-<name>.yaml``."""
-    here = Path(__file__).resolve().parents[2] / "configs" / PRESETS[name]
-    if not here.is_file():
-        raise ConfigError(f"preset {here} is missing; pass --config with a compare config")
-    return here
-
-
 def build_compare_config(args: argparse.Namespace) -> tuple[Any, str]:
     """The compare config and a short label of its source (for the default folder name)."""
-    from llmrec.compare import load_compare_config
+    from llmrec.compare import load_compare_config, preset_config
 
     if args.config is not None and args.quick:
         raise ConfigError("give --config or --quick, not both")
-    if args.config is not None:
-        source, label = args.config, args.config.stem
-    else:
-        label = "quick" if args.quick else "full"
-        source = preset_path(label)
     overrides: dict[str, Any] = {}
     if args.dataset:
         overrides["dataset"] = args.dataset
     if args.seed is not None:
         overrides["seed"] = args.seed
-    config = load_compare_config(source, overrides)
+    if args.config is not None:
+        label = args.config.stem
+        config = load_compare_config(args.config, overrides)
+    else:
+        label = "quick" if args.quick else "full"
+        config = preset_config(label, overrides)
     if args.only:
         names = {e.name for e in config.entries}
         unknown = sorted(set(args.only) - names)

@@ -29,6 +29,7 @@ from llmrec.compare.config import (
     SplitSettings,
     load_compare_config,
     pipeline_need,
+    preset_config,
     quick_config,
 )
 from llmrec.compare.context import load_data, popularity_deciles
@@ -59,6 +60,7 @@ __all__ = [
     "load_data",
     "pipeline_need",
     "popularity_deciles",
+    "preset_config",
     "quick_config",
     "read_manifest",
     "run_compare",

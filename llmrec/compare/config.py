@@ -6,6 +6,7 @@ level default to the catalogue's (:mod:`llmrec.models.catalogue`).
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,8 +20,12 @@ from pydantic import (
 )
 
 from llmrec._io import check_unique_names, read_yaml_mapping, validated
+from llmrec.errors import ConfigError
 from llmrec.experiment import MAX_SEED, SplitConfig, check_cutoffs
 from llmrec.models.catalogue import Paradigm, PipelineLevel, find_spec
+
+#: The presets shipped in ``llmrec/compare/presets/``.
+PRESETS = ("quick", "full")
 
 __all__ = [
     "CompareConfig",
@@ -32,6 +37,7 @@ __all__ = [
     "ValidityConfig",
     "load_compare_config",
     "pipeline_need",
+    "preset_config",
     "quick_config",
 ]
 
@@ -236,16 +242,16 @@ def load_compare_config(
     return validated(CompareConfig, raw, "compare config")
 
 
+def preset_config(name: str, overrides: dict[str, Any] | None = None) -> CompareConfig:
+    """A preset shipped in the package (``llmrec/compare/presets/<name>.yaml``: ``quick``, the
+    ``--quick`` preset, or ``full``, the default), with top-level overrides."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown compare preset {name!r}; presets are {list(PRESETS)}")
+    shipped = resources.files("llmrec.compare") / "presets" / f"{name}.yaml"
+    with resources.as_file(shipped) as path:
+        return load_compare_config(path, overrides)
+
+
 def quick_config(dataset: str = "ml-100k") -> CompareConfig:
-    """The ``--quick`` preset: ``configs/compare-quick.yaml`` when present, else built in."""
-    shipped = Path(__file__).resolve().parents[2] / "configs" / "compare-quick.yaml"
-    if shipped.is_file():
-        return load_compare_config(shipped, {"dataset": dataset})
-    return CompareConfig(
-        dataset=dataset,
-        probes=ProbeConfig(sample_users=100, latency_users=20, probe_users=20),
-        entries=[
-            CompareEntry(name="popularity", paradigm="classic", model="popularity"),
-            CompareEntry(name="itemknn", paradigm="classic", model="itemknn"),
-        ],
-    )
+    """The ``--quick`` preset on ``dataset``."""
+    return preset_config("quick", {"dataset": dataset})

@@ -26,6 +26,7 @@ from llmrec.data.synthetic import synthetic
 from llmrec.errors import ConfigError
 
 __all__ = [
+    "WIKIDATA_SUFFIX",
     "ColumnMap",
     "Dataset",
     "Split",
@@ -53,8 +54,8 @@ __all__ = [
     "write_parquet",
 ]
 
-MOVIELENS_NAMES = ("ml-100k", "movielens-100k")
-MOVIELENS_1M_NAMES = ("ml-1m", "movielens-1m")
+_MOVIELENS_NAMES = ("ml-100k", "movielens-100k")
+_MOVIELENS_1M_NAMES = ("ml-1m", "movielens-1m")
 #: a dataset name ending in this gets the Wikidata film facts (``ml-1m+wikidata``)
 WIKIDATA_SUFFIX = "+wikidata"
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
@@ -91,9 +92,9 @@ def load_dataset(
             columns=columns, items=items, users=users, **read_kwargs,
         )  # fmt: skip
         return enrich_with_films(data, read_films(fetch_films(data_dir, fetch=fetch)))
-    if text.lower() in MOVIELENS_NAMES:
+    if text.lower() in _MOVIELENS_NAMES:
         return load_movielens_100k(data_dir, fetch=fetch)
-    if text.lower() in MOVIELENS_1M_NAMES:
+    if text.lower() in _MOVIELENS_1M_NAMES:
         return load_movielens_1m(data_dir, fetch=fetch)
     if text.lower().startswith("synthetic:"):
         n_users, n_items, n_inter = parse_synthetic_spec(text)

@@ -218,7 +218,8 @@ def _draw_unique(
     persists, e.g. heavy users of a small cluster) uniformly within the cluster, and at last
     uniformly over the catalogue, which always finds new items.
     Keys ``user * n_items + item`` stay sorted; sort-based de-duplication is used because
-    ``np.unique`` (hash-based in numpy 2.4) is ~80x slower on ten million int64 keys.
+    ``np.unique`` (hash-based in numpy 2.4) is much slower on ten million int64 keys
+    (docs/benchmarks.md).
     """
     n_users = len(counts)
     keys = np.empty(0, dtype=np.int64)

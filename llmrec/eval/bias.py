@@ -29,6 +29,7 @@ import numpy as np
 from llmrec.data._seed import generator
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
+from llmrec.models.query import QueryProfiles, same_profile
 
 __all__ = [
     "FairnessReport",
@@ -388,14 +389,13 @@ def _check_fairness_k(k: int, n_candidates: int | None) -> None:
 
 
 class _ProfileRanker(Protocol):
-    def profile_override(self, profile: Mapping[str, str] | None) -> Any: ...
-
     def score_candidates(
         self,
         users: np.ndarray,
         candidates: np.ndarray,
         *,
         history: Dataset | UserHistory | None = None,
+        profiles: QueryProfiles | None = None,
     ) -> np.ndarray: ...
 
 
@@ -407,8 +407,9 @@ def ranked_under_profiles(
     *,
     k: int = 5,
 ) -> Callable[[Mapping[str, str]], np.ndarray]:
-    """A ``rank_under`` for :func:`fairness` from anything with a ``profile_override``
-    context manager (the LM rankers): top-``k`` of ``candidates`` under each profile.
+    """A ``rank_under`` for :func:`fairness` from anything whose ``score_candidates`` takes
+    query ``profiles`` (the LM rankers and models over them): top-``k`` of ``candidates`` when
+    every user's prompt shows the same profile.
 
     Raises:
         ConfigError: ``k`` is not below the number of candidates (see :func:`fairness`).
@@ -416,8 +417,8 @@ def ranked_under_profiles(
     _check_fairness_k(k, np.asarray(candidates).shape[-1])
 
     def rank_under(profile: Mapping[str, str]) -> np.ndarray:
-        with ranker.profile_override(profile):
-            scores = ranker.score_candidates(users, candidates, history=history)
+        profiles = same_profile(np.asarray(users).tolist(), profile)
+        scores = ranker.score_candidates(users, candidates, history=history, profiles=profiles)
         return top_k(scores, candidates, k)
 
     return rank_under

@@ -1,6 +1,6 @@
 """GGUF files to safetensors folders, once: what :class:`~llmrec.lm.hf.HFCausalLM` loads.
 
-Transformers dequantises a GGUF to float32 (20-50 s for the small models here); the result is
+Transformers dequantises a GGUF to float32 (slow: docs/benchmarks.md); the result is
 saved once as a safetensors folder (tokenizer included) under the model cache, named by the
 file's stem and a fingerprint, and every later load reads that folder. The folder is written
 under a temporary name and renamed into place, so an interrupted conversion never leaves a

@@ -1,9 +1,9 @@
 """Hugging Face ``transformers`` backend for causal LMs: local folders and GGUF files, on CPU.
 
-A GGUF file is dequantised by transformers (20-50 s for the small models here); the result is
-saved once as a safetensors folder under the model cache and every later load reads that folder
-(a few seconds). The conversion is written to a temporary folder and renamed into place, so an
-interrupted conversion never leaves a half-written cache entry.
+A GGUF file is dequantised by transformers (slow: docs/benchmarks.md); the result is saved once
+as a safetensors folder under the model cache and every later load reads that folder. The
+conversion is written to a temporary folder and renamed into place, so an interrupted
+conversion never leaves a half-written cache entry.
 
 Batches are bucketed by length and left-padded with explicit ``position_ids``; forwards ask only
 for the logits they need (``logits_to_keep``), which matters for Gemma's 262k-token vocabulary.

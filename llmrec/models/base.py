@@ -13,8 +13,7 @@ loading checks every array against the sizes it claims (:mod:`llmrec.models.save
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -26,6 +25,7 @@ from llmrec._io import dumps_json, staged_dir
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.models.catalogue import import_target, model_names, model_spec
+from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import CONFIG_FILE, STATE_FILE, read_saved_meta, read_saved_state
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ class Recommender(ABC):
         history: Dataset | UserHistory | None = None,
         exclude_seen: bool = True,
         batch_size: int = 1024,
+        profiles: QueryProfiles | None = None,
     ) -> Recommendations:
         """Top-``k`` items for each user index.
 
@@ -139,6 +140,9 @@ class Recommender(ABC):
             k: list length; rows are padded with -1 when the catalogue runs out.
             history: interactions known at query time (default: those given to ``fit``).
             exclude_seen: drop items in the user's history from the list.
+            profiles: ``profiles[u]`` describes user index ``u`` for this query (see
+                :mod:`llmrec.models.query`; default: the profiles stored at fit time). Models
+                that read no profile (``reads_profiles`` False) ignore it.
         """
         users_arr, hist = self._query(users, history)
         k_eff = max(0, min(k, self.n_items))
@@ -146,7 +150,7 @@ class Recommender(ABC):
         out_scores = np.full((len(users_arr), k), -np.inf, dtype=np.float32)
         for start in range(0, len(users_arr), batch_size):
             batch = users_arr[start : start + batch_size]
-            scores = self._scores_with_fallback(batch, hist)
+            scores = self._scores_with_fallback(batch, hist, profiles)
             if exclude_seen:
                 _mask_seen(scores, batch, hist)
             items, top = _top_k(scores, k_eff)
@@ -161,19 +165,20 @@ class Recommender(ABC):
         candidates: np.ndarray,
         *,
         history: Dataset | UserHistory | None = None,
+        profiles: QueryProfiles | None = None,
     ) -> np.ndarray:
-        """``(n, c)`` float32 scores of each user's candidate items ``(n, c)`` int64."""
+        """``(n, c)`` float32 scores of each user's candidate items ``(n, c)`` int64
+        (``profiles`` as in :meth:`recommend`)."""
         users_arr, hist = self._query(users, history)
-        scores = self._scores_with_fallback(users_arr, hist)
+        scores = self._scores_with_fallback(users_arr, hist, profiles)
         return np.take_along_axis(scores, np.asarray(candidates, dtype=np.int64), axis=1)
 
-    @contextmanager
-    def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
-        """Within the block, user index ``u`` of a query is described by ``profiles[u]``: a
-        mapping of attributes (``{}``: no profile), or the index of a known user whose stored
-        profile applies. How a service answers rows of a query-time history, users the model
-        may never have seen; models that read no profile (``reads_profiles`` False) ignore it."""
-        yield
+    def score_with_profiles(
+        self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None
+    ) -> np.ndarray:
+        """:meth:`score` for a query that describes its users by ``profiles`` (``None``: the
+        stored ones). Models that read profiles (``reads_profiles`` True) override this."""
+        return self.score(users, history)
 
     # --- shared helpers for subclasses -------------------------------------------------------
     def _remember_catalogue(self, train: Dataset) -> None:
@@ -182,6 +187,12 @@ class Recommender(ABC):
         self.n_users = train.n_users
         self._popularity = train.item_popularity().astype(np.float32)
         self._fit_history = train.history()
+
+    def share_catalogue(self, source: Recommender) -> None:
+        """Take ``source``'s catalogue size, popularity and fit-time history, as if fitted on
+        the same data (a composite restoring a child whose arrays it saved itself)."""
+        self.n_items, self.n_users = source.n_items, source.n_users
+        self._popularity, self._fit_history = source._popularity, source._fit_history
 
     def _require_fitted(self) -> None:
         if self._popularity is None:
@@ -208,8 +219,10 @@ class Recommender(ABC):
             bad = users[(users < 0) | (users >= hist.n_users)][:5].tolist()
             raise ConfigError(f"user indices {bad} are outside 0..{hist.n_users - 1}")
 
-    def _scores_with_fallback(self, users: np.ndarray, hist: UserHistory) -> np.ndarray:
-        scores = np.asarray(self.score(users, hist), dtype=np.float32)
+    def _scores_with_fallback(
+        self, users: np.ndarray, hist: UserHistory, profiles: QueryProfiles | None = None
+    ) -> np.ndarray:
+        scores = np.asarray(self.score_with_profiles(users, hist, profiles), dtype=np.float32)
         # a NaN score (a diverged model) ranks last instead of breaking the ordering
         scores[np.isnan(scores)] = -np.inf
         cold = hist.lengths()[users] == 0

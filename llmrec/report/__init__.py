@@ -19,6 +19,8 @@ from llmrec.report.collect import build_report_data, summary_rows
 
 __all__ = [
     "PIPELINE_CHOICES",
+    "REPORT_HTML",
+    "REPORT_JSON",
     "Constraints",
     "build_report_data",
     "choose",

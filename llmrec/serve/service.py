@@ -203,21 +203,21 @@ def position_view(served: ServedModel, query: Query, shifts: int) -> dict[str, A
         )
     rotations = min(shifts, n)  # more would repeat an order
     out: list[dict[str, Any]] = []
-    with model.query_profiles([_profile_spec(query)]):
-        for i in range(rotations):
-            offset = (i * n) // rotations
-            shown = np.roll(cands, -offset)
-            scores = ranker.rank(users, batch, shown[None, :])[0]
-            rank_of_shown = np.argsort(np.argsort(-scores, kind="stable"), kind="stable")
-            slot_of = {int(item): s for s, item in enumerate(shown)}
-            rank_of = {int(item): int(r) for item, r in zip(shown, rank_of_shown, strict=True)}
-            out.append(
-                {
-                    "offset": offset,
-                    "slot": [slot_of[int(c)] for c in cands],
-                    "rank": [rank_of[int(c)] for c in cands],
-                }
-            )
+    profiles = [_profile_spec(query)]
+    for i in range(rotations):
+        offset = (i * n) // rotations
+        shown = np.roll(cands, -offset)
+        scores = ranker.rank(users, batch, shown[None, :], profiles=profiles)[0]
+        rank_of_shown = np.argsort(np.argsort(-scores, kind="stable"), kind="stable")
+        slot_of = {int(item): s for s, item in enumerate(shown)}
+        rank_of = {int(item): int(r) for item, r in zip(shown, rank_of_shown, strict=True)}
+        out.append(
+            {
+                "offset": offset,
+                "slot": [slot_of[int(c)] for c in cands],
+                "rank": [rank_of[int(c)] for c in cands],
+            }
+        )
     return {"candidates": cands, "shifts": out}
 
 
@@ -232,8 +232,7 @@ def _recommend(
     batch = UserHistory.from_rows([q.history for q in queries], stored.n_items)
     users = np.arange(len(queries), dtype=np.int64)
     profiles = [_profile_spec(q) for q in queries]
-    with model.query_profiles(profiles):
-        recs = model.recommend(users, k, history=batch, exclude_seen=exclude_seen)
+    recs = model.recommend(users, k, history=batch, exclude_seen=exclude_seen, profiles=profiles)
     return recs.items, recs.scores
 
 

@@ -413,15 +413,10 @@ def test_a_run_folder_without_its_model_is_one_line(
 def test_damaged_two_stage_texts_are_one_line_naming_the_entry(
     cli: Callable[..., Any], no_server: None, saved: dict[str, Path], tmp_path: Path
 ) -> None:
-    from safetensors.numpy import load_file, save_file
-
     record = {"model": "two_stage", "dataset": "tiny"}
     run = _run_folder(tmp_path, saved["direct"], record)
-    state_file = run / "model" / "state.safetensors"
-    state = load_file(str(state_file))
-    state["model.texts_json"] = np.frombuffer(b'{"texts": [1', dtype=np.uint8).copy()
-    save_file(state, str(state_file))
-    _damaged(cli, run, "cannot serve two_stage", "texts_json")
+    (run / "model" / "texts.json").write_text('{"texts": [1')
+    _damaged(cli, run, "cannot serve two_stage", "texts.json")
 
 
 def _compare_folder(tmp_path: Path, saved: dict[str, Path], stages: list[dict[str, Any]]) -> Path:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from llmrec.cli import main
-from llmrec.compare import load_compare_config
+from llmrec.compare import load_compare_config, preset_config
+from llmrec.compare.config import PRESETS
 from llmrec.errors import ConfigError
 from llmrec.models.registry import MODELS
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -80,9 +86,9 @@ def test_user_errors_are_one_line(config_file: Path, tmp_path: Path, capsys) -> 
     assert "entries.0.paradigm" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("preset", ["compare-quick.yaml", "compare-full.yaml"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_shipped_presets_are_valid_and_name_registered_models(preset: str) -> None:
-    config = load_compare_config(CONFIGS / preset)
+    config = preset_config(preset)
     assert config.entries
     for entry in config.entries:
         assert entry.model in MODELS, entry.model
@@ -99,3 +105,23 @@ def test_config_is_strict() -> None:
         )
     with pytest.raises(ConfigError, match="include 10"):
         load_compare_config({"eval": {"ks": [5]}})
+
+
+def test_presets_load_without_the_repository(tmp_path: Path) -> None:
+    """The presets are package data: a copy of the package alone (no ``configs/``, another
+    working directory) loads them, and ``pyproject.toml`` ships them."""
+    shutil.copytree(REPO / "llmrec", tmp_path / "llmrec", ignore=shutil.ignore_patterns("*.pyc"))
+    code = "from llmrec.compare import quick_config; print(len(quick_config('x').entries))"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == len(preset_config("quick").entries) > 2
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "presets/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["llmrec.compare"]
+
+
+def test_unknown_preset_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match="unknown compare preset 'huge'"):
+        preset_config("huge")

@@ -1,5 +1,6 @@
 """The three LM rankers and TwoStage, on FakeLM and scripted backends."""
 
+import threading
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -11,6 +12,7 @@ from llmrec.errors import ConfigError, NotFittedError
 from llmrec.eval import evaluate, evaluate_candidates
 from llmrec.lm.fake import FakeLM
 from llmrec.models.popularity import Popularity
+from llmrec.models.query import same_profile
 from llmrec.paradigms.direct import (
     GenerationRanker,
     LikelihoodRanker,
@@ -140,13 +142,48 @@ def test_make_ranker_by_kind_and_unknown_kind():
         VerbaliserRanker(no_such_option=1)
 
 
-def test_profile_override_changes_only_the_profile(split):
+def test_a_given_profile_changes_only_the_profile(split):
     ranker = VerbaliserRanker(lm=FakeLM(), prompt={"profile_fields": ["gender"]}).fit(split.train)
     own = ranker.prompt(0, np.array([1]), np.array([1, 2])).score_text
-    with ranker.profile_override({"gender": "nonbinary"}):
-        other = ranker.prompt(0, np.array([1]), np.array([1, 2])).score_text
-    assert "gender: M" in own and "gender: nonbinary" in other
+    other = ranker.prompt(0, np.array([1]), np.array([1, 2]), profile={"gender": "nonbinary"})
+    assert "gender: M" in own and "gender: nonbinary" in other.score_text
+    assert own.replace("gender: M", "gender: nonbinary") == other.score_text
     assert ranker.prompt(0, np.array([1]), np.array([1, 2])).score_text == own
+
+
+def test_interleaved_queries_each_see_their_own_profiles(split):
+    """Profiles are arguments, not state: two queries ranking at once on one ranker (each
+    waits inside the LM call for the other) write prompts with their own profile only."""
+
+    class MeetingLM(ScriptedLM):
+        def __init__(self) -> None:
+            super().__init__()
+            self.meet = threading.Barrier(2, timeout=10)
+            self.seen: dict[str, list[str]] = {}
+
+        def score_next_batch(self, prompts, labels):
+            self.seen.setdefault(threading.current_thread().name, []).extend(prompts)
+            self.meet.wait()
+            return super().score_next_batch(prompts, labels)
+
+    lm = MeetingLM()
+    ranker = VerbaliserRanker(lm=lm, batch_size=1, prompt={"profile_fields": ["gender"]})
+    ranker.fit(split.train)
+    hist = split.train.history()
+    users, cands = np.array([0, 1, 2]), np.tile(np.arange(4), (3, 1))
+
+    def query(gender: str) -> None:
+        profiles = same_profile(users.tolist(), {"gender": gender})
+        ranker.rank(users, hist, cands, profiles=profiles)
+
+    threads = [threading.Thread(target=query, args=(g,), name=g) for g in ("Q1", "Q2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for mine, theirs in (("Q1", "Q2"), ("Q2", "Q1")):
+        assert len(lm.seen[mine]) == 3
+        assert all(f"gender: {mine}" in p and theirs not in p for p in lm.seen[mine])
 
 
 def test_two_stage_reranks_the_retrievers_top_candidates(split):

@@ -5,6 +5,7 @@ one-line errors."""
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,13 +132,13 @@ def test_saved_texts_are_read_back_exactly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("blob", "needle"),
     [
-        (b"\xff\xfe not utf-8", "texts_json"),
-        (b'{"texts": ["a", ', "texts_json"),
+        (b"\xff\xfe not utf-8", "texts.json"),
+        (b'{"texts": ["a", ', "texts.json"),
         (b'{"texts": [1, 2], "profiles": []}', "texts.0"),
         (b'{"texts": "abc", "profiles": []}', "texts"),
-        (b'["a", "b"]', "texts_json"),
+        (b'["a", "b"]', "JSON object"),
         (b'{"texts": ["a"], "profiles": []}', "1 item texts for a catalogue of 30 items"),
-        (None, "lacks the array 'texts_json'"),
+        (None, "texts.json is missing"),
     ],
 )
 def test_damaged_saved_texts_are_one_line_errors(
@@ -145,16 +146,65 @@ def test_damaged_saved_texts_are_one_line_errors(
 ) -> None:
     split = leave_one_out(tiny_dataset())
     folder = _two_stage(8, FakeLM()).fit(split.train).save(tmp_path / "m")
+    if blob is None:
+        (folder / "texts.json").unlink()
+    else:
+        (folder / "texts.json").write_bytes(blob)
+    _assert_one_line(folder, needle)
+
+
+def test_a_saved_two_stage_keeps_its_retriever_in_a_sub_folder(tmp_path: Path) -> None:
+    """The retriever saves and loads itself (``retriever/``); a missing or foreign one is a
+    one-line error."""
+    split = leave_one_out(tiny_dataset())
+    folder = _two_stage(8, FakeLM()).fit(split.train).save(tmp_path / "m")
+    loaded = Recommender.load(folder)
+    assert isinstance(loaded, TwoStage)
+    assert isinstance(loaded.retriever, type(Recommender.load(folder / "retriever")))
+    other = _catalogue(n_items=4, histories=[[0, 1], [2], [3, 0]])
+    foreign = Path(shutil.copytree(folder, tmp_path / "foreign"))
+    shutil.rmtree(foreign / "retriever")
+    Popularity().fit(other).save(foreign / "retriever")
+    _assert_one_line(foreign, "retriever")
+    shutil.rmtree(folder / "retriever")
+    _assert_one_line(folder, "retriever is missing")
+
+
+LEGACY = Path(__file__).resolve().parents[1] / "models" / "legacy" / "two_stage"
+
+
+@pytest.mark.parametrize(
+    ("blob", "needle"),
+    [
+        (b"\xff\xfe not utf-8", "texts_json"),
+        (b'{"texts": ["a", ', "texts_json"),
+        (b'{"texts": [1, 2], "profiles": []}', "texts.0"),
+        (b'["a", "b"]', "texts_json"),
+        (b'{"texts": ["a"], "profiles": []}', "1 item texts for a catalogue of 30 items"),
+        (None, "lacks the array 'texts_json'"),
+    ],
+)
+def test_damaged_old_layout_texts_are_one_line_errors(
+    tmp_path: Path, blob: bytes | None, needle: str
+) -> None:
+    """Folders saved before the retriever got its own sub-folder (everything in the state
+    tensors; ``tests/models/legacy`` was saved by that version) still load, and their damage
+    reads as before."""
+    folder = Path(shutil.copytree(LEGACY, tmp_path / "m"))
     state = load_file(str(folder / STATE_FILE))
     if blob is None:
         del state["model.texts_json"]
     else:
         state["model.texts_json"] = np.frombuffer(blob, dtype=np.uint8).copy()
     save_file(state, str(folder / STATE_FILE))
+    _assert_one_line(folder, needle)
+
+
+def _assert_one_line(folder: Path, needle: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Recommender.load(folder)
     message = str(caught.value)
-    assert needle in message and "\n" not in message
+    assert needle in message and "\n" not in message, message
 
 
 def _catalogue(n_items: int, histories: list[list[int]]) -> Dataset:

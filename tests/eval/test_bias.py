@@ -1,7 +1,5 @@
 """Bias probes on constructed scorers whose biases are known."""
 
-import contextlib
-
 import numpy as np
 import pytest
 
@@ -209,10 +207,7 @@ def test_fairness_k_must_be_below_the_number_of_candidates(setup, k):
     users, cands, _ = setup
 
     class Ranker:
-        def profile_override(self, profile):
-            return contextlib.nullcontext()
-
-        def score_candidates(self, users, candidates, *, history=None):
+        def score_candidates(self, users, candidates, *, history=None, profiles=None):
             return by_item(users, candidates)
 
     with pytest.raises(ConfigError, match=f"fairness k={k} must be smaller than the 10 cand"):

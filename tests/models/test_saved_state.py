@@ -102,3 +102,45 @@ def test_lying_sizes_are_refused(name: str, saved: dict[str, Path], tmp_path: Pa
         (copy / "config.json").write_text(json.dumps(meta))
         with pytest.raises(ConfigError, match=str(copy)):
             Recommender.load(copy)
+
+
+#: folders saved by the format before composites saved children and texts as files
+LEGACY = Path(__file__).resolve().parent / "legacy"
+
+
+@pytest.mark.parametrize("name", ["two_stage", "user-tower"])
+def test_folders_of_the_old_layout_still_load(name: str, split: Split, tmp_path: Path) -> None:
+    """Texts inside uint8 tensors (and a two-stage's retriever arrays in its own state): the
+    old reader loads them, and saving again writes the new layout with the same answers."""
+    old = Recommender.load(LEGACY / name)
+    users = split.test.active_users()
+    before = old.recommend(users, 5).items
+    resaved = old.save(tmp_path / name)
+    assert (resaved / "texts.json").is_file()
+    np.testing.assert_array_equal(Recommender.load(resaved).recommend(users, 5).items, before)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "needle"),
+    [
+        ("user-tower", None, "texts.json is missing"),
+        ("user-tower", '{"titles": [1], "profiles": []}', "'titles' must be a list of strings"),
+        ("user-tower", '{"titles": ["a"], "profiles": []}', "1 titles for"),
+        ("user-tower", '["a"]', "JSON object"),
+        ("user-tower", '{"titles": [', "texts.json"),
+        ("two_stage", None, "texts.json is missing"),
+        ("two_stage", '{"texts": [', "texts.json"),
+    ],
+)
+def test_damaged_text_files_are_refused(
+    name: str, text: str | None, needle: str, saved: dict[str, Path], tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(saved[name], tmp_path / "copy"))
+    if text is None:
+        (copy / "texts.json").unlink()
+    else:
+        (copy / "texts.json").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        Recommender.load(copy)
+    message = str(info.value)
+    assert str(copy) in message and needle in message and "\n" not in message, message

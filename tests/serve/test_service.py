@@ -113,15 +113,24 @@ def test_each_row_of_a_batch_gets_its_own_profile(
     cands = np.arange(5)
     stored = ranker.builder.profiles[0]
     assert stored, "tiny data gives users a profile"
-    with ranker.row_profiles([{"occupation": "astronaut"}, 0, {}]):
-        first = ranker.prompt(0, hist.of(0), cands).score_text
-        second = ranker.prompt(1, hist.of(0), cands).score_text
-        third = ranker.prompt(2, hist.of(0), cands).score_text
+    shown: list[str] = []
+    score_next_batch = ranker.lm.score_next_batch
+
+    def recording(prompts: list[str], labels: Any) -> Any:
+        shown.extend(prompts)
+        return score_next_batch(prompts, labels)
+
+    ranker.lm.score_next_batch = recording
+    rows = UserHistory.from_rows([hist.of(0)] * 3, serve_data.n_items)
+    profiles = [{"occupation": "astronaut"}, 0, {}]
+    ranker.rank(np.arange(3), rows, np.tile(cands, (3, 1)), profiles=profiles)
+    first, second, third = shown
     assert "occupation: astronaut" in first
     assert all(f"{k}: {v}" in second for k, v in stored.items())
     assert "User profile" not in third
-    # outside the block the stored profiles are back
-    assert "astronaut" not in ranker.prompt(0, hist.of(0), cands).score_text
+    # the next query without profiles shows the stored ones
+    ranker.rank(np.array([0]), hist, cands[None, :])
+    assert "astronaut" not in shown[-1]
 
 
 def test_fallback_is_the_retrievers_ranking_marked_degraded(

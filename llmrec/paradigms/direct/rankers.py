@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -34,6 +33,7 @@ from llmrec import progress
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.lm.base import LanguageModel
+from llmrec.models.query import QueryProfiles
 from llmrec.paradigms.direct.grounding import Grounder
 from llmrec.paradigms.direct.prompts import Prompt, PromptBuilder, PromptConfig, user_profiles
 
@@ -192,8 +192,6 @@ class Ranker(ABC):
         self.stats = RankerStats()
         self._builder: PromptBuilder | None = None
         self._titles: list[str] = []
-        self._profile_override: dict[str, str] | None = None
-        self._row_profiles: Sequence[Mapping[str, str]] | None = None
 
     @property
     def lm(self) -> LanguageModel:
@@ -240,37 +238,18 @@ class Ranker(ABC):
             raise NotFittedError(f"{self.kind} ranker is not fitted; call fit(train) first")
         return self._builder
 
-    @contextmanager
-    def profile_override(self, profile: Mapping[str, str] | None) -> Iterator[None]:
-        """Within the block every prompt shows ``profile`` (``{}``: none) instead of the
-        user's own attributes; used by the fairness probe."""
-        saved = self._profile_override
-        self._profile_override = None if profile is None else dict(profile)
-        try:
-            yield
-        finally:
-            self._profile_override = saved
-
-    @contextmanager
-    def row_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
-        """Within the block the prompt of user index ``u`` shows ``profiles[u]``: attributes
-        (``{}``: no profile) or the index of a user whose stored profile applies. How a service
-        passes each request's profile when a query's users are rows of a query-time history."""
-        stored = self.builder.profiles
-        saved = self._row_profiles
-        self._row_profiles = [
-            (stored[p] if 0 <= p < len(stored) else {}) if isinstance(p, int) else p
-            for p in profiles
-        ]
-        try:
-            yield
-        finally:
-            self._row_profiles = saved
-
     # --- ranking -------------------------------------------------------------------------------
-    def rank(self, users: np.ndarray, history: UserHistory, candidates: np.ndarray) -> np.ndarray:
+    def rank(
+        self,
+        users: np.ndarray,
+        history: UserHistory,
+        candidates: np.ndarray,
+        *,
+        profiles: QueryProfiles | None = None,
+    ) -> np.ndarray:
         """``(n, c)`` float32 scores of ``candidates`` ``(n, c)`` int64 for ``users`` ``(n,)``,
-        given each user's ``history``; higher is better."""
+        given each user's ``history``; higher is better. ``profiles[u]``, when given, is the
+        profile user index ``u``'s prompt shows (:mod:`llmrec.models.query`)."""
         users = np.asarray(users, dtype=np.int64)
         candidates = np.asarray(candidates, dtype=np.int64)
         if candidates.ndim != 2 or len(candidates) != len(users):
@@ -279,7 +258,7 @@ class Ranker(ABC):
         work = progress.LMWork.of("ranking", self.config.lm, self.kind, unit="user")
         for rows in progress.batches(len(users), self.config.batch_size, desc="rank", work=work):
             prompts = [
-                self.prompt(int(u), history.of(int(u)), c)
+                self.prompt(int(u), history.of(int(u)), c, profile=self._profile(int(u), profiles))
                 for u, c in zip(users[rows], candidates[rows], strict=True)
             ]
             before = self.lm.stats.as_dict()
@@ -297,18 +276,24 @@ class Ranker(ABC):
         candidates: np.ndarray,
         *,
         history: Dataset | UserHistory | None = None,
+        profiles: QueryProfiles | None = None,
     ) -> np.ndarray:
         """The candidate-protocol verb of :class:`~llmrec.models.base.Recommender`."""
         if history is None:
             raise ConfigError("an LM ranker needs the users' history to write prompts")
         hist = history.history() if isinstance(history, Dataset) else history
-        return self.rank(users, hist, candidates)
+        return self.rank(users, hist, candidates, profiles=profiles)
 
-    def prompt(self, user: int, history: np.ndarray, candidates: np.ndarray) -> Prompt:
-        """The prompt this ranker writes for one user."""
-        profile = self._profile_override
-        if profile is None and self._row_profiles is not None:
-            profile = dict(self._row_profiles[user])
+    def prompt(
+        self,
+        user: int,
+        history: np.ndarray,
+        candidates: np.ndarray,
+        *,
+        profile: Mapping[str, str] | None = None,
+    ) -> Prompt:
+        """The prompt this ranker writes for one user; ``profile`` (``{}``: none) replaces the
+        user's stored attributes."""
         return self.builder.build(
             user,
             history,
@@ -318,6 +303,16 @@ class Ranker(ABC):
             style=self._answer_style(),
             profile=profile,
         )
+
+    def _profile(self, user: int, profiles: QueryProfiles | None) -> dict[str, str] | None:
+        """The attributes ``profiles`` gives user index ``user`` (``None``: the stored ones)."""
+        if profiles is None:
+            return None
+        spec = profiles[user]
+        if isinstance(spec, int):
+            stored = self.builder.profiles
+            return dict(stored[spec]) if 0 <= spec < len(stored) else {}
+        return dict(spec)
 
     def _instruction(self, n_candidates: int) -> str:
         return _LABEL_INSTRUCTION

@@ -15,32 +15,39 @@ Example::
     model.fit(split.train)
     recs = model.recommend(users, k=10, history=split.known_at_test())
 
-Saving writes the retriever's arrays, the rendered item texts and user profiles next to the
-config; loading rebuilds the LM from ``ranker.lm`` (a registered spec such as ``smollm2-135m``).
+Saving writes the retriever into ``retriever/`` through its own ``save`` and the rendered item
+texts and user profiles into ``texts.json``; loading rebuilds the LM from ``ranker.lm`` (a
+registered spec such as ``smollm2-135m``). Folders of the old layout (everything in
+``state.safetensors``) still load.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmrec._io import atomic_write_text, dumps_json, read_json_object
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.models.base import ModelConfig, Recommender
-from llmrec.models.registry import get_model_class
+from llmrec.models.query import QueryProfiles
+from llmrec.models.registry import get_model_class, registered_model_class
 from llmrec.models.saved import BYTES, expect
 from llmrec.paradigms.direct.prompts import user_profiles
 from llmrec.paradigms.direct.rankers import Ranker, RankerSpec, VerbaliserConfig, make_ranker
 
 __all__ = ["TwoStage", "TwoStageConfig"]
+
+#: Sub-folder and file of a saved two-stage model.
+RETRIEVER_DIR = "retriever"
+TEXTS_FILE = "texts.json"
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +118,8 @@ class TwoStage(Recommender):
         self.ranker = ranker if ranker is not None else make_ranker(self.config.ranker, lm=lm)
         self._counts = _Counts()
         self._warned = False
+        self._texts: list[str] = []
+        self._profiles: list[dict[str, str]] = []
 
     # --- the two verbs -------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
@@ -126,6 +135,12 @@ class TwoStage(Recommender):
         """``(n, n_items)`` float32: the LM's order on each user's candidates — the retriever's
         top ``n_candidates`` unseen items, or as many as there are — (scores above
         ``n_items``), then every other item in the retriever's order."""
+        return self.score_with_profiles(users, history, None)
+
+    def score_with_profiles(
+        self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None
+    ) -> np.ndarray:
+        """:meth:`score`, the ranker's prompts showing ``profiles`` when given."""
         base = np.asarray(self.retriever.score(users, history), dtype=np.float32).copy()
         seen_mask = _seen(users, history, self.n_items)
         base[seen_mask] = -np.inf
@@ -140,7 +155,7 @@ class TwoStage(Recommender):
         for width in sorted(set(n_cands[ranked].tolist()), reverse=True):
             rows = np.flatnonzero(ranked & (n_cands == width))
             shown = cands[rows, :width]
-            lm_scores = self.ranker.rank(users[rows], history, shown)
+            lm_scores = self.ranker.rank(users[rows], history, shown, profiles=profiles)
             lm_rank = np.argsort(np.argsort(-lm_scores, axis=1, kind="stable"), axis=1)
             top = (self.n_items + width - lm_rank).astype(np.float32)
             out[rows] = _put(out[rows], shown, top)
@@ -154,10 +169,12 @@ class TwoStage(Recommender):
         candidates: np.ndarray,
         *,
         history: Dataset | UserHistory | None = None,
+        profiles: QueryProfiles | None = None,
     ) -> np.ndarray:
         """``(n, c)`` float32 LM scores of the given candidates (the retriever is skipped)."""
         users_arr, hist = self._query(users, history)
-        scores = self.ranker.rank(users_arr, hist, np.asarray(candidates, dtype=np.int64))
+        cands = np.asarray(candidates, dtype=np.int64)
+        scores = self.ranker.rank(users_arr, hist, cands, profiles=profiles)
         self._count(len(users_arr), len(users_arr), 0)
         return scores
 
@@ -209,40 +226,55 @@ class TwoStage(Recommender):
                 c.no_history,
             )
 
-    @contextmanager
-    def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
-        with self.ranker.row_profiles(profiles):
-            yield
-
     # --- persistence ---------------------------------------------------------------------------
-    def _state(self) -> dict[str, np.ndarray]:
-        state = {f"retriever.{k}": v for k, v in self.retriever._state().items()}
-        blob = json.dumps({"texts": self._texts, "profiles": self._profiles}).encode()
-        state["texts_json"] = np.frombuffer(blob, dtype=np.uint8).copy()
-        return state
+    def _save_files(self, folder: Path) -> None:
+        """The retriever saves itself into ``retriever/``; the rendered item texts and user
+        profiles go to ``texts.json``."""
+        self.retriever.save(folder / RETRIEVER_DIR)
+        texts = {"texts": self._texts, "profiles": self._profiles}
+        atomic_write_text(folder / TEXTS_FILE, dumps_json(texts))
 
     def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """``texts_json``: bytes; ``retriever.*``: what the retriever checks of its own."""
-        expect(state, "texts_json", BYTES, (None,))
-        self._bind_retriever()._check_state(_retriever_state(state))
+        """Only folders of the old layout hold arrays of their own: ``texts_json`` (bytes) and
+        ``retriever.*`` (what the retriever checks of its own)."""
+        if state:
+            expect(state, "texts_json", BYTES, (None,))
+            self._legacy_retriever()._check_state(_retriever_state(state))
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        saved = _SavedTexts.from_bytes(state["texts_json"])
+        if state:  # the old layout: everything inside the state tensors
+            self._legacy_retriever()._load_state(_retriever_state(state))
+            self._bind(_SavedTexts.from_bytes(state["texts_json"]))
+
+    def _load_files(self, folder: Path) -> None:
+        if self._texts:  # read from the old layout by _load_state
+            return
+        for part in (RETRIEVER_DIR, TEXTS_FILE):
+            if not (folder / part).exists():
+                raise ConfigError(f"two_stage: {part} is missing (saved incompletely?)")
+        retriever = registered_model_class(self.config.retriever).load(folder / RETRIEVER_DIR)
+        if (retriever.n_items, retriever.n_users) != (self.n_items, self.n_users):
+            raise ConfigError(
+                f"two_stage: the retriever in {RETRIEVER_DIR}/ was saved for another catalogue "
+                f"({retriever.n_users} users x {retriever.n_items} items)"
+            )
+        self.retriever = retriever
+        self._bind(_SavedTexts.from_json(read_json_object(folder / TEXTS_FILE, "item texts")))
+
+    def _bind(self, saved: _SavedTexts) -> None:
         if len(saved.texts) != self.n_items:
             raise ConfigError(
                 f"two_stage: the saved state holds {len(saved.texts)} item texts for a catalogue "
                 f"of {self.n_items} items"
             )
-        self._bind_retriever()._load_state(_retriever_state(state))
         self._texts, self._profiles = saved.texts, saved.profiles
         self.ranker.bind(self._texts, self._profiles, self._fit_history)
 
-    def _bind_retriever(self) -> Recommender:
-        """The retriever, given this model's catalogue and fit-time history (loading)."""
-        r = self.retriever
-        r.n_items, r.n_users = self.n_items, self.n_users
-        r._popularity, r._fit_history = self._popularity, self._fit_history
-        return r
+    def _legacy_retriever(self) -> Recommender:
+        """The retriever of an old-layout folder, given this model's catalogue and fit-time
+        history (that layout saved only its learned arrays)."""
+        self.retriever.share_catalogue(self)
+        return self.retriever
 
 
 def _retriever_state(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -250,7 +282,8 @@ def _retriever_state(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class _SavedTexts(BaseModel):
-    """The rendered item texts and user profiles, saved as JSON bytes in ``texts_json``."""
+    """The rendered item texts and user profiles (``texts.json``; in the old layout, JSON
+    bytes in the ``texts_json`` array)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -258,17 +291,25 @@ class _SavedTexts(BaseModel):
     profiles: list[dict[str, str]]
 
     @classmethod
+    def from_json(cls, data: Any) -> _SavedTexts:
+        """The texts ``data`` holds; a one-line :class:`ConfigError` if damaged."""
+        return _validated_texts(lambda: cls.model_validate(data), TEXTS_FILE)
+
+    @classmethod
     def from_bytes(cls, blob: np.ndarray) -> _SavedTexts:
-        """The texts ``(n,)`` uint8 JSON holds; a one-line :class:`ConfigError` if damaged."""
-        try:
-            return cls.model_validate_json(blob.tobytes())
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(map(str, err["loc"])) or "top level"
-            why = f"{where}: {err['msg']}"
-            raise ConfigError(
-                f"two_stage: the saved item texts (texts_json) are damaged at {why}"
-            ) from None
+        """The texts ``(n,)`` uint8 JSON holds (the old layout)."""
+        return _validated_texts(lambda: cls.model_validate_json(blob.tobytes()), "texts_json")
+
+
+def _validated_texts(parse: Callable[[], _SavedTexts], where: str) -> _SavedTexts:
+    try:
+        return parse()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        at = ".".join(map(str, err["loc"])) or "top level"
+        raise ConfigError(
+            f"two_stage: the saved item texts ({where}) are damaged at {at}: {err['msg']}"
+        ) from None
 
 
 def _seen(users: np.ndarray, history: UserHistory, n_items: int) -> np.ndarray:

@@ -16,7 +16,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,11 +83,12 @@ class UserView(BaseModel):
     def render(
         self,
         users: np.ndarray,
-        profiles: Sequence[str],
+        profiles: Sequence[str] | Mapping[int, str],
         item_titles: Sequence[str],
         history: UserHistory,
     ) -> list[str]:
-        """Texts of ``users`` from their profile and the titles of their latest items."""
+        """Texts of ``users`` from their profile (``profiles[u]``) and the titles of their latest
+        items."""
         out = []
         for user in np.asarray(users, dtype=np.int64):
             parts = [profiles[user]] if profiles[user] else []

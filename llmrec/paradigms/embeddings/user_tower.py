@@ -19,19 +19,20 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from llmrec._io import dumps_json
+from llmrec._io import atomic_write_text, dumps_json, read_json_object
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.models.base import Recommender
+from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import BYTES, FLOAT, expect
 from llmrec.paradigms.embeddings.encoder import (
     TextEncoder,
@@ -57,6 +58,10 @@ class UserTowerConfig(TextModelConfig):
     history_items: int = Field(default=10, ge=0)
     title_field: str = "title"
     popularity_weight: float = Field(default=0.0, ge=0)
+
+
+#: The file of a saved user tower's item titles and user profiles.
+TEXTS_FILE = "texts.json"
 
 
 class UserTower(Recommender):
@@ -112,27 +117,36 @@ class UserTower(Recommender):
             self._titles = train.item_texts(self.config.item_template, self.config.item_fields)
         return self
 
-    @contextmanager
-    def query_profiles(self, profiles: Sequence[Mapping[str, str] | int]) -> Iterator[None]:
-        saved = self._profiles
-        given = [{} if isinstance(p, int) else dict(p) for p in profiles]
-        rendered = self.view.profiles(pd.DataFrame(given, index=range(len(given))))
-        self._profiles = [
-            (saved[p] if 0 <= p < len(saved) else "") if isinstance(p, int) else text
-            for p, text in zip(profiles, rendered, strict=True)
-        ]
-        try:
-            yield
-        finally:
-            self._profiles = saved
+    def user_texts(
+        self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None = None
+    ) -> list[str]:
+        """The text the LM reads for each user (profile, then recent titles); ``profiles[u]``,
+        when given, replaces user index ``u``'s stored profile (:mod:`llmrec.models.query`)."""
+        users = np.asarray(users, dtype=np.int64)
+        texts: Sequence[str] | dict[int, str] = self._profiles
+        if profiles is not None:
+            texts = self._profile_texts(users, profiles)
+        return self.view.render(users, texts, self._titles, history)
 
-    def user_texts(self, users: np.ndarray, history: UserHistory) -> list[str]:
-        """The text the LM reads for each user (profile, then recent titles)."""
-        return self.view.render(users, self._profiles, self._titles, history)
+    def _profile_texts(self, users: np.ndarray, profiles: QueryProfiles) -> dict[int, str]:
+        specs = {int(u): profiles[int(u)] for u in users}
+        given = {u: dict(p) for u, p in specs.items() if not isinstance(p, int)}
+        rendered = self.view.profiles(pd.DataFrame(list(given.values()), index=range(len(given))))
+        out = dict(zip(given, rendered, strict=True))
+        stored = self._profiles
+        for u, p in specs.items():
+            if isinstance(p, int):
+                out[u] = stored[p] if 0 <= p < len(stored) else ""
+        return out
 
     def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
+        return self.score_with_profiles(users, history, None)
+
+    def score_with_profiles(
+        self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None
+    ) -> np.ndarray:
         assert self.item_vectors is not None and self._popularity is not None
-        texts = self.user_texts(np.asarray(users, dtype=np.int64), history)
+        texts = self.user_texts(np.asarray(users, dtype=np.int64), history, profiles)
         vectors, _ = self.encoder.encode(texts, desc="encoding users")
         scores = vectors @ self.item_vectors.T
         if self.config.popularity_weight:
@@ -140,41 +154,60 @@ class UserTower(Recommender):
             scores += self.config.popularity_weight * prior.astype(np.float32)
         return scores
 
-    def _scores_with_fallback(self, users: np.ndarray, hist: UserHistory) -> np.ndarray:
+    def _scores_with_fallback(
+        self, users: np.ndarray, hist: UserHistory, profiles: QueryProfiles | None = None
+    ) -> np.ndarray:
         # no popularity fallback: a user without history still has a profile to encode
-        return np.asarray(self.score(users, hist), dtype=np.float32)
+        return np.asarray(self.score_with_profiles(users, hist, profiles), dtype=np.float32)
 
     # --- persistence ---------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         assert self.item_vectors is not None
-        return {
-            "item_vectors": self.item_vectors,
-            "profiles_json": _text_array(self._profiles),
-            "titles_json": _text_array(self._titles),
-        }
+        return {"item_vectors": self.item_vectors}
+
+    def _save_files(self, folder: Path) -> None:
+        """Item titles and user profiles go to ``texts.json`` (arrays stay in the state)."""
+        texts = {"titles": self._titles, "profiles": self._profiles}
+        atomic_write_text(folder / TEXTS_FILE, dumps_json(texts))
 
     def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Item vectors ``(n_items, dim)``; titles (one per item) and profiles as UTF-8 JSON."""
+        """Item vectors ``(n_items, dim)``; in the old layout also titles (one per item) and
+        profiles as UTF-8 JSON arrays."""
         expect(state, "item_vectors", FLOAT, (self.n_items, None))
-        titles = _array_text(expect(state, "titles_json", BYTES, (None,)), "titles_json")
-        if len(titles) != self.n_items:
-            raise ConfigError(f"titles_json holds {len(titles)} titles for {self.n_items} items")
-        _array_text(expect(state, "profiles_json", BYTES, (None,)), "profiles_json")
+        if "titles_json" in state or "profiles_json" in state:
+            titles = _array_text(expect(state, "titles_json", BYTES, (None,)), "titles_json")
+            self._check_titles(titles, "titles_json")
+            _array_text(expect(state, "profiles_json", BYTES, (None,)), "profiles_json")
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.item_vectors = state["item_vectors"]
-        self._profiles = _array_text(state["profiles_json"], "profiles_json")
-        self._titles = _array_text(state["titles_json"], "titles_json")
+        if "titles_json" in state:  # the old layout
+            self._profiles = _array_text(state["profiles_json"], "profiles_json")
+            self._titles = _array_text(state["titles_json"], "titles_json")
 
+    def _load_files(self, folder: Path) -> None:
+        if self._titles:  # read from the old layout by _load_state
+            return
+        path = folder / TEXTS_FILE
+        if not path.exists():
+            raise ConfigError(f"{TEXTS_FILE} is missing (saved incompletely?)")
+        data = read_json_object(path, "user-tower texts")
+        titles, profiles = data.get("titles"), data.get("profiles")
+        for key, texts in (("titles", titles), ("profiles", profiles)):
+            if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
+                raise ConfigError(f"{TEXTS_FILE}: {key!r} must be a list of strings")
+        assert isinstance(titles, list) and isinstance(profiles, list)
+        self._check_titles(titles, TEXTS_FILE)
+        self._titles, self._profiles = titles, profiles
 
-def _text_array(texts: list[str]) -> np.ndarray:
-    """Strings as a ``(n_bytes,)`` uint8 array of their UTF-8 JSON (safetensors holds arrays)."""
-    return np.frombuffer(dumps_json(texts, indent=None).encode("utf-8"), dtype=np.uint8).copy()
+    def _check_titles(self, titles: list[str], where: str) -> None:
+        if len(titles) != self.n_items:
+            raise ConfigError(f"{where} holds {len(titles)} titles for {self.n_items} items")
 
 
 def _array_text(raw: np.ndarray, key: str = "texts") -> list[str]:
-    """Inverse of :func:`_text_array`; a :class:`ConfigError` when ``raw`` is not a UTF-8 JSON
-    list (a damaged saved state)."""
+    """The strings an old-layout ``(n_bytes,)`` uint8 array of UTF-8 JSON holds; a
+    :class:`ConfigError` when ``raw`` is not a UTF-8 JSON list (a damaged saved state)."""
     try:
         texts = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
     except ValueError:

@@ -76,8 +76,8 @@ class GenerativeConfig(TorchConfig, SemanticIDConfig):
             a cosine decay to zero at ``epochs`` (early stopping may end training sooner).
         warmup_epochs: epochs of linear warm-up (``cosine`` only).
         collaborative: as in :class:`SemanticIDConfig`, but 1.0 by default here: semantic IDs
-            of text plus collaborative factors lift TIGER on ML-100K from 0.0693 to 0.0829
-            NDCG@10 (text-only IDs: ``collaborative=0``; docs/tokens.md).
+            of text plus collaborative factors lift TIGER's NDCG@10 on ML-100K over text-only
+            IDs (``collaborative=0``; figures in docs/tokens.md and docs/benchmarks.md).
     """
 
     max_items: int = Field(20, ge=1)
