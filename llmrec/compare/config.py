@@ -21,6 +21,7 @@ from pydantic import (
 from llmrec._io import check_unique_names, read_yaml_mapping, validated
 from llmrec.experiment import MAX_SEED, SplitConfig, check_cutoffs
 from llmrec.models.catalogue import Paradigm, PipelineLevel, find_spec
+from llmrec.runtime import RuntimeOptions
 
 __all__ = [
     "CompareConfig",
@@ -170,6 +171,8 @@ class CompareConfig(_Strict):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     probes: ProbeConfig = Field(default_factory=ProbeConfig)
     entries: list[CompareEntry] = Field(default_factory=list)
+    #: how stages run (threads, device, ...): not part of any stage key
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
     @model_validator(mode="after")
     def _unique_names(self) -> CompareConfig:

@@ -236,6 +236,15 @@ def load_lm(spec: str, *, lm_cache_dir: str | Path | None = None, **options: Any
     return lm
 
 
+def backend_of(spec: str) -> str:
+    """The backend short name (``hf``, ``st``, ``llamacpp``, ``openai``, ``fake``) a spec
+    builds, without loading anything; an unknown spec answers its scheme."""
+    scheme, sep, _ = spec.partition(":")
+    if not sep:
+        return PACKAGED[spec].backend if spec in PACKAGED else scheme
+    return scheme
+
+
 def _build(spec: str, options: dict[str, Any]) -> LanguageModel:
     scheme, sep, target = spec.partition(":")
     if not sep:

@@ -74,7 +74,7 @@ class BPR(Recommender):
         codes = users * self.n_items + items  # sorted: hist is user-major, items deduped
         rng = np.random.default_rng(cfg.seed)
         v_users, v_items = heldout_targets(valid)
-        with torch_session(cfg.threads, cfg.seed) as torch:
+        with torch_session(self.runtime, cfg.seed) as torch:
             from llmrec.nets.bpr import BPRNet
 
             net = BPRNet(self.n_users, self.n_items, cfg.dim, cfg.init_std)
@@ -121,7 +121,7 @@ class BPR(Recommender):
         """
         assert self.user_factors is not None and self.item_factors is not None
         rows = self.user_factors[np.asarray(users, dtype=np.int64)]
-        with torch_session(self.config.threads) as torch:
+        with torch_session(self.runtime) as torch:
             product = torch.from_numpy(rows) @ torch.from_numpy(self.item_factors).T
             return np.asarray(product.numpy(), dtype=np.float32)
 

@@ -92,7 +92,7 @@ class SASRec(Recommender):
         inputs, targets = _training_windows(hist, cfg.max_len, cfg.stride)
         rng = np.random.default_rng(cfg.seed)
         v_users, v_items = heldout_targets(valid)
-        with torch_session(cfg.threads, cfg.seed) as torch:
+        with torch_session(self.runtime, cfg.seed) as torch:
             self.net = self._build_net()
             opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             inputs_t = torch.from_numpy(inputs)
@@ -156,7 +156,7 @@ class SASRec(Recommender):
         """``(len(users), n_items)`` float32 next-item scores from each user's last
         ``max_len`` items in ``history``."""
         seqs = history.last(np.asarray(users, dtype=np.int64), self.config.max_len)
-        with torch_session(self.config.threads):
+        with torch_session(self.runtime):
             return self._score_sequences(seqs)
 
     def _score_sequences(self, seqs: np.ndarray, batch: int = 1024) -> np.ndarray:

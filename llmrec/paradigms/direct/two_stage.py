@@ -107,7 +107,7 @@ class TwoStage(Recommender):
             self.retriever = retriever
         else:
             klass = get_model_class(self.config.retriever)
-            self.retriever = klass(self.config.retriever_config)
+            self.retriever = klass(self.config.retriever_config, runtime=self.runtime)
         self.ranker = ranker if ranker is not None else make_ranker(self.config.ranker, lm=lm)
         self._counts = _Counts()
         self._warned = False

@@ -183,15 +183,17 @@ class GenerativeRetrieval(Recommender):
         cfg = self.config
         self._remember_catalogue(train)
         if self.ids is None or self.ids.n_items != train.n_items:
-            self._lm = encoder_for(cfg, self._lm, self._lm_pool)
-            self.ids = make_semantic_ids(train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool)
+            self._lm = encoder_for(cfg, self._lm, self._lm_pool, self.runtime)
+            self.ids = make_semantic_ids(
+                train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+            )
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
         windows, loss_from = self._training_windows(train.history())
         users, targets = heldout_targets(valid)
         if cfg.valid_users and len(users) > cfg.valid_users:
             pick = np.random.default_rng(cfg.seed).choice(len(users), cfg.valid_users, False)
             users, targets = users[np.sort(pick)], targets[np.sort(pick)]
-        with torch_session(cfg.threads, cfg.seed) as torch:
+        with torch_session(self.runtime, cfg.seed) as torch:
             self._net = self._build_net()
             opt = torch.optim.Adam(self._net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             steps = -(-len(windows) // cfg.batch_size)
@@ -320,7 +322,7 @@ class GenerativeRetrieval(Recommender):
         assert self.ids is not None and self._trie is not None
         users = np.asarray(users, dtype=np.int64)
         width = beam_size or self.config.beam_size
-        with torch_session(self.config.threads) as torch, torch.no_grad():
+        with torch_session(self.runtime) as torch, torch.no_grad():
             tuples, scores = self._beam_search(torch, users, history, width)
         lookup = self.ids.lookup()
         items = np.full(tuples.shape[:2], -1, dtype=np.int64)
@@ -430,7 +432,7 @@ class GenerativeRetrieval(Recommender):
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.ids = semantic_ids_from_state(state, self.n_items, self.config.quantizer)
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
-        with torch_session(self.config.threads):
+        with torch_session(self.runtime):
             self._net = self._build_net()
             load_net_state(self._net, state, "net.")
             self._net.eval()
