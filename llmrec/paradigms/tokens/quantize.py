@@ -410,14 +410,15 @@ class RQVAE:
         cfg = self.config
         x = prepare_vectors(vectors, cfg.normalize)
         k = cfg.k_for(len(x))
+        device = self.runtime.torch_device()
         with torch_session(self.runtime, cfg.seed) as torch:
-            net = RQVAENet(x.shape[1], k, cfg)
-            data = torch.as_tensor(x, dtype=torch.float32)
+            net = RQVAENet(x.shape[1], k, cfg).to(device)
+            data = torch.as_tensor(x, dtype=torch.float32).to(device)
             resets = train_rqvae(net, data, cfg)
             with torch.no_grad():
                 x_hat, codes, _ = net(data)
-            codes_np = codes.numpy().astype(np.int64)
-            books = [b.detach().numpy().copy() for b in net.codebooks]
-            x_hat_np = x_hat.numpy().astype(np.float64)
+            codes_np = codes.cpu().numpy().astype(np.int64)
+            books = [b.detach().cpu().numpy().copy() for b in net.codebooks]
+            x_hat_np = x_hat.cpu().numpy().astype(np.float64)
         diag = diagnose(codes_np, k, x, x_hat_np, dead_code_resets=float(resets))
         return _finish(codes_np, books, diag, self.method, item_ids)
