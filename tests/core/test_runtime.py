@@ -119,3 +119,23 @@ def test_threads_do_not_change_the_numbers() -> None:
     one = SASRec(SMALL, runtime={"threads": 1}).fit(data).score(users, data.history())
     two = SASRec(SMALL, runtime={"threads": 2}).fit(data).score(users, data.history())
     np.testing.assert_allclose(one, two, atol=1e-5)
+
+
+def test_load_lm_takes_runtime_options_and_a_fake_needs_none(no_gpu: None) -> None:
+    from llmrec.lm.registry import backend_of, load_lm
+
+    assert [backend_of(s) for s in ("fake", "fake:8", "minilm-l6", "smollm2-135m")] == [
+        "fake",
+        "fake",
+        "st",
+        "gguf",  # a GGUF package run by transformers (HFCausalLM)
+    ]
+    lm = load_lm("fake:8", runtime=RuntimeOptions(device="cpu", dtype="bfloat16"))
+    assert lm.encode(["a"]).shape == (1, 8)
+
+
+def test_a_two_stage_ranker_loads_its_lm_as_the_model_runs() -> None:
+    from llmrec.paradigms.direct.two_stage import TwoStage
+
+    model = TwoStage({"retriever": "popularity"}, runtime={"threads": 1, "device": "cpu"})
+    assert model.ranker.runtime is model.runtime and model.retriever.runtime is model.runtime
