@@ -16,10 +16,11 @@ On the CPU with the defaults (``device="auto"`` on a machine without a GPU, ``dt
 from __future__ import annotations
 
 import logging
+import re
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmrec.errors import ConfigError
 
@@ -51,12 +52,19 @@ class RuntimeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     threads: int = Field(default=2, ge=1, le=1024)
-    device: Device = Field(default="auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
+    device: Device = "auto"
     dtype: DType = "auto"
     cache_dir: str | None = None
     progress: bool = False
     lm_options: dict[str, Any] = Field(default_factory=dict)
     engine: Literal["local"] = "local"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda|cuda:\d+", value):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
 
     def check(self) -> None:
         """Fail early (a one-line :class:`ConfigError`) when a GPU is asked for and there is
@@ -86,7 +94,8 @@ def runtime_options(data: RuntimeOptions | dict[str, Any] | None) -> RuntimeOpti
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"runtime: {where}: {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"runtime: {where}: {msg}") from None
 
 
 def resolve_device(device: str) -> str:
@@ -119,7 +128,12 @@ def resolve_dtype(dtype: str, device: str) -> str:
 
 @cache
 def _log_choice(chosen: str) -> None:
+    """Say once per process which device ``auto`` took: to the log, and to the CLI's status
+    lines (``[llmrec] device auto: using cpu``)."""
+    from llmrec import progress
+
     log.info("device auto: using %s", chosen)
+    progress.write(f"device auto: using {chosen}")
 
 
 def _cuda() -> tuple[bool, int]:
