@@ -33,8 +33,8 @@ REFERENCE = HERE / "results" / "recbole_reference.json"
 MODELS: dict[str, dict[str, Any]] = {
     "popularity": {},
     "itemknn": {},
-    "bpr": {"threads": 2},
-    "sasrec": {"threads": 2},
+    "bpr": {},
+    "sasrec": {},
 }
 SEEDED = {"bpr", "sasrec"}
 METRICS = ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20")
@@ -48,12 +48,12 @@ def run_one(name: str, seed: int, threads: int | None = None) -> dict[str, Any]:
     from llmrec.models import create_model
 
     split = leave_one_out(load_movielens_100k())
+    from llmrec.runtime import RuntimeOptions
+
     config = dict(MODELS[name])
-    if threads is not None and "threads" in config:
-        config["threads"] = threads
     if name in SEEDED:
         config["seed"] = seed
-    model = create_model(name, config)
+    model = create_model(name, config, RuntimeOptions(threads=threads or 2))
     start = time.perf_counter()
     model.fit(split.train, split.valid)
     fit_s = time.perf_counter() - start

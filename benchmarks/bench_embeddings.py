@@ -109,24 +109,26 @@ def evaluate_model(name: str, model: Any, split: Any, args: argparse.Namespace) 
 
 def models(split: Any, args: argparse.Namespace, cache_dir: str) -> list[dict[str, Any]]:
     from llmrec.models import create_model
+    from llmrec.runtime import RuntimeOptions
 
     rows = []
     if not args.skip_baselines:
         rows.append(evaluate_model("popularity", create_model("popularity"), split, args))
-    train = {"threads": 2} | ({"epochs": args.epochs} if args.epochs else {})
+    train = {"epochs": args.epochs} if args.epochs else {}
     for seed in [] if args.skip_baselines else args.seeds:
         sasrec = create_model("sasrec", {"seed": seed, **train})
         rows.append(evaluate_model("sasrec", sasrec, split, args) | {"seed": seed})
     for encoder in args.encoders:
-        text = {"encoder": encoder, "item_template": TEMPLATE, "cache_dir": cache_dir}
+        text = {"encoder": encoder, "item_template": TEMPLATE}
+        runtime = RuntimeOptions(cache_dir=cache_dir)
         # the first fit with an encoder pays for encoding (cold cache): its time is the encode time
         if not args.skip_textknn:
-            knn = evaluate_model("textknn", create_model("textknn", text), split, args)
+            knn = evaluate_model("textknn", create_model("textknn", text, runtime), split, args)
             rows.append(knn | {"encoder": encoder})
         for seed in args.seeds:
             for repr_ in args.item_reprs:
                 params = {**text, **train, "seed": seed, "item_repr": repr_}
-                model = create_model("lm-sasrec", params)
+                model = create_model("lm-sasrec", params, runtime)
                 row = evaluate_model(f"lm-sasrec[{repr_}]", model, split, args)
                 rows.append(row | {"encoder": encoder, "seed": seed})
     return rows
@@ -136,6 +138,7 @@ def cold_users(split: Any, args: argparse.Namespace, cache_dir: str) -> list[dic
     from llmrec.eval import evaluate
     from llmrec.eval.slices import cold_user_split
     from llmrec.models import create_model
+    from llmrec.runtime import RuntimeOptions
 
     cold_split, users = cold_user_split(split, fraction=0.1, seed=0)
     rows = []
@@ -145,7 +148,6 @@ def cold_users(split: Any, args: argparse.Namespace, cache_dir: str) -> list[dic
             {
                 "encoder": encoder,
                 "item_template": TEMPLATE,
-                "cache_dir": cache_dir,
                 "profile_template": "A {age}-year-old {gender} {occupation}.",
                 "popularity_weight": weight,
             },
@@ -154,11 +156,12 @@ def cold_users(split: Any, args: argparse.Namespace, cache_dir: str) -> list[dic
         for weight in (0.0, 0.5)
     ]
     for name, params in candidates:
-        model = create_model(name, params).fit(cold_split.train, cold_split.valid)
+        runtime = RuntimeOptions(cache_dir=cache_dir)
+        model = create_model(name, params, runtime).fit(cold_split.train, cold_split.valid)
         result = evaluate(model, cold_split, phase="test", ks=(10, 20), users=users)
         row = {
             "model": name,
-            "params": {k: v for k, v in params.items() if k != "cache_dir"},
+            "params": params,
             "n_users": len(users),
             **{m: result.metrics[m] for m in METRICS},
         }

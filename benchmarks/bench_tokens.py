@@ -192,9 +192,8 @@ def part_models(split: Split, cache: Path, out: Path, args: argparse.Namespace) 
         "dim": args.tiger_dim,
         "valid_users": args.tiger_valid_users,
         "stride": args.tiger_stride,
-        "threads": 2,
     }
-    common = {"epochs": args.epochs, "eval_every": args.eval_every, "threads": 2}
+    common = {"epochs": args.epochs, "eval_every": args.eval_every}
     makers = {
         "sasrec": lambda: SASRec(**common),
         "token-sasrec": lambda: TokenSASRec(**common, ids=ids),

@@ -12,6 +12,7 @@ from llmrec.errors import (
 )
 from llmrec.models.base import ModelConfig, Recommendations, Recommender
 from llmrec.models.registry import create_model, get_model_class
+from llmrec.runtime import RuntimeOptions
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "NotFittedError",
     "Recommendations",
     "Recommender",
+    "RuntimeOptions",
     "Split",
     "UnknownIdError",
     "__version__",

@@ -33,6 +33,7 @@ from llmrec.results import (
     peak_rss_mb,
     write_record,
 )
+from llmrec.runtime import RuntimeOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,6 +96,8 @@ class RunConfig(_Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     save_model: bool = True
+    #: how the model runs (threads, device, ...): not part of the model's config
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
 
 def run_experiment(
@@ -120,7 +123,8 @@ def run_experiment(
     # fails in a second
     params = dict(config.params)
     params.setdefault("seed", config.seed)
-    model = create_model(config.model, params)
+    model = create_model(config.model, params, runtime=config.runtime)
+    config.runtime.check()
     make_dirs(run_dir.parent, "the parent folder of run folders")
     timer = StageTimer()
     with timer("load"):

@@ -23,6 +23,21 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(progress=True)
 
 
+def add_runtime(parser: argparse.ArgumentParser) -> None:
+    """``--device`` / ``--dtype`` / ``--threads``: runtime options (never part of a model's
+    config or of a compare stage key); they override a config's ``runtime:`` section."""
+    g = parser.add_argument_group("runtime options (how models run, not what they are)")
+    g.add_argument("--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N")
+    g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    g.add_argument("--threads", type=int, help="torch threads while fitting and scoring")
+
+
+def runtime_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The runtime options given on the command line (only those given)."""
+    given = {k: getattr(args, k, None) for k in ("device", "dtype", "threads")}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def status(args: argparse.Namespace) -> Callable[[str], None]:
     """Where a command's status lines go: stderr as ``[llmrec] …`` (above a live progress bar),
     or nowhere with ``--quiet``."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec import paths
-from llmrec.cli._format import add_verbosity, print_json, status, table
+from llmrec.cli._format import add_runtime, add_verbosity, print_json, runtime_flags, status, table
 from llmrec.errors import ConfigError
 
 
@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--store", type=Path, help="results store (SQLite) to add records to")
     _constraint_args(cmp_)
     cmp_.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_runtime(cmp_)
     add_verbosity(cmp_)
     cmp_.set_defaults(
         func=cmd_compare,
@@ -109,6 +110,9 @@ def build_compare_config(args: argparse.Namespace) -> tuple[Any, str]:
     else:
         label = "quick" if args.quick else "full"
         config = preset_config(label, overrides)
+    flags = runtime_flags(args)
+    if flags:
+        config = config.model_copy(update={"runtime": config.runtime.replace(**flags)})
     if args.only:
         names = {e.name for e in config.entries}
         unknown = sorted(set(args.only) - names)

@@ -10,7 +10,14 @@ import yaml
 
 from llmrec import paths
 from llmrec._io import read_yaml_mapping, validated
-from llmrec.cli._format import add_verbosity, print_json, status, table
+from llmrec.cli._format import (
+    add_runtime,
+    add_verbosity,
+    print_json,
+    runtime_flags,
+    status,
+    table,
+)
 from llmrec.errors import ConfigError
 
 SUMMARY_METRICS = ("ndcg@10", "recall@10", "mrr@10", "coverage")
@@ -33,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--data-dir", type=Path, default=None)
     run.add_argument("--store", type=Path, default=None, help="results store (SQLite file)")
     run.add_argument("--json", action="store_true", help="print the run record as JSON")
+    add_runtime(run)
     add_verbosity(run)
     run.set_defaults(
         func=cmd_run,
@@ -69,6 +77,9 @@ def build_config(args: argparse.Namespace) -> Any:
         if not sep or not all(key.split(".")):
             raise ConfigError(f"--set needs KEY=VALUE with a dotted KEY, got {item!r}")
         _assign(raw, key.split("."), _parse_value(value))
+    flags = runtime_flags(args)
+    if flags:
+        raw["runtime"] = {**(raw.get("runtime") or {}), **flags}
     return validated(RunConfig, raw, "run config")
 
 

@@ -23,6 +23,7 @@ from llmrec._io import check_unique_names, read_yaml_mapping, validated
 from llmrec.errors import ConfigError
 from llmrec.experiment import MAX_SEED, SplitConfig, check_cutoffs
 from llmrec.models.catalogue import Paradigm, PipelineLevel, find_spec
+from llmrec.runtime import RuntimeOptions
 
 #: The presets shipped in ``llmrec/compare/presets/``.
 PRESETS = ("quick", "full")
@@ -212,6 +213,8 @@ class CompareConfig(_Strict):
     probes: ProbeConfig = Field(default_factory=ProbeConfig)
     validity: ValidityConfig | None = None
     entries: list[CompareEntry] = Field(default_factory=list)
+    #: how stages run (threads, device, ...): not part of any stage key
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
     @model_validator(mode="after")
     def _unique_names(self) -> CompareConfig:

@@ -31,6 +31,7 @@ from llmrec.errors import ConfigError, LlmrecError
 from llmrec.experiment import split_data
 from llmrec.models.catalogue import find_spec
 from llmrec.results import RECORD_FILE, ResultsStore, RunRecord, read_record, write_record
+from llmrec.runtime import LEGACY_KEYS
 
 __all__ = ["run_compare", "stage_key"]
 
@@ -59,6 +60,7 @@ def run_compare(
     """
     make_dirs(out_dir, "compare folder")
     started = time.perf_counter()
+    config.runtime.check()
     data = data if data is not None else load_data(config.dataset, data_dir, seed=config.seed)
     split = split_data(data, config.split, config.seed)
     ctx = StageContext(config, data, split)
@@ -97,7 +99,7 @@ def stage_key(
     """Hash of everything a stage's numbers depend on: when it changes, the stage reruns.
     ``seed``: the key of an extra-seed stage of the entry (accuracy only, that seed)."""
     parts: dict[str, Any] = {
-        "entry": entry.model_dump(mode="json", exclude={"enabled", "pipeline"}),
+        "entry": _identity(entry),
         "dataset": [data.name, data.n_users, data.n_items, data.n_interactions],
         "split": config.split.model_dump(mode="json"),
         "eval": config.eval.model_dump(mode="json"),
@@ -111,6 +113,14 @@ def stage_key(
         parts["extra_seed"] = True
     blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _identity(entry: CompareEntry) -> dict[str, Any]:
+    """The entry as its numbers depend on it: runtime keys an older config put in ``params``
+    (threads, cache_dir, ...) are left out, as the runtime options are."""
+    out = entry.model_dump(mode="json", exclude={"enabled", "pipeline"})
+    out["params"] = {k: v for k, v in out["params"].items() if k not in LEGACY_KEYS}
+    return out
 
 
 def _status(entry: CompareEntry, status: Status, **kw: Any) -> StageStatus:

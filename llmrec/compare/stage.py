@@ -31,6 +31,7 @@ from llmrec.eval.protocols import EvalResult
 from llmrec.experiment import evaluate_protocol, make_record, slice_metrics
 from llmrec.models.base import Recommender
 from llmrec.results import RunRecord, new_run_id
+from llmrec.runtime import RuntimeOptions
 
 __all__ = ["Unavailable", "build_model", "first_line", "measure_seed", "measure_stage"]
 
@@ -59,7 +60,9 @@ def lm_missing_as_unavailable() -> Iterator[None]:
         raise Unavailable(first_line(exc)) from None
 
 
-def build_model(entry: CompareEntry, seed: int) -> Recommender:
+def build_model(
+    entry: CompareEntry, seed: int, runtime: RuntimeOptions | None = None
+) -> Recommender:
     """The entry's model, or :class:`Unavailable` when it cannot be built here."""
     from llmrec.errors import MissingExtraError
     from llmrec.models.catalogue import find_spec
@@ -74,7 +77,7 @@ def build_model(entry: CompareEntry, seed: int) -> Recommender:
     params = dict(entry.params)
     params.setdefault("seed", seed)
     try:
-        return klass(params)
+        return klass(params, runtime=runtime)
     except (MissingExtraError, ImportError) as exc:
         raise Unavailable(first_line(exc)) from None
 
@@ -89,7 +92,7 @@ def measure_stage(
 ) -> RunRecord:
     """Fit, evaluate and probe one entry; return its record (not yet written)."""
     stage_tic, cpu_tic = time.perf_counter(), time.process_time()
-    model = build_model(entry, ctx.config.seed)
+    model = build_model(entry, ctx.config.seed, ctx.config.runtime)
     mem = Memory()
     tic = time.perf_counter()
     with lm_missing_as_unavailable():

@@ -51,6 +51,7 @@ class HFConfig(BaseModel):
         path: a local Hugging Face model folder, or a ``.gguf`` file.
         gguf_file: GGUF file name inside ``path`` (a folder); implied when ``path`` is a file.
         dtype: compute dtype. ``float32`` is the default: see docs/lm.md for the measurement.
+        device: ``cpu`` or ``cuda[:N]``, as :class:`~llmrec.runtime.RuntimeOptions` resolve it.
         n_threads: torch intra-op threads; ``None`` leaves torch's setting alone.
         batch_size: most sequences in one forward.
         max_batch_tokens: most padded tokens (batch x length) in one forward.
@@ -66,7 +67,8 @@ class HFConfig(BaseModel):
 
     path: str
     gguf_file: str | None = None
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
     n_threads: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=8, ge=1)
     max_batch_tokens: int = Field(default=4096, ge=16)
@@ -115,7 +117,8 @@ class HFCausalLM(LanguageModel):
         if self.config.n_threads is not None:
             torch.set_num_threads(self.config.n_threads)
         folder = self._resolve_folder()
-        self._dtype = torch.float32 if self.config.dtype == "float32" else torch.bfloat16
+        self._dtype = getattr(torch, self.config.dtype)
+        self._device = torch.device(self.config.device)
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
             self.model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -123,7 +126,7 @@ class HFCausalLM(LanguageModel):
             )
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot load model from {folder}: {exc}") from exc
-        self.model.eval()
+        self.model.to(self._device).eval()
         self._pad_id = self._pick_pad_id()
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -152,6 +155,12 @@ class HFCausalLM(LanguageModel):
 
             cache = model_cache_dir()
         return convert_gguf(gguf, cache)
+
+    def _long(self, data: Any) -> Any:
+        """``data`` as an int64 tensor on the model's device."""
+        import torch
+
+        return torch.as_tensor(data, dtype=torch.long, device=self._device)
 
     def _pick_pad_id(self) -> int:
         for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0):
@@ -212,8 +221,8 @@ class HFCausalLM(LanguageModel):
         import torch
 
         width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        ids = self._long(torch.full((len(seqs), width), self._pad_id))
+        mask = self._long(torch.zeros((len(seqs), width)))
         for row, seq in enumerate(seqs):
             if seq:
                 ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
@@ -250,7 +259,7 @@ class HFCausalLM(LanguageModel):
                 else:
                     weights = batch["attention_mask"].unsqueeze(-1).float()
                     pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-                out[idx] = pooled.numpy()
+                out[idx] = pooled.cpu().numpy()
         if self.config.normalize:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return check_vectors(out, len(texts), f"{self.model_id} encode")
@@ -284,8 +293,8 @@ class HFCausalLM(LanguageModel):
                 batch = self._pad_left([seqs[i] for i in idx])
                 logits = self.model(**batch, logits_to_keep=1, use_cache=False).logits[:, -1, :]
                 logprobs = torch.log_softmax(logits.float(), dim=-1)
-                gather = torch.tensor([label_ids[i] for i in idx], dtype=torch.long)
-                out[idx] = logprobs.gather(1, gather).numpy()
+                gather = self._long([label_ids[i] for i in idx])
+                out[idx] = logprobs.gather(1, gather).cpu().numpy()
         return check_logprobs(out, out.shape, f"{self.model_id} score_next")
 
     # --- loglikelihood -------------------------------------------------------------------------
@@ -328,17 +337,15 @@ class HFCausalLM(LanguageModel):
 
         out = np.zeros(len(conts), dtype=np.float32)
         with torch.inference_mode():
-            res = self.model(
-                torch.tensor([prefix], dtype=torch.long), use_cache=True, logits_to_keep=1
-            )
+            res = self.model(self._long([prefix]), use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(res.logits[0, -1, :].float(), dim=-1)
             # transformers 5.x renamed past_key_values to cache (the old name warns)
             prompt_cache = res.cache if self._cache_kw == "cache" else res.past_key_values
             vocab = int(res.logits.shape[-1])
             for chunk in self._cont_chunks(conts, vocab):
                 scores = self._score_chunk(prompt_cache, len(prefix), [conts[i] for i in chunk])
-                heads = torch.tensor([conts[i][0] if conts[i] else 0 for i in chunk])
-                heads_lp = first[heads].numpy()
+                heads = self._long([conts[i][0] if conts[i] else 0 for i in chunk])
+                heads_lp = first[heads].cpu().numpy()
                 for j, i in enumerate(chunk):
                     out[i] = (heads_lp[j] if conts[i] else 0.0) + scores[j]
         return out
@@ -358,15 +365,17 @@ class HFCausalLM(LanguageModel):
         if max(len(c) for c in conts) <= 1:
             return np.zeros(len(conts), dtype=np.float32)
         width = max(len(c) for c in conts)
-        ids = torch.full((len(conts), width), self._pad_id, dtype=torch.long)
-        cont_mask = torch.zeros((len(conts), width), dtype=torch.long)
+        ids = self._long(torch.full((len(conts), width), self._pad_id))
+        cont_mask = self._long(torch.zeros((len(conts), width)))
         for row, c in enumerate(conts):  # right padding: every row starts at the same position
             ids[row, : len(c)] = torch.tensor(c, dtype=torch.long)
             cont_mask[row, : len(c)] = 1
         cache = copy.deepcopy(prompt_cache)
         cache.batch_repeat_interleave(len(conts))
-        mask = torch.cat([torch.ones((len(conts), n_prefix), dtype=torch.long), cont_mask], 1)
-        positions = torch.arange(n_prefix, n_prefix + width).unsqueeze(0).expand(len(conts), -1)
+        mask = torch.cat([self._long(torch.ones((len(conts), n_prefix))), cont_mask], 1)
+        positions = (
+            self._long(torch.arange(n_prefix, n_prefix + width)).unsqueeze(0).expand(len(conts), -1)
+        )
         logits = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -376,7 +385,7 @@ class HFCausalLM(LanguageModel):
         ).logits[:, :-1, :]
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         token_lp = logprobs.gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        return (token_lp * cont_mask[:, 1:]).sum(1).numpy()
+        return (token_lp * cont_mask[:, 1:]).sum(1).cpu().numpy()
 
     def _score_full(self, p_ids: list[int], full: list[int]) -> float:
         """Summed log-probs of the tokens of ``full`` after its common prefix with ``p_ids``."""
@@ -393,9 +402,9 @@ class HFCausalLM(LanguageModel):
         full = fitted
         self._count(prompt_tokens=len(full))
         with torch.inference_mode():
-            logits = self.model(torch.tensor([full], dtype=torch.long), use_cache=False).logits
+            logits = self.model(self._long([full]), use_cache=False).logits
             logprobs = torch.log_softmax(logits[0, start - 1 : -1, :].float(), dim=-1)
-            target = torch.tensor(full[start:], dtype=torch.long).unsqueeze(-1)
+            target = self._long(full[start:]).unsqueeze(-1)
             return float(logprobs.gather(1, target).sum())
 
     def loglikelihood_full(self, prompt: str, continuations: Sequence[str]) -> np.ndarray:

@@ -54,6 +54,9 @@ class LlamaCppConfig(BaseModel):
         n_threads: CPU threads for decoding and prompt evaluation.
         n_ctx: context window in tokens (prompt plus generated tokens).
         n_batch: most tokens llama.cpp evaluates in one call.
+        n_gpu_layers: layers offloaded to a GPU (``-1``: all) where llama-cpp-python was built
+            with GPU support; ``0`` (default) keeps everything on the CPU. Give it through the
+            runtime options' ``lm_options`` (``{"n_gpu_layers": -1}``).
         seed: sampling seed used when ``generate`` is not given one.
         embedding: build the context with embeddings on; required by :meth:`LlamaCppLM.encode`.
         chat_format: a llama-cpp-python chat format name (``"chatml"``...) that replaces the
@@ -72,6 +75,7 @@ class LlamaCppConfig(BaseModel):
     n_threads: int = Field(default=2, ge=1)
     n_ctx: int = Field(default=2048, ge=16)
     n_batch: int = Field(default=512, ge=1)
+    n_gpu_layers: int = Field(default=0, ge=-1)
     seed: int = 0
     embedding: bool = False
     chat_format: str | None = None
@@ -134,6 +138,7 @@ class LlamaCppLM(LanguageModel):
             "n_threads_batch": cfg.n_threads,
             "n_ctx": cfg.n_ctx,
             "n_batch": cfg.n_batch,
+            "n_gpu_layers": cfg.n_gpu_layers,
             "seed": cfg.seed,
             "embedding": cfg.embedding,
             "chat_format": cfg.chat_format,

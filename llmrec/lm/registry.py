@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmrec.errors import ConfigError, LlmrecError, MissingExtraError
+from llmrec.runtime import RuntimeOptions, lm_backend_options
 
 if TYPE_CHECKING:
     from llmrec.lm.base import LanguageModel
@@ -221,19 +222,39 @@ def _known() -> str:
     return f"{', '.join(PACKAGED)}, fake, fake:DIM, {schemes}"
 
 
-def load_lm(spec: str, *, lm_cache_dir: str | Path | None = None, **options: Any) -> LanguageModel:
+def load_lm(
+    spec: str,
+    *,
+    lm_cache_dir: str | Path | None = None,
+    runtime: RuntimeOptions | None = None,
+    **options: Any,
+) -> LanguageModel:
     """The language model a spec names (see the module docstring), built with ``options``.
+
+    ``runtime`` adds its ``lm_options`` and, for the torch backends, its device and dtype
+    (:func:`~llmrec.runtime.lm_backend_options`); ``options`` win over both.
 
     ``options`` go to the backend (for example ``n_threads=2``, ``dtype="bfloat16"``,
     ``cache_dir=...`` for GGUF conversions). With ``lm_cache_dir`` the model is wrapped in
     :class:`~llmrec.lm.cache.CachedLM`, so answers persist across runs.
     """
+    if runtime is not None:
+        options = {**runtime.lm_options, **lm_backend_options(runtime, backend_of(spec)), **options}
     lm = _build(spec, options)
     if lm_cache_dir is not None:
         from llmrec.lm.cache import CachedLM
 
         return CachedLM(lm, lm_cache_dir)
     return lm
+
+
+def backend_of(spec: str) -> str:
+    """The backend short name (``hf``, ``st``, ``llamacpp``, ``openai``, ``fake``) a spec
+    builds, without loading anything; an unknown spec answers its scheme."""
+    scheme, sep, _ = spec.partition(":")
+    if not sep:
+        return PACKAGED[spec].backend if spec in PACKAGED else scheme
+    return scheme
 
 
 def _build(spec: str, options: dict[str, Any]) -> LanguageModel:

@@ -26,6 +26,7 @@ class STConfig(BaseModel):
     Attributes:
         path: a local sentence-transformers folder.
         n_threads: torch intra-op threads; ``None`` leaves torch's setting alone.
+        device: ``cpu`` or ``cuda[:N]``, as :class:`~llmrec.runtime.RuntimeOptions` resolve it.
         batch_size: default texts per forward.
         normalize: L2-normalise the vectors.
         model_id: cache-key identity; derived from the path when not given.
@@ -35,13 +36,15 @@ class STConfig(BaseModel):
 
     path: str
     n_threads: int | None = Field(default=None, ge=1)
+    device: str = "cpu"
     batch_size: int = Field(default=64, ge=1)
     normalize: bool = True
     model_id: str | None = None
 
 
 class SentenceTransformerLM(LanguageModel):
-    """Encodes texts with a sentence-transformers model on CPU; other verbs raise BackendError.
+    """Encodes texts with a sentence-transformers model on its device (default the CPU); other
+    verbs raise BackendError.
 
     Example::
 
@@ -65,7 +68,7 @@ class SentenceTransformerLM(LanguageModel):
         if not folder.is_dir():
             raise ConfigError(f"sentence-transformers folder not found: {folder}")
         try:
-            self.model = st.SentenceTransformer(str(folder), device="cpu")
+            self.model = st.SentenceTransformer(str(folder), device=self.config.device)
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot load sentence-transformers model {folder}: {exc}") from exc
         self.model.eval()
@@ -122,8 +125,9 @@ class SentenceTransformerLM(LanguageModel):
                     max_length=limit,
                     return_tensors="pt",
                 )
-                vectors = self.model(dict(features))["sentence_embedding"].float()
+                features = {k: v.to(self.model.device) for k, v in features.items()}
+                vectors = self.model(features)["sentence_embedding"].float()
                 if self.config.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
-                out[idx] = vectors.numpy()
+                out[idx] = vectors.cpu().numpy()
         return check_vectors(out, len(texts), f"{self.model_id} encode")

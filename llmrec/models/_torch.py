@@ -21,6 +21,7 @@ from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, require
 from llmrec.models.base import ModelConfig
 from llmrec.models.trainlog import TrainLog
+from llmrec.runtime import RuntimeOptions
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +40,6 @@ class TorchConfig(ModelConfig):
         10, ge=1, description="stop after this many evaluations without a better valid NDCG@10"
     )
     eval_every: int = Field(1, ge=1, description="epochs between validation evaluations")
-    threads: int = Field(2, ge=1, description="torch intra-op threads while fitting/scoring")
 
 
 def import_torch() -> Any:
@@ -48,11 +48,11 @@ def import_torch() -> Any:
 
 
 @contextlib.contextmanager
-def torch_session(threads: int, seed: int | None = None) -> Iterator[Any]:
-    """Set torch's thread count (and seed, if given) for the block; restore the thread count.
-
-    Yields the ``torch`` module.
+def torch_session(runtime: RuntimeOptions, seed: int | None = None) -> Iterator[Any]:
+    """Set torch's thread count to ``runtime.threads`` (and the seed, if given) for the block;
+    restore the thread count. Yields the ``torch`` module.
     """
+    threads = runtime.threads
     torch = import_torch()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -27,6 +27,7 @@ from llmrec.errors import ConfigError, NotFittedError
 from llmrec.models.catalogue import import_target, model_names, model_spec
 from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import CONFIG_FILE, STATE_FILE, read_saved_meta, read_saved_state
+from llmrec.runtime import RuntimeOptions, runtime_options, split_legacy
 
 if TYPE_CHECKING:
     from llmrec.lm.base import LanguageModel
@@ -82,12 +83,26 @@ class Recommender(ABC):
     #: True for models whose answer depends on the user's profile attributes.
     reads_profiles: ClassVar[bool] = False
 
-    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any):
+    def __init__(
+        self,
+        config: ModelConfig | dict[str, Any] | None = None,
+        *,
+        runtime: RuntimeOptions | dict[str, Any] | None = None,
+        **overrides: Any,
+    ):
+        if isinstance(config, dict):
+            config, moved = split_legacy(config, self.name)
+        else:
+            moved = {}
+        overrides, moved_too = split_legacy(overrides, self.name)
         try:
             config = self._validate_config(config, overrides)
         except ValidationError as exc:
             raise ConfigError(f"{self.name}: {_one_line(exc)}") from None
         self.config = config
+        #: how this model runs (threads, device, ...): never saved, never in a stage key
+        # keys an older config held fill in only where no runtime options are given
+        self.runtime = runtime_options(runtime if runtime is not None else {**moved, **moved_too})
         self.n_items = 0
         self.n_users = 0
         self._popularity: np.ndarray | None = None
@@ -276,8 +291,13 @@ class Recommender(ABC):
         return folder
 
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
+    def load(
+        cls, path: str | Path, *, runtime: RuntimeOptions | dict[str, Any] | None = None
+    ) -> Recommender:
         """Load a saved model; on the base class, the model class is read from config.json.
+
+        ``runtime`` says how the loaded model runs (device, threads, ...); a model saved on
+        one device loads on any other (its state is saved as numpy arrays).
 
         A saved folder names its model by a registered short name only (never an import path).
         Every damage — unreadable or malformed ``config.json``, a missing, truncated or foreign
@@ -288,10 +308,11 @@ class Recommender(ABC):
         meta = read_saved_meta(folder)
         klass = _saved_class(cls, meta.model, folder)
         try:
-            config = klass.config_class.model_validate(meta.config)
+            saved, moved = split_legacy(dict(meta.config), str(folder))
+            config = klass.config_class.model_validate(saved)
             for nested in klass.nested_models(config):
                 _check_registered(nested, folder)
-            model = klass(config)
+            model = klass(config, runtime=runtime if runtime is not None else moved)
         except ValidationError as exc:
             raise ConfigError(f"{folder}/{CONFIG_FILE}: config: {_one_line(exc)}") from None
         except ConfigError as exc:

@@ -74,10 +74,11 @@ class BPR(Recommender):
         codes = users * self.n_items + items  # sorted: hist is user-major, items deduped
         rng = np.random.default_rng(cfg.seed)
         v_users, v_items = heldout_targets(valid)
-        with torch_session(cfg.threads, cfg.seed) as torch:
+        device = self.runtime.torch_device()
+        with torch_session(self.runtime, cfg.seed) as torch:
             from llmrec.nets.bpr import BPRNet
 
-            net = BPRNet(self.n_users, self.n_items, cfg.dim, cfg.init_std)
+            net = BPRNet(self.n_users, self.n_items, cfg.dim, cfg.init_std).to(device)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
             def run_epoch(epoch: int) -> float:
@@ -87,9 +88,9 @@ class BPR(Recommender):
                     idx = order[start : start + cfg.batch_size]
                     neg = _sample_negatives(rng, users[idx], codes, self.n_items, cfg.n_negatives)
                     loss = net.loss(
-                        torch.from_numpy(users[idx]),
-                        torch.from_numpy(items[idx]),
-                        torch.from_numpy(neg),
+                        torch.from_numpy(users[idx]).to(device),
+                        torch.from_numpy(items[idx]).to(device),
+                        torch.from_numpy(neg).to(device),
                         cfg.reg,
                     )
                     opt.zero_grad()
@@ -121,13 +122,15 @@ class BPR(Recommender):
         """
         assert self.user_factors is not None and self.item_factors is not None
         rows = self.user_factors[np.asarray(users, dtype=np.int64)]
-        with torch_session(self.config.threads) as torch:
-            product = torch.from_numpy(rows) @ torch.from_numpy(self.item_factors).T
-            return np.asarray(product.numpy(), dtype=np.float32)
+        device = self.runtime.torch_device()
+        with torch_session(self.runtime) as torch:
+            items = torch.from_numpy(self.item_factors).to(device)
+            product = torch.from_numpy(rows).to(device) @ items.T
+            return np.asarray(product.cpu().numpy(), dtype=np.float32)
 
     def _export(self, net: BPRNet) -> None:
-        self.user_factors = net.user.weight.detach().numpy().copy()
-        self.item_factors = net.item.weight.detach().numpy().copy()
+        self.user_factors = net.user.weight.detach().cpu().numpy().copy()
+        self.item_factors = net.item.weight.detach().cpu().numpy().copy()
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.user_factors is not None and self.item_factors is not None

@@ -7,7 +7,7 @@ history, keeping for each item only its ``neighbors`` most similar items.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,7 +30,7 @@ class ItemKNN(Recommender):
     config_class = ItemKNNConfig
     config: ItemKNNConfig
 
-    def __init__(self, config: ItemKNNConfig | dict | None = None, **overrides: object) -> None:
+    def __init__(self, config: ItemKNNConfig | dict | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._sim: sp.csr_matrix | None = None
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from llmrec.errors import ConfigError
 from llmrec.models.base import Recommender, registered_class
 from llmrec.models.catalogue import find_spec, import_target, model_names, model_spec
+from llmrec.runtime import RuntimeOptions
 
 __all__ = ["MODELS", "create_model", "get_model_class", "registered_model_class"]
 
@@ -57,6 +58,9 @@ def registered_model_class(name: str) -> type[Recommender]:
     return registered_class(name)
 
 
-def create_model(name: str, config: dict[str, object] | None = None) -> Recommender:
-    """Instantiate a model by name with a config dict (validated by the model's config class)."""
-    return get_model_class(name)(config or {})
+def create_model(
+    name: str, config: dict[str, object] | None = None, runtime: RuntimeOptions | None = None
+) -> Recommender:
+    """Instantiate a model by name with a config dict (validated by the model's config class),
+    to run as ``runtime`` says."""
+    return get_model_class(name)(config or {}, runtime=runtime)

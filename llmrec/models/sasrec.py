@@ -92,15 +92,16 @@ class SASRec(Recommender):
         inputs, targets = _training_windows(hist, cfg.max_len, cfg.stride)
         rng = np.random.default_rng(cfg.seed)
         v_users, v_items = heldout_targets(valid)
-        with torch_session(cfg.threads, cfg.seed) as torch:
-            self.net = self._build_net()
+        device = self.runtime.torch_device()
+        with torch_session(self.runtime, cfg.seed) as torch:
+            self.net = self._build_net().to(device)
             opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            inputs_t = torch.from_numpy(inputs)
-            targets_t = torch.from_numpy(targets)
+            inputs_t = torch.from_numpy(inputs).to(device)
+            targets_t = torch.from_numpy(targets).to(device)
 
             def run_epoch(epoch: int) -> float:
                 self.net.train()
-                order = torch.from_numpy(rng.permutation(len(inputs)))
+                order = torch.from_numpy(rng.permutation(len(inputs))).to(device)
                 total, count = 0.0, 0
                 for start in range(0, len(order), cfg.batch_size):
                     idx = order[start : start + cfg.batch_size]
@@ -143,7 +144,7 @@ class SASRec(Recommender):
         table = self.net.item_emb.weight[1:]  # (n_items, dim), token 0 is padding
         if self.config.loss == "ce":
             return torch.nn.functional.cross_entropy(h @ table.T, y)
-        neg = torch.from_numpy(rng.integers(0, self.n_items, size=len(y)))
+        neg = torch.from_numpy(rng.integers(0, self.n_items, size=len(y))).to(y.device)
         pos_logit = (h * table[y]).sum(-1)
         neg_logit = (h * table[neg]).sum(-1)
         bce = torch.nn.functional.binary_cross_entropy_with_logits
@@ -156,7 +157,7 @@ class SASRec(Recommender):
         """``(len(users), n_items)`` float32 next-item scores from each user's last
         ``max_len`` items in ``history``."""
         seqs = history.last(np.asarray(users, dtype=np.int64), self.config.max_len)
-        with torch_session(self.config.threads):
+        with torch_session(self.runtime):
             return self._score_sequences(seqs)
 
     def _score_sequences(self, seqs: np.ndarray, batch: int = 1024) -> np.ndarray:
@@ -170,9 +171,10 @@ class SASRec(Recommender):
         with torch.inference_mode():
             table = self.net.item_emb.weight[1:]
             for start in range(0, len(seqs), batch):
-                tokens = torch.from_numpy(seqs[start : start + batch] + 1)
+                tokens = torch.from_numpy(seqs[start : start + batch] + 1).to(table.device)
                 last = self.net(tokens, last_only=True)[:, -1]  # (b, dim)
-                out[start : start + len(tokens)] = (last @ table.T).numpy()
+                # callers mask and rank the whole row (seen items, fallbacks): it comes back
+                out[start : start + len(tokens)] = (last @ table.T).cpu().numpy()
         self.net.train(was_training)
         return out
 
@@ -183,6 +185,7 @@ class SASRec(Recommender):
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.net = self._build_net()
         load_net_state(self.net, state, "net.")
+        self.net.to(self.runtime.torch_device())
         self.net.eval()
 
 

@@ -15,7 +15,7 @@ not (Rendle et al. 2010 for Markov chains in recommendation; the issue-19 motiva
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,7 +41,7 @@ class Transition(Recommender):
     config_class = TransitionConfig
     config: TransitionConfig
 
-    def __init__(self, config: TransitionConfig | dict | None = None, **overrides: object) -> None:
+    def __init__(self, config: TransitionConfig | dict | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._counts: sp.csr_matrix | None = None
 

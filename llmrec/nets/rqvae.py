@@ -77,7 +77,7 @@ def init_codebooks(net: RQVAENet, data: torch.Tensor, seed: int) -> None:
     next), so every code starts where items are."""
     rng = np.random.default_rng(seed)
     with torch.no_grad():
-        residual = net.encoder(data).numpy().astype(np.float64)
+        residual = net.encoder(data).cpu().numpy().astype(np.float64)
         for book in net.codebooks:
             cent, labels = kmeans(residual, book.shape[0], iters=10, rng=rng)
             book.copy_(torch.as_tensor(cent))
@@ -96,7 +96,9 @@ def train_rqvae(net: RQVAENet, data: torch.Tensor, cfg: RQVAESettings) -> int:
     n, resets = len(data), 0
     last_reset_epoch = int(cfg.epochs * 0.8)
     for epoch in progress.track(range(cfg.epochs), desc="rq-vae", unit="epoch"):
-        used = [torch.zeros(b.shape[0], dtype=torch.bool) for b in net.codebooks]
+        used = [
+            torch.zeros(b.shape[0], dtype=torch.bool, device=data.device) for b in net.codebooks
+        ]
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, cfg.batch_size):
             batch = data[perm[start : start + cfg.batch_size]]

@@ -106,9 +106,9 @@ class TigerNet(nn.Module):
         the filled cache with ``use_cache``."""
         s = tokens.shape[1]
         pos = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
-        causal = torch.ones(s, s, dtype=torch.bool).tril()
+        causal = torch.ones(s, s, dtype=torch.bool, device=tokens.device).tril()
         # pad queries may see themselves, so no softmax row is empty (NaN)
-        mask = (causal & valid[:, None, :]) | torch.eye(s, dtype=torch.bool)
+        mask = (causal & valid[:, None, :]) | torch.eye(s, dtype=torch.bool, device=tokens.device)
         x = self.drop(self.tok(tokens) + self.pos(pos))
         cache = KVCache(valid) if use_cache else None
         for block in self.blocks:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmrec._io import check_unique_names, read_yaml_mapping, validated
 from llmrec.models.catalogue import Paradigm
+from llmrec.runtime import RuntimeOptions
 
 __all__ = ["BatchingConfig", "ServeConfig", "ServeEntry", "load_serve_config"]
 
@@ -88,9 +89,9 @@ class ServeConfig(_Strict):
         batching: micro-batching settings.
         history_source: which interactions count as a known user's history: ``all`` of the
             dataset's (a deployed service knows everything) or the model's ``train`` split.
-        scoring_threads: torch threads of models without an LM (``None``: as configured for
-            training). One is faster for the small batches a service sees (1.2 vs 2.9 ms for
-            three users with SASRec here) and leaves the other cores to HTTP.
+        scoring_threads: torch threads of models without an LM (``None``:
+            ``runtime.threads``). One is faster for the small batches a service sees (1.2 vs
+            2.9 ms for three users with SASRec here) and leaves the other cores to HTTP.
     """
 
     dataset: str = "ml-100k"
@@ -107,6 +108,8 @@ class ServeConfig(_Strict):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     history_source: Literal["all", "train"] = "all"
     scoring_threads: int | None = Field(default=1, ge=1, le=256)
+    #: how the served models run (device, dtype, threads of the LM models, ...)
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServeConfig:

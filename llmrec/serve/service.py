@@ -260,7 +260,8 @@ class Service:
         folder or a model of another catalogue is a one-line :class:`ConfigError`."""
         from llmrec.data import load_dataset
 
-        loaded = {entry.name: (entry, _load_model(entry)) for entry in config.entries}
+        config.runtime.check()
+        loaded = {entry.name: (entry, _load_model(entry, config)) for entry in config.entries}
         data = data if data is not None else load_dataset(config.dataset)
         models: dict[str, ServedModel] = {}
         for name, (entry, model) in loaded.items():
@@ -270,8 +271,6 @@ class Service:
                     f"users x {model.n_items} items, but {config.dataset} has {data.n_users} x "
                     f"{data.n_items}: serve it with the dataset it was trained on"
                 )
-            if config.scoring_threads and not model.queries_lm:
-                _set_threads(model, config.scoring_threads)
             models[name] = ServedModel(entry, model)
         service = cls(config, data, models)
         if config.history_source == "train":
@@ -363,22 +362,22 @@ class Service:
         return [_plain(self.data.user_ids[u]) for u in users]
 
 
-def _load_model(entry: ServeEntry) -> Recommender:
-    """The saved model of ``entry``; its damage a one-line :class:`ConfigError` naming the entry
+def _load_model(entry: ServeEntry, config: ServeConfig) -> Recommender:
+    """The saved model of ``entry``, run as ``config.runtime`` says (with ``scoring_threads``
+    for a model without an LM); its damage a one-line :class:`ConfigError` naming the entry
     and the folder."""
     try:
-        return Recommender.load(entry.path)
+        model = Recommender.load(entry.path, runtime=config.runtime)
+        if config.scoring_threads and not model.queries_lm:
+            scoring = config.runtime.replace(threads=config.scoring_threads)
+            for part in (model, model.fallback()):
+                if part is not None:
+                    part.runtime = scoring
+        return model
     except (LlmrecError, OSError) as exc:
         why = str(exc) if isinstance(exc, LlmrecError) else (exc.strerror or str(exc))
         where = "" if str(entry.path) in why else f" from {entry.path}"
         raise ConfigError(f"cannot serve {entry.name}{where}: {why}") from None
-
-
-def _set_threads(model: Recommender, threads: int) -> None:
-    """Set the torch threads of ``model`` (and of a model it wraps) where its config has them."""
-    for part in (model, model.fallback()):
-        if part is not None and "threads" in type(part.config).model_fields:
-            part.config = part.config.model_copy(update={"threads": threads})
 
 
 # --- small helpers -------------------------------------------------------------------------------

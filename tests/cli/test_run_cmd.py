@@ -74,3 +74,22 @@ def test_template_values_need_no_quoting():
     assert _parse_value("{title} ({year})") == "{title} ({year})"
     assert _parse_value("5") == 5
     assert _parse_value("[10, 20]") == [10, 20]
+
+
+def test_cuda_without_a_gpu_is_one_line(csv_path, tmp_path, capsys, monkeypatch):
+    from llmrec import runtime
+
+    monkeypatch.setattr(runtime, "_cuda", lambda: (False, 0))
+    args = ["--dataset", str(csv_path), "--out", str(tmp_path / "runs"), "--device", "cuda"]
+    assert main(["run", "--model", "sasrec", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("llmrec: error: device 'cuda' asked for")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_runtime_flags_reach_the_run_config_but_not_the_model_config(csv_path, tmp_path, capsys):
+    args = ["--dataset", str(csv_path), "--out", str(tmp_path / "runs"), "--json"]
+    flags = ["--threads", "1", "--device", "cpu", "--set", "params.epochs=1"]
+    assert main(["run", "--model", "bpr", *args, *flags]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert "threads" not in record["config"]["params"]

@@ -8,7 +8,7 @@ from llmrec.models.base import Recommender
 from llmrec.paradigms.embeddings.lm_sasrec import LMSASRec, whiten
 from llmrec.testing import RecommenderConformance, tiny_dataset
 
-SMALL = {"dim": 16, "n_heads": 1, "inner_dim": 32, "max_len": 8, "epochs": 4, "threads": 1}
+SMALL = {"dim": 16, "n_heads": 1, "inner_dim": 32, "max_len": 8, "epochs": 4}
 
 
 class TestLMSASRec(RecommenderConformance):

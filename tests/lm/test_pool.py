@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from llmrec.lm import FakeLM
 from llmrec.lm.pool import LMPool, default_pool
 from llmrec.paradigms.embeddings.encoder import EncoderSettings, TextEncoder
 from llmrec.paradigms.tokens._ids import SemanticIDConfig, make_semantic_ids
+from llmrec.runtime import split_legacy
 from llmrec.testing import tiny_dataset
 
 
@@ -50,7 +52,11 @@ def test_the_default_pool_starts_empty_in_each_test() -> None:
 def test_old_semantic_id_field_names_are_read(tmp_path: Path) -> None:
     old = {"text_template": "{title}", "lm_cache_dir": str(tmp_path), "encoder": "fake:8"}
     cfg = SemanticIDConfig.model_validate(old)
-    assert cfg.item_template == "{title}" and cfg.cache_dir == str(tmp_path) and cfg.cache
+    assert cfg.item_template == "{title}" and cfg.cache
+    # the folder is a runtime option now: a model built from the old config moves it there
+    with pytest.warns(DeprecationWarning):
+        _, moved = split_legacy(old, "old")
+    assert moved == {"cache_dir": str(tmp_path)}
     assert SemanticIDConfig.model_validate({"lm_cache_dir": None}).cache is False
     texts = cfg.item_view().render(tiny_dataset())
     assert texts[0] == "Movie 0" and np.all([t.startswith("Movie") for t in texts])

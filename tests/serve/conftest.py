@@ -20,7 +20,7 @@ from llmrec.testing import tiny_dataset
 ENTRIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pop": ("classic", "popularity", {}),
     "knn": ("classic", "itemknn", {}),
-    "bpr": ("classic", "bpr", {"epochs": 2, "threads": 1}),
+    "bpr": ("classic", "bpr", {"epochs": 2}),
     "text-knn": ("embeddings", "textknn", {"encoder": "fake:16", "cache": False}),
     "lm-rerank": (
         "direct",

@@ -211,6 +211,11 @@ def test_config_from_a_run_folder_and_a_compare_folder(
 def test_models_without_an_lm_score_on_the_configured_threads(
     make_service: Callable[..., Any],
 ) -> None:
-    # the tiny BPR was saved with 1 thread
-    assert make_service(scoring_threads=3).entry("bpr").model.config.threads == 3
-    assert make_service(scoring_threads=None).entry("bpr").model.config.threads == 1
+    # threads are a runtime option: the service's scoring threads, else its runtime's
+    model = make_service(scoring_threads=3).entry("bpr").model
+    assert model.runtime.threads == 3 and "threads" not in model.config.model_dump()
+    assert make_service(scoring_threads=None).entry("bpr").model.runtime.threads == 2
+    runtime = {"threads": 4}
+    assert (
+        make_service(scoring_threads=None, runtime=runtime).entry("bpr").model.runtime.threads == 4
+    )

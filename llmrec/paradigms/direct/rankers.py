@@ -174,6 +174,7 @@ class Ranker(ABC):
 
     kind: ClassVar[str]
     config_class: ClassVar[type[RankerConfig]] = RankerConfig
+    runtime: Any = None  # the RuntimeOptions its LM loads with (TwoStage sets its own)
 
     def __init__(
         self,
@@ -199,7 +200,7 @@ class Ranker(ABC):
         if self._lm is None:
             from llmrec.lm.registry import load_lm
 
-            self._lm = load_lm(self.config.lm, **self.config.lm_options)
+            self._lm = load_lm(self.config.lm, runtime=self.runtime, **self.config.lm_options)
         return self._lm
 
     # --- fitting -------------------------------------------------------------------------------

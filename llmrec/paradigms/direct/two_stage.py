@@ -114,8 +114,9 @@ class TwoStage(Recommender):
             self.retriever = retriever
         else:
             klass = get_model_class(self.config.retriever)
-            self.retriever = klass(self.config.retriever_config)
+            self.retriever = klass(self.config.retriever_config, runtime=self.runtime)
         self.ranker = ranker if ranker is not None else make_ranker(self.config.ranker, lm=lm)
+        self.ranker.runtime = self.runtime  # the LM it loads runs as this model does
         self._counts = _Counts()
         self._warned = False
         self._texts: list[str] = []

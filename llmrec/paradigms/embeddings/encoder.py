@@ -25,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmrec.data.dataset import Dataset
 from llmrec.lm.pool import LMPool, default_pool
+from llmrec.lm.registry import backend_of
 from llmrec.models.base import ModelConfig
 from llmrec.paradigms.embeddings.index import normalize
 from llmrec.paradigms.embeddings.text_views import ItemView, truncate_to_tokens
+from llmrec.runtime import RuntimeOptions, lm_backend_options
 
 if TYPE_CHECKING:
     from llmrec.lm.base import LanguageModel
@@ -185,9 +187,11 @@ class TextEncodingConfig(BaseModel):
         item_fields: fields joined when there is no template (``None``: all).
         max_tokens: token budget per text (``None``: the encoder's context length).
         encode_batch_size: texts per LM forward.
-        cache: keep encodings on disk; ``cache_dir`` ``None`` is the default LM cache folder.
-        progress: show encoding progress.
-        lm_options: extra backend options.
+        cache: keep encodings on disk (in the runtime options' ``cache_dir``).
+
+    Where the cache lives, progress bars and backend options (device, dtype, threads) are
+    runtime options (:class:`~llmrec.runtime.RuntimeOptions`), given to
+    :meth:`encoder_settings`: they are not part of a model's identity.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -199,20 +203,19 @@ class TextEncodingConfig(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     encode_batch_size: int = Field(default=64, ge=1)
     cache: bool = True
-    cache_dir: str | None = None
-    progress: bool = False
-    lm_options: dict[str, Any] = Field(default_factory=dict)
 
-    def encoder_settings(self) -> EncoderSettings:
+    def encoder_settings(self, runtime: RuntimeOptions | None = None) -> EncoderSettings:
+        """The encoder these fields name, run as ``runtime`` says (default options)."""
+        rt = runtime or RuntimeOptions()
         return EncoderSettings(
             encoder=self.encoder,
             pooling=self.pooling,
             max_tokens=self.max_tokens,
             batch_size=self.encode_batch_size,
             cache=self.cache,
-            cache_dir=self.cache_dir,
-            progress=self.progress,
-            lm_options=dict(self.lm_options),
+            cache_dir=rt.cache_dir,
+            progress=rt.progress,
+            lm_options={**rt.lm_options, **lm_backend_options(rt, backend_of(self.encoder))},
         )
 
     def item_view(self) -> ItemView:
@@ -229,9 +232,11 @@ def encode_items(
     *,
     lm: LanguageModel | None = None,
     lm_pool: LMPool | None = None,
+    runtime: RuntimeOptions | None = None,
 ) -> tuple[np.ndarray, EncodeInfo]:
     """``(n_items, dim)`` float32 unit vectors of ``data``'s item texts, as ``config`` says,
-    through ``lm`` or the LM ``config.encoder`` names (from ``lm_pool``)."""
+    through ``lm`` or the LM ``config.encoder`` names (from ``lm_pool``), run as ``runtime``
+    says."""
     texts = config.item_view().render(data)
-    encoder = TextEncoder(config.encoder_settings(), lm=lm, lm_pool=lm_pool)
+    encoder = TextEncoder(config.encoder_settings(runtime), lm=lm, lm_pool=lm_pool)
     return encoder.encode(texts, desc="encoding items")

@@ -69,8 +69,8 @@ class TextKNN(Recommender):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode every item's text (interactions play no part beyond the fallback)."""
         self._remember_catalogue(train)
-        vectors, info = encode_items(self.config, train)
-        self._lms = [load_encoder(self.config.encoder_settings())]
+        vectors, info = encode_items(self.config, train, runtime=self.runtime)
+        self._lms = [load_encoder(self.config.encoder_settings(self.runtime))]
         self.item_vectors = vectors
         self.fit_info = info.as_dict()
         self.index = self._build_index(vectors)

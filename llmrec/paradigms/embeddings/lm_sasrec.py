@@ -68,8 +68,8 @@ class LMSASRec(SASRec):
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode and whiten the item texts, then train SASRec around the adaptor."""
-        vectors, info = encode_items(self.config, train)
-        self._lms = [load_encoder(self.config.encoder_settings())]
+        vectors, info = encode_items(self.config, train, runtime=self.runtime)
+        self._lms = [load_encoder(self.config.encoder_settings(self.runtime))]
         self._text = whiten(vectors, self.config.whiten_dim)
         self._has_id = train.item_popularity() >= self.config.id_min_count
         self.fit_info = info.as_dict()

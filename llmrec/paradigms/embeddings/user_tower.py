@@ -92,7 +92,7 @@ class UserTower(Recommender):
     @property
     def encoder(self) -> TextEncoder:
         if self._encoder is None:
-            self._encoder = TextEncoder(self.config.encoder_settings())
+            self._encoder = TextEncoder(self.config.encoder_settings(self.runtime))
         return self._encoder
 
     def language_models(self) -> list[LanguageModel]:
@@ -106,8 +106,8 @@ class UserTower(Recommender):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode the item texts and keep the user profiles and item titles as text."""
         self._remember_catalogue(train)
-        self.item_vectors, info = encode_items(self.config, train)
-        self._lms = [load_encoder(self.config.encoder_settings())]
+        self.item_vectors, info = encode_items(self.config, train, runtime=self.runtime)
+        self._lms = [load_encoder(self.config.encoder_settings(self.runtime))]
         self.fit_info = info.as_dict()
         self._profiles = self.view.profiles(train.user_attrs)
         field = self.config.title_field

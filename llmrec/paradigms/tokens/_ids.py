@@ -25,6 +25,7 @@ from llmrec.paradigms.tokens.quantize import (
     SemanticIDs,
     prepare_vectors,
 )
+from llmrec.runtime import RuntimeOptions
 
 
 class SemanticIDConfig(TextEncodingConfig):
@@ -48,7 +49,7 @@ class SemanticIDConfig(TextEncodingConfig):
         semantic_ids: folder of a saved mapping table to use instead of encoding.
 
     The names of older saved configs are still read: ``text_template`` is ``item_template``,
-    and ``lm_cache_dir`` is ``cache_dir`` (with ``cache`` on).
+    and ``lm_cache_dir`` (now the runtime option ``cache_dir``) turns ``cache`` on.
     """
 
     cache: bool = False
@@ -69,11 +70,8 @@ class SemanticIDConfig(TextEncodingConfig):
         data = dict(data)
         if "text_template" in data:
             data.setdefault("item_template", data.pop("text_template"))
-        if "lm_cache_dir" in data:
-            folder = data.pop("lm_cache_dir")
-            if folder is not None:
-                data.setdefault("cache_dir", folder)
-                data.setdefault("cache", True)
+        if "lm_cache_dir" in data and data.pop("lm_cache_dir") is not None:
+            data.setdefault("cache", True)
         return data
 
 
@@ -82,20 +80,27 @@ SemanticIDFields = SemanticIDConfig
 
 
 def quantize_vectors(
-    vectors: object, cfg: SemanticIDConfig, seed: int, item_ids: object = None
+    vectors: object,
+    cfg: SemanticIDConfig,
+    seed: int,
+    item_ids: object = None,
+    runtime: RuntimeOptions | None = None,
 ) -> SemanticIDs:
     """Run the configured tokeniser on ``(n_items, dim)`` vectors."""
     x = np.asarray(vectors)
     ids = None if item_ids is None else np.asarray(item_ids)
     if cfg.quantizer == "rq-vae":
         common = {"levels": cfg.levels, "codebook_size": cfg.codebook_size, "seed": seed}
-        return RQVAE(RQVAEConfig.model_validate(common)).fit(x, ids)
+        return RQVAE(RQVAEConfig.model_validate(common), runtime=runtime).fit(x, ids)
     km = {"levels": cfg.levels, "codebook_size": cfg.codebook_size, "seed": seed}
     return RQKMeans(RQKMeansConfig.model_validate({**km, "balanced": cfg.balanced})).fit(x, ids)
 
 
 def encoder_for(
-    cfg: SemanticIDConfig, lm: LanguageModel | None, lm_pool: LMPool | None = None
+    cfg: SemanticIDConfig,
+    lm: LanguageModel | None,
+    lm_pool: LMPool | None = None,
+    runtime: RuntimeOptions | None = None,
 ) -> LanguageModel | None:
     """The LM :func:`make_semantic_ids` encodes with: ``lm``, else the one ``cfg.encoder`` names
     (from ``lm_pool``, loaded now if needed); ``None`` when a saved table (``cfg.semantic_ids``)
@@ -103,7 +108,7 @@ def encoder_for(
     (``Recommender.language_models``)."""
     if lm is not None or cfg.semantic_ids is not None:
         return lm
-    return load_encoder(cfg.encoder_settings(), lm_pool)
+    return load_encoder(cfg.encoder_settings(runtime), lm_pool)
 
 
 def make_semantic_ids(
@@ -113,6 +118,7 @@ def make_semantic_ids(
     *,
     lm: LanguageModel | None = None,
     lm_pool: LMPool | None = None,
+    runtime: RuntimeOptions | None = None,
 ) -> SemanticIDs:
     """Semantic IDs for every item of ``train``'s catalogue.
 
@@ -127,10 +133,10 @@ def make_semantic_ids(
                 f"the dataset has {train.n_items}"
             )
         return ids
-    vectors, _ = encode_items(cfg, train, lm=lm, lm_pool=lm_pool)
+    vectors, _ = encode_items(cfg, train, lm=lm, lm_pool=lm_pool, runtime=runtime)
     if cfg.collaborative > 0:
         vectors = with_collaborative(vectors, train, cfg.collaborative, cfg.collaborative_dim, seed)
-    return quantize_vectors(vectors, cfg, seed, train.item_ids)
+    return quantize_vectors(vectors, cfg, seed, train.item_ids, runtime)
 
 
 def with_collaborative(

@@ -183,16 +183,18 @@ class GenerativeRetrieval(Recommender):
         cfg = self.config
         self._remember_catalogue(train)
         if self.ids is None or self.ids.n_items != train.n_items:
-            self._lm = encoder_for(cfg, self._lm, self._lm_pool)
-            self.ids = make_semantic_ids(train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool)
+            self._lm = encoder_for(cfg, self._lm, self._lm_pool, self.runtime)
+            self.ids = make_semantic_ids(
+                train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+            )
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
         windows, loss_from = self._training_windows(train.history())
         users, targets = heldout_targets(valid)
         if cfg.valid_users and len(users) > cfg.valid_users:
             pick = np.random.default_rng(cfg.seed).choice(len(users), cfg.valid_users, False)
             users, targets = users[np.sort(pick)], targets[np.sort(pick)]
-        with torch_session(cfg.threads, cfg.seed) as torch:
-            self._net = self._build_net()
+        with torch_session(self.runtime, cfg.seed) as torch:
+            self._net = self._build_net().to(self.runtime.torch_device())
             opt = torch.optim.Adam(self._net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             steps = -(-len(windows) // cfg.batch_size)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, steps))
@@ -214,6 +216,11 @@ class GenerativeRetrieval(Recommender):
             )
             self._net.eval()
         return self
+
+    @property
+    def _device(self) -> Any:
+        """Where the network's weights are (the resolved runtime device)."""
+        return next(self._net.parameters()).device
 
     def _build_net(self) -> TigerNet:
         """The transformer (called inside the torch session of ``fit`` and of loading)."""
@@ -255,7 +262,8 @@ class GenerativeRetrieval(Recommender):
         for pos, (start, size) in enumerate(zip(self._offsets, self.ids.vocab_sizes, strict=True)):
             level[start : start + size] = pos
         same = level[:, None] == level[None, :]
-        return torch.as_tensor(np.where(same, 0.0, -np.inf), dtype=torch.float32)
+        mask = torch.as_tensor(np.where(same, 0.0, -np.inf), dtype=torch.float32)
+        return mask.to(self._device)
 
     def _train_epoch(
         self,
@@ -273,11 +281,12 @@ class GenerativeRetrieval(Recommender):
         total, count = 0.0, 0
         for start in range(0, len(order), cfg.batch_size):
             rows = order[start : start + cfg.batch_size]
-            batch = torch.as_tensor(windows[rows])
+            batch = torch.as_tensor(windows[rows]).to(self._device)
             inputs, targets = batch[:, :-1], batch[:, 1:]
             hidden, _ = net(inputs, inputs != PAD)
             # target column j is token j + 1 of the row
-            trained = torch.arange(1, batch.shape[1]) >= torch.as_tensor(loss_from[rows])[:, None]
+            columns = torch.arange(1, batch.shape[1], device=batch.device)
+            trained = columns >= torch.as_tensor(loss_from[rows]).to(batch.device)[:, None]
             keep = (targets != PAD) & trained
             logits = net.head(hidden[keep]) + level_mask[targets[keep]]
             loss = torch.nn.functional.cross_entropy(logits, targets[keep])
@@ -320,7 +329,7 @@ class GenerativeRetrieval(Recommender):
         assert self.ids is not None and self._trie is not None
         users = np.asarray(users, dtype=np.int64)
         width = beam_size or self.config.beam_size
-        with torch_session(self.config.threads) as torch, torch.no_grad():
+        with torch_session(self.runtime) as torch, torch.no_grad():
             tuples, scores = self._beam_search(torch, users, history, width)
         lookup = self.ids.lookup()
         items = np.full(tuples.shape[:2], -1, dtype=np.int64)
@@ -352,7 +361,7 @@ class GenerativeRetrieval(Recommender):
         assert self._trie is not None and self.ids is not None
         net, trie, steps = self._net, self._trie, self.ids.length
         n = len(users)
-        ctx = torch.as_tensor(self._contexts(users, hist))
+        ctx = torch.as_tensor(self._contexts(users, hist)).to(self._device)
         hidden, cache = net(ctx, ctx != PAD, use_cache=True)
         positions = (ctx != PAD).sum(dim=1)  # next token's position index
         logp = self._step_logprobs(torch, hidden[:, -1], 0)  # (n, K0)
@@ -382,8 +391,8 @@ class GenerativeRetrieval(Recommender):
             if step == steps - 1:
                 break
             origin = torch.as_tensor((np.arange(n)[:, None] * cache.width + beam).reshape(-1))
-            cache.select(origin, k)
-            token = torch.as_tensor((code + self._offsets[step]).reshape(-1, 1))
+            cache.select(origin.to(self._device), k)
+            token = torch.as_tensor((code + self._offsets[step]).reshape(-1, 1)).to(self._device)
             pos = positions.repeat_interleave(k) + step
             hidden = net.step(token, pos, cache)
             logp = self._step_logprobs(torch, hidden[:, -1], step + 1)
@@ -394,7 +403,7 @@ class GenerativeRetrieval(Recommender):
         assert self.ids is not None
         start = int(self._offsets[pos])
         logits = self._net.head(hidden)[:, start : start + self.ids.vocab_sizes[pos]]
-        return torch.log_softmax(logits.double(), dim=-1).numpy()
+        return torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
 
     # --- the recommender verbs ---------------------------------------------------------------
     def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
@@ -430,10 +439,10 @@ class GenerativeRetrieval(Recommender):
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.ids = semantic_ids_from_state(state, self.n_items, self.config.quantizer)
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
-        with torch_session(self.config.threads):
+        with torch_session(self.runtime):
             self._net = self._build_net()
             load_net_state(self._net, state, "net.")
-            self._net.eval()
+            self._net.to(self.runtime.torch_device()).eval()
 
 
 def _lr_factor(cfg: GenerativeConfig, steps_per_epoch: int) -> Any:

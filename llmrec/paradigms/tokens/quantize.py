@@ -38,6 +38,7 @@ from llmrec._io import atomic_write_text, dumps_json
 from llmrec.errors import ConfigError, DataError
 from llmrec.models.saved import FLOAT, INTEGER, expect
 from llmrec.paradigms.tokens.kmeans import kmeans
+from llmrec.runtime import RuntimeOptions
 
 MAPPING_CSV = "semantic_ids.csv"
 MAPPING_PARQUET = "semantic_ids.parquet"
@@ -375,7 +376,6 @@ class RQVAEConfig(QuantizerConfig):
         reset_every: epochs between dead-code resets (codes unused in the epoch restart at a
             random residual of the last batch); 0 disables; no reset in the last fifth of
             training, so the final codes are the ones trained.
-        threads: torch threads while training.
     """
 
     latent_dim: int = Field(32, ge=2)
@@ -385,7 +385,6 @@ class RQVAEConfig(QuantizerConfig):
     lr: float = Field(1e-3, gt=0)
     beta: float = Field(0.25, ge=0)
     reset_every: int = Field(10, ge=0)
-    threads: int = Field(2, ge=1)
 
 
 class RQVAE:
@@ -394,8 +393,15 @@ class RQVAE:
 
     method = "rq-vae"
 
-    def __init__(self, config: RQVAEConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        config: RQVAEConfig | None = None,
+        *,
+        runtime: RuntimeOptions | None = None,
+        **options: Any,
+    ) -> None:
         self.config = config or RQVAEConfig(**options)
+        self.runtime = runtime or RuntimeOptions()
 
     def fit(self, vectors: np.ndarray, item_ids: np.ndarray | None = None) -> SemanticIDs:
         from llmrec.models._torch import torch_session
@@ -404,14 +410,15 @@ class RQVAE:
         cfg = self.config
         x = prepare_vectors(vectors, cfg.normalize)
         k = cfg.k_for(len(x))
-        with torch_session(cfg.threads, cfg.seed) as torch:
-            net = RQVAENet(x.shape[1], k, cfg)
-            data = torch.as_tensor(x, dtype=torch.float32)
+        device = self.runtime.torch_device()
+        with torch_session(self.runtime, cfg.seed) as torch:
+            net = RQVAENet(x.shape[1], k, cfg).to(device)
+            data = torch.as_tensor(x, dtype=torch.float32).to(device)
             resets = train_rqvae(net, data, cfg)
             with torch.no_grad():
                 x_hat, codes, _ = net(data)
-            codes_np = codes.numpy().astype(np.int64)
-            books = [b.detach().numpy().copy() for b in net.codebooks]
-            x_hat_np = x_hat.numpy().astype(np.float64)
+            codes_np = codes.cpu().numpy().astype(np.int64)
+            books = [b.detach().cpu().numpy().copy() for b in net.codebooks]
+            x_hat_np = x_hat.cpu().numpy().astype(np.float64)
         diag = diagnose(codes_np, k, x, x_hat_np, dead_code_resets=float(resets))
         return _finish(codes_np, books, diag, self.method, item_ids)

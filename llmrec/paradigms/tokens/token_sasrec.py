@@ -102,8 +102,10 @@ class TokenSASRec(SASRec):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         if self.ids is None or self.ids.n_items != train.n_items:
             cfg = self.config
-            self._lm = encoder_for(cfg, self._lm, self._lm_pool)
-            self.ids = make_semantic_ids(train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool)
+            self._lm = encoder_for(cfg, self._lm, self._lm_pool, self.runtime)
+            self.ids = make_semantic_ids(
+                train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+            )
         if self.tag_index is not None and len(self.tag_index) != train.n_items:
             from llmrec.errors import ConfigError
 
@@ -127,5 +129,5 @@ class TokenSASRec(SASRec):
         self.tag_index = state.pop("tag_index", None)
         if self.tag_index is not None:
             expect({"tag_index": self.tag_index}, "tag_index", INTEGER, (self.n_items, None))
-        with torch_session(self.config.threads):
+        with torch_session(self.runtime):
             super()._load_state(state)

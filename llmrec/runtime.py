@@ -1,0 +1,184 @@
+"""Runtime options: where and how a model runs, never what it is.
+
+A model's config is its identity (saved in ``config.json``, hashed into compare's stage keys);
+:class:`RuntimeOptions` are the knobs that change how fast a stage runs but not its results —
+threads, device, compute dtype, the LM answer cache, progress bars, the execution engine.
+They are given to a model when it is built or loaded and are never saved with it::
+
+    from llmrec import RuntimeOptions
+    model = SASRec(epochs=5, runtime=RuntimeOptions(threads=4, device="auto"))
+    model = Recommender.load("out/sasrec", runtime=RuntimeOptions(device="cpu"))
+
+On the CPU with the defaults (``device="auto"`` on a machine without a GPU, ``dtype="auto"``,
+2 threads) every figure is bit-identical to the runs before these options existed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llmrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Device = str  # "auto" | "cpu" | "cuda" | "cuda:N"
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+#: keys older model configs held that are runtime options now (moved, with a warning)
+LEGACY_KEYS = ("threads", "cache_dir", "progress", "lm_options")
+
+
+class RuntimeOptions(BaseModel):
+    """How a model runs (not part of its identity).
+
+    Attributes:
+        threads: torch intra-op threads while fitting and scoring.
+        device: ``auto`` (a GPU when torch sees one, else the CPU), ``cpu``, ``cuda`` or
+            ``cuda:N``.
+        dtype: compute dtype of LM backends; ``auto`` is bfloat16 on a GPU, float32 on the CPU.
+            Torch recommenders always train in float32.
+        cache_dir: the LM answer cache folder; ``None`` is ``llmrec.paths.lm_cache_dir()``.
+        progress: show encoding progress bars.
+        lm_options: extra keyword options for LM backends (e.g. ``{"n_gpu_layers": -1}`` for
+            llama.cpp's GPU offload).
+        engine: where batches run; only ``local`` for now.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threads: int = Field(default=2, ge=1, le=1024)
+    device: Device = "auto"
+    dtype: DType = "auto"
+    cache_dir: str | None = None
+    progress: bool = False
+    lm_options: dict[str, Any] = Field(default_factory=dict)
+    engine: Literal["local"] = "local"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda|cuda:\d+", value):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
+
+    def check(self) -> None:
+        """Fail early (a one-line :class:`ConfigError`) when a GPU is asked for and there is
+        none; ``auto`` and ``cpu`` always run."""
+        if self.device.startswith("cuda"):
+            resolve_device(self.device)
+
+    def torch_device(self) -> str:
+        """The resolved device (see :func:`resolve_device`)."""
+        return resolve_device(self.device)
+
+    def torch_dtype_name(self) -> str:
+        """The resolved compute dtype of LM backends (see :func:`resolve_dtype`)."""
+        return resolve_dtype(self.dtype, self.torch_device())
+
+    def replace(self, **changes: Any) -> RuntimeOptions:
+        """A copy with ``changes`` (validated)."""
+        return runtime_options({**self.model_dump(), **changes})
+
+
+def runtime_options(data: RuntimeOptions | dict[str, Any] | None) -> RuntimeOptions:
+    """``data`` as :class:`RuntimeOptions`; a bad value is a one-line :class:`ConfigError`."""
+    if isinstance(data, RuntimeOptions):
+        return data
+    try:
+        return RuntimeOptions.model_validate(data or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"runtime: {where}: {msg}") from None
+
+
+def resolve_device(device: str) -> str:
+    """``cpu`` or ``cuda[:N]`` for a requested device; ``auto`` takes a GPU when torch sees
+    one (and logs the choice once). ``cuda`` without a usable GPU is a :class:`ConfigError`.
+    ``cpu`` needs no torch."""
+    if device == "cpu":
+        return "cpu"
+    available, count = _cuda()
+    if device == "auto":
+        chosen = "cuda" if available else "cpu"
+        _log_choice(chosen)
+        return chosen
+    if not available:
+        raise ConfigError(
+            f"device {device!r} asked for, but torch sees no CUDA GPU; use cpu or auto"
+        )
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        raise ConfigError(f"device {device!r} asked for, but torch sees {count} GPU(s)")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The compute dtype: ``auto`` is bfloat16 on a GPU and float32 on the CPU."""
+    if dtype != "auto":
+        return dtype
+    return "float32" if device == "cpu" else "bfloat16"
+
+
+@cache
+def _log_choice(chosen: str) -> None:
+    """Say once per process which device ``auto`` took: to the log, and to the CLI's status
+    lines (``[llmrec] device auto: using cpu``)."""
+    from llmrec import progress
+
+    log.info("device auto: using %s", chosen)
+    progress.write(f"device auto: using {chosen}")
+
+
+def _cuda() -> tuple[bool, int]:
+    """(whether torch sees a CUDA GPU, how many); no torch installed means none."""
+    try:
+        import torch
+    except ImportError:
+        return False, 0
+    if not torch.cuda.is_available():
+        return False, 0
+    return True, int(torch.cuda.device_count())
+
+
+def split_legacy(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``data`` without the runtime keys older model configs held, and those keys.
+
+    They are runtime options now (:data:`LEGACY_KEYS`); a config that still sets one gets a
+    :class:`DeprecationWarning` and the value moves to the model's runtime options.
+    """
+    if data.get("lm_cache_dir") is not None:  # the older name of cache_dir
+        data = {**data, "cache_dir": data["lm_cache_dir"], "cache": True}
+    moved = {k: data[k] for k in LEGACY_KEYS if k in data}
+    if not moved:
+        return data, {}
+    import warnings
+
+    warnings.warn(
+        f"{where}: {', '.join(sorted(moved))} in a model config is deprecated; "
+        "pass them as runtime options (runtime: in a config, --threads on the command line)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return {k: v for k, v in data.items() if k not in moved}, moved
+
+
+def lm_backend_options(runtime: RuntimeOptions, backend: str) -> dict[str, Any]:
+    """Keyword options a backend gets from ``runtime``: device and dtype for the torch
+    backends (``hf``, ``st``) when they differ from the CPU default, none for the others
+    (so CPU runs build exactly the backends they built before)."""
+    if backend not in ("hf", "gguf", "st"):
+        return {}
+    device = runtime.torch_device()
+    if device == "cpu" and runtime.dtype == "auto":
+        return {}
+    out: dict[str, Any] = {"device": device}
+    if backend != "st":
+        out["dtype"] = resolve_dtype(runtime.dtype, device)
+    return out
