@@ -23,7 +23,8 @@ from __future__ import annotations
 import functools
 import threading
 from abc import ABC
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar, cast
 
@@ -318,3 +319,18 @@ class LanguageModel(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' own "Loading weights" bar while a model loads: it writes carriage
+    returns into piped logs, and llmrec's progress (``llmrec.progress``) is what users follow."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()

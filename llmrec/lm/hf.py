@@ -29,6 +29,7 @@ from llmrec.lm.base import (
     Pooling,
     check_logprobs,
     check_vectors,
+    quiet_loading,
     single_token_ids,
 )
 from llmrec.lm.gguf import convert_gguf, converted_dir
@@ -120,10 +121,11 @@ class HFCausalLM(LanguageModel):
         self._dtype = getattr(torch, self.config.dtype)
         self._device = torch.device(self.config.device)
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(folder), dtype=self._dtype
-            )
+            with quiet_loading():
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+                self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                    str(folder), dtype=self._dtype
+                )
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot load model from {folder}: {exc}") from exc
         self.model.to(self._device).eval()

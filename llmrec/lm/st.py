@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.errors import BackendError, ConfigError, require
-from llmrec.lm.base import LanguageModel, Pooling, check_vectors
+from llmrec.lm.base import LanguageModel, Pooling, check_vectors, quiet_loading
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class SentenceTransformerLM(LanguageModel):
         if not folder.is_dir():
             raise ConfigError(f"sentence-transformers folder not found: {folder}")
         try:
-            self.model = st.SentenceTransformer(str(folder), device=self.config.device)
+            with quiet_loading():
+                self.model = st.SentenceTransformer(str(folder), device=self.config.device)
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot load sentence-transformers model {folder}: {exc}") from exc
         self.model.eval()

@@ -109,3 +109,26 @@ def test_training_epochs_show_loss_and_best_so_far() -> None:
     last = out.getvalue().splitlines()[-1]
     assert "4/4" in last and "loss=0.25" in last and "ndcg@10=0.25" in last
     assert "best=0.3000@2" in last
+
+
+def test_catalogue_encoding_reports_texts_done_and_is_silent_otherwise(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from llmrec.paradigms.embeddings.encoder import EncoderSettings, TextEncoder
+
+    texts = [f"item {i}" for i in range(600)]
+    encoder = TextEncoder(EncoderSettings(encoder="fake:8", cache=False, chunk_size=100))
+    encoder.encode(texts)
+    assert capsys.readouterr() == ("", "")  # library use stays quiet
+    out = io.StringIO()
+    with progress.reporting(out, live=False):
+        vectors, _ = encoder.encode(texts, desc="encoding items")
+    lines = out.getvalue().splitlines()
+    assert vectors.shape == (600, 8)
+    assert any(line.startswith("encoding 600 texts with fake:8") for line in lines), lines
+    assert lines[-1].startswith("encoding items: 100%") and "600/600" in lines[-1]
+    forced = TextEncoder(
+        EncoderSettings(encoder="fake:8", cache=False, chunk_size=100, progress=True)
+    )
+    forced.encode(texts)  # RuntimeOptions(progress=True) shows it in library use too
+    assert "600/600" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmrec import progress
 from llmrec.data.dataset import Dataset
 from llmrec.lm.pool import LMPool, default_pool
 from llmrec.lm.registry import backend_of
@@ -143,9 +145,10 @@ class TextEncoder:
         cut = truncate_to_tokens(texts, lm.count_tokens, budget)
         chunks = []
         size = self.settings.chunk_size
-        for begin in _progress(range(0, len(cut.texts), size), self.settings.progress, desc, size):
-            chunk = cut.texts[begin : begin + size]
-            chunks.append(self._encode_chunk(lm, chunk))
+        work = progress.LMWork.of("encoding", self.settings.encoder, "encode", unit="text")
+        with _forced_progress(self.settings.progress):
+            for rows in progress.batches(len(cut.texts), size, desc=desc, unit="text", work=work):
+                chunks.append(self._encode_chunk(lm, cut.texts[rows]))
         if chunks:
             vectors = normalize(np.concatenate(chunks))
         else:
@@ -165,12 +168,12 @@ class TextEncoder:
         return lm.encode(texts, batch_size=self.settings.batch_size, pooling=self.settings.pooling)
 
 
-def _progress(steps: range, show: bool, desc: str, size: int) -> Any:
-    if not show or len(steps) <= 1:
-        return steps
-    from tqdm.auto import tqdm
-
-    return tqdm(steps, desc=desc, unit="chunk", unit_scale=False, postfix={"texts/chunk": size})
+def _forced_progress(show: bool) -> AbstractContextManager[None]:
+    """Progress for this encoding even in library use when the runtime options ask for it
+    (``RuntimeOptions(progress=True)``); otherwise whatever the caller enabled (the CLI does)."""
+    if show and not progress.is_enabled():
+        return progress.reporting()
+    return nullcontext()
 
 
 class TextEncodingConfig(BaseModel):
