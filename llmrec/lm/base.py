@@ -334,3 +334,13 @@ def quiet_loading() -> Iterator[None]:
     finally:
         if was_on:
             hf_logging.enable_progress_bar()
+
+
+def cut_at_stops(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first occurrence of any of the ``stop`` strings (empty ones ignored)."""
+    cut = len(text)
+    for s in stop:
+        pos = text.find(s) if s else -1
+        if pos >= 0:
+            cut = min(cut, pos)
+    return text[:cut]

@@ -29,6 +29,7 @@ from llmrec.lm.base import (
     Pooling,
     check_logprobs,
     check_vectors,
+    cut_at_stops,
     quiet_loading,
     single_token_ids,
 )
@@ -449,7 +450,7 @@ class HFCausalLM(LanguageModel):
                 answers = self._generate_batch([seqs[i] for i in idx], max_new_tokens, 0.0, seed)
                 for i, answer in zip(idx, answers, strict=True):
                     texts[i] = answer
-        return [_cut_at_stop(t, stop) for t in texts]
+        return [cut_at_stops(t, stop) for t in texts]
 
     def _generate_batch(
         self, seqs: list[list[int]], max_new_tokens: int, temperature: float, seed: int
@@ -490,13 +491,3 @@ class HFCausalLM(LanguageModel):
             eos = self.tokenizer.eos_token_id
         ends = set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
         return {int(e) for e in ends} | {self._pad_id}
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the first occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        pos = text.find(s) if s else -1
-        if pos >= 0:
-            cut = min(cut, pos)
-    return text[:cut]

@@ -52,6 +52,7 @@ from llmrec.lm.base import (
     Pooling,
     check_logprobs,
     check_vectors,
+    cut_at_stops,
 )
 
 __all__ = ["OpenAIConfig", "OpenAILM"]
@@ -183,13 +184,6 @@ def _embedding(value: object, where: str) -> np.ndarray:
     return wide.astype(np.float32)
 
 
-def _cut_at_stops(text: str, stop: Sequence[str]) -> str:
-    for s in stop:
-        if s:
-            text = text.split(s, 1)[0]
-    return text
-
-
 class OpenAILM(LanguageModel):
     """A model behind an OpenAI-compatible HTTP API.
 
@@ -302,7 +296,7 @@ class OpenAILM(LanguageModel):
         results = self._map(one, list(prompts))
         self._count(prompt_tokens=sum(r[1] for r in results),
                     generated_tokens=sum(r[2] for r in results))  # fmt: skip
-        return [_cut_at_stops(text, stop) for text, _, _ in results]
+        return [cut_at_stops(text, stop) for text, _, _ in results]
 
     # --- score_next ----------------------------------------------------------------------------
     def _top_logprobs(self, prompt: str) -> tuple[dict[str, float], int]:
