@@ -15,7 +15,7 @@ from pydantic import Field
 
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.models.base import ModelConfig, Recommender
-from llmrec.models.saved import FLOAT, INTEGER, check_indices, check_offsets, expect
+from llmrec.models.saved import expect_square_csr, square_csr_from_state, square_csr_state
 
 
 class ItemKNNConfig(ModelConfig):
@@ -54,25 +54,14 @@ class ItemKNN(Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self._sim is not None
-        return {
-            "sim.data": self._sim.data,
-            "sim.indices": self._sim.indices,
-            "sim.indptr": self._sim.indptr,
-        }
+        return square_csr_state("sim", self._sim)
 
     def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
         """``sim.*``: an ``(n_items, n_items)`` CSR matrix."""
-        data = expect(state, "sim.data", FLOAT, (None,))
-        indices = expect(state, "sim.indices", INTEGER, (len(data),))
-        indptr = expect(state, "sim.indptr", INTEGER, (self.n_items + 1,))
-        check_offsets("sim.indptr", indptr, len(data))
-        check_indices("sim.indices", indices, self.n_items)
+        expect_square_csr(state, "sim", self.n_items)
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self._sim = sp.csr_matrix(
-            (state["sim.data"], state["sim.indices"], state["sim.indptr"]),
-            shape=(self.n_items, self.n_items),
-        )
+        self._sim = square_csr_from_state(state, "sim", self.n_items)
 
 
 def _keep_top_per_row(mat: sp.csr_matrix, k: int) -> sp.csr_matrix:

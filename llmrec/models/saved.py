@@ -129,3 +129,31 @@ def check_indices(key: str, values: np.ndarray, bound: int) -> None:
 def _kind_names(kinds: str) -> str:
     names = {"f": "float", "i": "int", "u": "unsigned int"}
     return " or ".join(names[k] for k in kinds)
+
+
+def square_csr_state(prefix: str, matrix: Any) -> dict[str, np.ndarray]:
+    """A scipy CSR matrix as the three arrays ``PREFIX.data``, ``.indices``, ``.indptr``."""
+    return {
+        f"{prefix}.data": matrix.data,
+        f"{prefix}.indices": matrix.indices,
+        f"{prefix}.indptr": matrix.indptr,
+    }
+
+
+def expect_square_csr(state: Mapping[str, np.ndarray], prefix: str, n: int) -> np.ndarray:
+    """Check the arrays :func:`square_csr_state` wrote make an ``(n, n)`` CSR matrix; its
+    ``data`` array (for further checks of the values)."""
+    data = expect(state, f"{prefix}.data", FLOAT, (None,))
+    indices = expect(state, f"{prefix}.indices", INTEGER, (len(data),))
+    indptr = expect(state, f"{prefix}.indptr", INTEGER, (n + 1,))
+    check_offsets(f"{prefix}.indptr", indptr, len(data))
+    check_indices(f"{prefix}.indices", indices, n)
+    return data
+
+
+def square_csr_from_state(state: Mapping[str, np.ndarray], prefix: str, n: int) -> Any:
+    """The ``(n, n)`` scipy CSR matrix :func:`square_csr_state` saved."""
+    import scipy.sparse as sp
+
+    arrays = (state[f"{prefix}.data"], state[f"{prefix}.indices"], state[f"{prefix}.indptr"])
+    return sp.csr_matrix(arrays, shape=(n, n))

@@ -24,7 +24,7 @@ from pydantic import Field
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.models.base import ModelConfig, Recommender
-from llmrec.models.saved import FLOAT, INTEGER, check_indices, check_offsets, expect
+from llmrec.models.saved import expect_square_csr, square_csr_from_state, square_csr_state
 
 
 class TransitionConfig(ModelConfig):
@@ -92,24 +92,13 @@ class Transition(Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self._counts is not None
-        return {
-            "counts.data": self._counts.data,
-            "counts.indices": self._counts.indices,
-            "counts.indptr": self._counts.indptr,
-        }
+        return square_csr_state("counts", self._counts)
 
     def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
         """``counts.*``: an ``(n_items, n_items)`` CSR matrix of non-negative counts."""
-        data = expect(state, "counts.data", FLOAT, (None,))
-        indices = expect(state, "counts.indices", INTEGER, (len(data),))
-        indptr = expect(state, "counts.indptr", INTEGER, (self.n_items + 1,))
-        check_offsets("counts.indptr", indptr, len(data))
-        check_indices("counts.indices", indices, self.n_items)
+        data = expect_square_csr(state, "counts", self.n_items)
         if len(data) and not (np.isfinite(data).all() and (data >= 0).all()):
             raise ConfigError("array 'counts.data' holds negative or non-finite counts")
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self._counts = sp.csr_matrix(
-            (state["counts.data"], state["counts.indices"], state["counts.indptr"]),
-            shape=(self.n_items, self.n_items),
-        )
+        self._counts = square_csr_from_state(state, "counts", self.n_items)
