@@ -5,8 +5,9 @@ sign-flip randomisation test, Holm-corrected over the family). The entries whose
 from the best is not significant are *tied* with it; among the tied, the cheapest is chosen
 (LM cost, then latency, then memory, by default), and the reason is one sentence::
 
-    text-kNN is chosen: it ties SASRec on ndcg@10 (difference -0.003, 95% CI [-0.011, +0.005],
-    p=0.41 after Holm) and is 12x faster per user (latency 3.1 ms vs 37 ms)
+    text-kNN is chosen: it ties SASRec on ndcg@10 (text-kNN minus SASRec -0.003,
+    95% CI [-0.011, +0.005], p=0.21, p=0.41 after Holm) and is 12x faster per user
+    (latency 3.1 ms vs 37 ms)
 
 Inputs are per-user arrays of the primary metric (``(n_users,)``, or ``(n_seeds, n_users)``
 for a model run on several seeds, averaged over seeds per user before testing) and costs.
@@ -78,6 +79,18 @@ class Versus:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """A further comparison tested in the same family as the choice: ``test`` holds
+    ``entry`` minus ``versus``; ``significant`` when the corrected p-value is below alpha."""
+
+    entry: str
+    versus: str
+    test: PairedTest
+    p_adjusted: float
+    significant: bool
+
+
+@dataclass(frozen=True)
 class Choice:
     """What :func:`choose` decided.
 
@@ -91,6 +104,8 @@ class Choice:
         mde: minimal detectable effect (alpha, power 0.8) of a paired comparison over these
             users, with the SD of the differences between the best and the runner-up.
         sentence: the reason, to print.
+        also: the further pairs asked for (``also=``), corrected in the same family as
+            ``versus``, so a pair reads the same wherever it is quoted.
     """
 
     chosen: str
@@ -105,6 +120,7 @@ class Choice:
     correction: str
     sentence: str
     costs: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    also: tuple[Pair, ...] = ()
 
 
 def choose(
@@ -117,6 +133,8 @@ def choose(
     confidence: float = 0.95,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    also: Sequence[tuple[str, str]] = (),
+    references: Sequence[Entry] = (),
 ) -> Choice:
     """Pick the cheapest of the entries statistically tied with the best on ``metric``.
 
@@ -126,14 +144,26 @@ def choose(
     is at least ``alpha``. Among the tied, the one that is cheapest on the first cost of
     ``cost_order`` where they differ is chosen (unknown costs count as the most expensive);
     if none is cheaper, the best stays chosen and the sentence says the data cannot tell the
-    tied entries apart."""
-    names, values = _aligned(entries)
+    tied entries apart.
+
+    ``also`` names further ``(entry, versus)`` pairs to test (e.g. every entry against a
+    baseline); they join the correction family of the ties, so no pair is significant in one
+    sentence and not in another. A pair already in the family (either way round) is skipped.
+    ``references`` are entries that ``also`` may name but that are never best, tied or chosen
+    (e.g. a baseline quoted beside a choice made among other entries); ``means`` holds them."""
+    if not entries:
+        raise ConfigError("nothing to choose from: no entry given")
+    names, values = _aligned([*entries, *references])
+    candidates = len(entries)
     _check_costs(cost_order)
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha}")
     means = {n: float(v.mean()) for n, v in zip(names, values, strict=True)}
-    best = max(range(len(names)), key=lambda i: (means[names[i]], -i))
-    versus = _versus(names, values, best, alpha, correction, confidence, n_resamples, seed)
+    best = max(range(candidates), key=lambda i: (means[names[i]], -i))
+    extra = _extra_pairs(names, best, also)
+    versus, pairs = _versus(
+        names, candidates, values, best, extra, alpha, correction, confidence, n_resamples, seed
+    )
     tied = [names[best]] + [v.name for v in sorted(versus, key=lambda v: -means[v.name]) if v.tied]
     by_name = {e.name: e for e in entries}
     cheapest = min(tied, key=lambda n: (_cost_key(by_name[n], cost_order), -means[n]))
@@ -156,6 +186,7 @@ def choose(
         correction=_CORRECTION_NAMES[correction],
         sentence="",
         costs={e.name: {c: getattr(e, c) for c in cost_order} for e in entries},
+        also=tuple(pairs),
     )
     return _with_sentence(choice, by_name, cost_order, confidence)
 
@@ -195,22 +226,45 @@ def _aligned(entries: Sequence[Entry]) -> tuple[list[str], list[np.ndarray]]:
     return names, values
 
 
+def _extra_pairs(
+    names: list[str], best: int, also: Sequence[tuple[str, str]]
+) -> list[tuple[int, int]]:
+    """Index pairs of ``also``, without the pairs against the best (already in the family) and
+    without repeats either way round."""
+    index = {n: i for i, n in enumerate(names)}
+    seen: set[frozenset[int]] = set()
+    out = []
+    for a, b in also:
+        if a not in index or b not in index:
+            raise ConfigError(f"cannot compare {a!r} with {b!r}: both must be entries")
+        i, j = index[a], index[b]
+        key = frozenset((i, j))
+        if i == j or best in key or key in seen:
+            continue
+        seen.add(key)
+        out.append((i, j))
+    return out
+
+
 def _versus(
     names: list[str],
+    candidates: int,
     values: list[np.ndarray],
     best: int,
+    extra: list[tuple[int, int]],
     alpha: float,
     correction: Correction,
     confidence: float,
     n_resamples: int,
     seed: int,
-) -> list[Versus]:
-    others = [i for i in range(len(names)) if i != best]
+) -> tuple[list[Versus], list[Pair]]:
+    """Each candidate (the first ``candidates`` names; references follow) against the best,
+    then the ``extra`` pairs, corrected as one family."""
+    others = [i for i in range(candidates) if i != best]
+    pairs = [(i, best) for i in others] + extra
     tests = [
-        paired_test(
-            values[i], values[best], confidence=confidence, n_resamples=n_resamples, seed=seed
-        )
-        for i in others
+        paired_test(values[i], values[j], confidence=confidence, n_resamples=n_resamples, seed=seed)
+        for i, j in pairs
     ]
     if correction == "holm":
         adjusted = holm([t.p_value for t in tests]) if tests else np.zeros(0)
@@ -218,10 +272,16 @@ def _versus(
         adjusted = benjamini_hochberg([t.p_value for t in tests]) if tests else np.zeros(0)
     else:
         raise ConfigError(f"unknown correction {correction!r}; choose holm or bh")
-    return [
+    n = len(others)
+    versus = [
         Versus(names[i], t, float(p), bool(p >= alpha))
-        for i, t, p in zip(others, tests, adjusted, strict=True)
+        for i, t, p in zip(others, tests[:n], adjusted[:n], strict=True)
     ]
+    more = [
+        Pair(names[i], names[j], t, float(p), bool(p < alpha))
+        for (i, j), t, p in zip(extra, tests[n:], adjusted[n:], strict=True)
+    ]
+    return versus, more
 
 
 def _check_costs(cost_order: Sequence[str]) -> None:
@@ -244,11 +304,12 @@ def _with_sentence(
     return replace(choice, sentence=_sentence(choice, by_name, cost_order, confidence))
 
 
-def _evidence(v: Versus, correction: str, confidence: float) -> str:
+def _evidence(v: Versus, best: str, correction: str, confidence: float) -> str:
     t = v.test
     return (
-        f"difference {t.mean_diff:+.3f}, {confidence:.0%} CI [{t.low:+.3f}, {t.high:+.3f}], "
-        f"{_fmt_p(v.p_adjusted)} after {correction}"
+        f"{v.name} minus {best} {t.mean_diff:+.3f}, "
+        f"{confidence:.0%} CI [{t.low:+.3f}, {t.high:+.3f}], "
+        f"{_fmt_p(t.p_value)}, {_fmt_p(v.p_adjusted)} after {correction}"
     )
 
 
@@ -265,11 +326,11 @@ def _sentence(
     if not vs:
         return f"{chosen} is chosen: it is the only entry"
     if chosen != best:
-        why = _evidence(vs[chosen], choice.correction, confidence)
+        why = _evidence(vs[chosen], best, choice.correction, confidence)
         cheaper = _cheaper(by_name[chosen], by_name[best], cost_order)
         return f"{chosen} is chosen: it ties {best} on {metric} ({why}) and is {cheaper}"
     runner = max(vs.values(), key=lambda v: choice.means[v.name])
-    why = _evidence(runner, choice.correction, confidence)
+    why = _evidence(runner, best, choice.correction, confidence)
     if len(choice.tied) == 1:
         return (
             f"{best} is chosen: it is best on {metric} ({choice.means[best]:.4f}) and ahead of "

@@ -69,15 +69,21 @@ def choose(
     rows: list[dict[str, Any]],
     constraints: Constraints,
     values: dict[str, np.ndarray] | None = None,
+    sample_values: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The recommendation and its reasoning.
 
     Args:
         rows: one dict per finished entry with ``entry``, ``paradigm``, ``protocol``,
             ``pipeline``, ``run_id`` and the metric keys named in :class:`Constraints`.
-        values: per-user NDCG@10 ``(n_users,)`` of the full-ranking entries on the users they
-            share (:func:`llmrec.report.evidence.comparison_values`); the statistical rule
-            runs when every feasible entry has them.
+        values: per-user NDCG@10 ``(n_users,)`` of the full-ranking entries scored on every
+            test user, aligned on those users
+            (:func:`llmrec.report.evidence.comparison_values`).
+        sample_values: the same for every full-ranking entry on the LM user sample, when some
+            entries (``evaluated_users == "sample"``) ran only on it. The statistical rule runs
+            when every feasible entry has its values: it chooses among the entries scored on
+            every user on all of them, then tests the sampled entries against that choice on
+            the sample (:mod:`llmrec.report.choose_stats`).
 
     Returns a dict: ``recommended`` (entry name or ``None``), ``paradigm``, ``metric`` (the
     key ranked on), ``feasible`` (names, best first), ``excluded`` (``{entry, reasons}``),
@@ -118,11 +124,13 @@ def choose(
         text.append(f"Closest: {closest['entry']}, which misses only: {closest['reasons'][0]}.")
         out["explanation"] = text
         return out
-    if _statistical_ok(feasible, values, key, acc_key):
+    if _statistical_ok(feasible, values, sample_values, key, acc_key):
         from llmrec.report.choose_stats import statistical_choice
 
-        assert values is not None
-        text += statistical_choice(out, ranked, feasible, values, acc_key, constraints)
+        text = _scope_sentence(ranked, not_compared, "ndcg@10", key, tiered=sampled)
+        text += statistical_choice(
+            out, ranked, feasible, values or {}, sample_values or {}, constraints
+        )
         text.extend(_excluded_sentences(excluded))
         out["explanation"] = text
         return out
@@ -142,13 +150,22 @@ def choose(
 
 
 def _statistical_ok(
-    feasible: list[dict[str, Any]], values: dict[str, np.ndarray] | None, key: str, acc_key: str
+    feasible: list[dict[str, Any]],
+    values: dict[str, np.ndarray] | None,
+    sample_values: dict[str, np.ndarray] | None,
+    key: str,
+    acc_key: str,
 ) -> bool:
     """Whether the statistical rule applies: accuracy is ranked on, and every feasible entry
-    has per-user values over at least two shared users."""
-    if values is None or key != acc_key or not feasible:
+    has per-user values over at least two users (all test users for the entries scored on
+    every user, the LM sample for the sampled ones)."""
+    if key != acc_key or not feasible:
         return False
-    return all(r["entry"] in values for r in feasible) and len(next(iter(values.values()))) > 1
+    for row in feasible:
+        pool = sample_values if row.get("evaluated_users") == "sample" else values
+        if not pool or row["entry"] not in pool or len(pool[row["entry"]]) < 2:
+            return False
+    return True
 
 
 def _violations(row: dict[str, Any], c: Constraints, acc_key: str) -> list[str]:
@@ -181,15 +198,30 @@ def _violations(row: dict[str, Any], c: Constraints, acc_key: str) -> list[str]:
 
 
 def _scope_sentence(
-    ranked: list[dict[str, Any]], not_compared: list[str], acc_key: str, key: str
+    ranked: list[dict[str, Any]],
+    not_compared: list[str],
+    acc_key: str,
+    key: str,
+    tiered: bool = False,
 ) -> list[str]:
-    scope = (
-        "the user sample every full-ranking entry was scored on"
-        if acc_key.startswith("sample_")
-        else "all test users"
-    )
     what = "NDCG@10 on cold items" if key.startswith("cold_") else "NDCG@10"
-    text = [f"Ranked by {what} on {scope}, among {len(ranked)} full-ranking entries."]
+    if tiered:
+        sampled = [r["entry"] for r in ranked if r.get("evaluated_users") == "sample"]
+        text = [
+            f"Ranked by {what} among {len(ranked)} full-ranking entries: those scored on every "
+            "test user are compared on all of them; "
+            + ", ".join(sampled)
+            + " ran on the LM user sample only, so "
+            + ("they are" if len(sampled) > 1 else "it is")
+            + " compared with that choice on the sample."
+        ]
+    else:
+        scope = (
+            "the user sample every full-ranking entry was scored on"
+            if acc_key.startswith("sample_")
+            else "all test users"
+        )
+        text = [f"Ranked by {what} on {scope}, among {len(ranked)} full-ranking entries."]
     if not_compared:
         text.append(
             "Candidate-protocol entries (" + ", ".join(not_compared) + ") rank one held-out item "

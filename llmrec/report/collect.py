@@ -20,7 +20,7 @@ from llmrec.report.evidence import (
     comparison_values,
     intervals,
     load_arrays,
-    paired_family,
+    paired_groups,
 )
 from llmrec.report.validity import validity_data
 
@@ -111,10 +111,10 @@ def build_report_data(compare_dir: Path, constraints: Constraints | None = None)
     rows, stages = summary_rows(compare_dir)
     seed = int(manifest.config.get("seed", 0) or 0)
     arrays = _attach_intervals(compare_dir, rows, seed)
-    values, users = _ranked_values(rows, arrays)
-    floor_tests = _vs_floor(rows, values, seed)
+    (values, users), (sample_values, sample_users) = _ranked_values(rows, arrays)
+    floor_tests = _vs_floor(rows, values, sample_values, seed)
     public = [{k: v for k, v in r.items() if k != "_extra"} for r in rows]
-    choice = choose(public, constraints, values or None)
+    choice = choose(public, constraints, values or None, sample_values or None)
     return {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "compare_dir": str(compare_dir),
@@ -139,6 +139,7 @@ def build_report_data(compare_dir: Path, constraints: Constraints | None = None)
             "resampled": "users (BCa); users and seeds for entries run on several seeds",
             "seeds": int(manifest.config.get("seeds", 1) or 1),
             "compared_users": len(users),
+            "sample_users": len(sample_users),
             "tests": choice.get("tests"),
             "vs_floor": floor_tests,
             "available": bool(arrays),
@@ -162,24 +163,41 @@ def _attach_intervals(compare_dir: Path, rows: list[dict[str, Any]], seed: int) 
 
 def _ranked_values(
     rows: list[dict[str, Any]], arrays: dict[str, Any]
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+) -> tuple[tuple[dict[str, np.ndarray], np.ndarray], tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Per-user NDCG@10 for the tests: the full-ranking entries scored on every test user,
+    aligned on all of them; and, when some entries ran on the LM user sample, every
+    full-ranking entry aligned on that sample (empty otherwise)."""
     ranked = [r for r in rows if r["protocol"] in ("full", "two-stage")]
-    sampled = any(r["evaluated_users"] == "sample" for r in ranked)
-    return comparison_values(arrays, [r["entry"] for r in ranked], sampled)
+    full = [r["entry"] for r in ranked if r["evaluated_users"] != "sample"]
+    every = comparison_values(arrays, full, False)
+    if not any(r["evaluated_users"] == "sample" for r in ranked):
+        return every, ({}, np.zeros(0, dtype=np.int64))
+    return every, comparison_values(arrays, [r["entry"] for r in ranked], True)
 
 
 def _vs_floor(
-    rows: list[dict[str, Any]], values: dict[str, np.ndarray], seed: int
+    rows: list[dict[str, Any]],
+    values: dict[str, np.ndarray],
+    sample_values: dict[str, np.ndarray],
+    seed: int,
 ) -> dict[str, Any] | None:
-    """Every full-ranking entry against the shortcut floor (the ``transition`` entry),
-    Holm-corrected; sets ``vs_floor`` and ``vs_floor_p`` on each row."""
+    """Every full-ranking entry against the shortcut floor (the ``transition`` entry): on every
+    test user for the entries scored on all, on the LM sample for the sampled ones, all
+    Holm-corrected together; sets ``vs_floor`` and ``vs_floor_p`` on each row."""
     floors = [r["entry"] for r in rows if r["model"] == "transition" and r["entry"] in values]
     for row in rows:
         row["vs_floor"] = row["vs_floor_p"] = None
     if not floors:
         return None
     floor = floors[0]
-    tests = paired_family(values, [(n, floor) for n in values if n != floor], seed=seed)
+    sampled = [n for n in sample_values if n not in values]
+    tests = paired_groups(
+        [
+            (values, [(n, floor) for n in values if n != floor]),
+            (sample_values, [(n, floor) for n in sampled]),
+        ],
+        seed=seed,
+    )
     by_entry = {t["entry"]: t for t in tests}
     for row in rows:
         t = by_entry.get(row["entry"])

@@ -23,6 +23,7 @@ __all__ = [
     "intervals",
     "load_arrays",
     "paired_family",
+    "paired_groups",
 ]
 
 #: report key -> (per-user metric, mask or None): the accuracy cells that carry an interval
@@ -134,14 +135,28 @@ def paired_family(
 ) -> list[dict[str, Any]]:
     """Paired tests of each ``(a, b)`` in ``pairs`` (a minus b, same users), Holm-corrected
     together: ``{"entry", "versus", "diff", "low", "high", "effect_size", "p", "p_holm",
-    "significant", "n_users"}`` each (``significant``: Holm p below 0.05)."""
+    "significant", "n_users"}`` each (``significant``: Holm p below 0.05; ``low``/``high``
+    bound the unadjusted 95% interval, which matches ``p``, not ``p_holm``)."""
+    return paired_groups([(values, pairs)], seed=seed)
+
+
+def paired_groups(
+    groups: list[tuple[dict[str, np.ndarray], list[tuple[str, str]]]], *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """:func:`paired_family` over several user sets at once: each group's pairs are tested on
+    that group's aligned ``values`` (e.g. every test user for entries scored on all, the LM
+    sample for the sampled ones), and the p-values of all groups are Holm-corrected together."""
     from llmrec.eval.stats import holm, paired_test
 
-    pairs = [(a, b) for a, b in pairs if a in values and b in values and a != b]
-    if not pairs or len(next(iter(values.values()))) < 2:
+    done: list[tuple[str, str, Any]] = []
+    for values, pairs in groups:
+        kept = [(a, b) for a, b in pairs if a in values and b in values and a != b]
+        if not kept or len(next(iter(values.values()))) < 2:
+            continue
+        done += [(a, b, paired_test(values[a], values[b], seed=seed)) for a, b in kept]
+    if not done:
         return []
-    tests = [paired_test(values[a], values[b], seed=seed) for a, b in pairs]
-    adjusted = holm([t.p_value for t in tests])
+    adjusted = holm([t.p_value for _, _, t in done])
     return [
         {
             "entry": a,
@@ -155,5 +170,5 @@ def paired_family(
             "significant": bool(p < 0.05),
             "n_users": t.n_users,
         }
-        for (a, b), t, p in zip(pairs, tests, adjusted, strict=True)
+        for (a, b, t), p in zip(done, adjusted, strict=True)
     ]

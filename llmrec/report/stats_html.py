@@ -52,17 +52,34 @@ def _tests_table(pairs: list[dict[str, Any]], caption: str) -> str:
         return ""
     head = (
         '<tr><th class="l">entry</th><th class="l">versus</th><th>difference (NDCG@10)</th>'
-        "<th>95% CI</th><th>effect size d_z</th><th>p</th><th>p (Holm)</th>"
-        '<th class="l">verdict</th></tr>'
+        "<th>95% CI (unadjusted)</th><th>effect size d_z</th><th>p</th><th>p (Holm)</th>"
+        '<th>users</th><th class="l">verdict</th></tr>'
     )
     body = "".join(
         f'<tr><td class="l">{escape(t["entry"])}</td><td class="l">{escape(t["versus"])}</td>'
         f"<td>{t['diff']:+.4f}</td><td>[{t['low']:+.4f}, {t['high']:+.4f}]</td>"
         f"<td>{t['effect_size']:+.2f}</td><td>{fmt_p(t['p'])}</td><td>{fmt_p(t['p_holm'])}</td>"
+        f"<td>{t.get('n_users', '')}</td>"
         f'<td class="l">{"significant" if t["significant"] else "not significant"}</td></tr>'
         for t in pairs
     )
     return f'<p class="note">{escape(caption)}</p><table class="tests">{head}{body}</table>'
+
+
+def _users_note(st: dict[str, Any]) -> str:
+    note = (
+        f" Entries scored on every test user are tested on all {st.get('compared_users', 0)} "
+        "of them"
+    )
+    if st.get("sample_users"):
+        note += (
+            f"; entries that ran only on the LM user sample are tested on its "
+            f"{st['sample_users']} users"
+        )
+    return note + (
+        " (sign-flip randomisation test; the interval is unadjusted and matches p, Holm "
+        "corrects p within each table and decides significance)."
+    )
 
 
 def render_statistics(data: dict[str, Any]) -> str:
@@ -78,6 +95,7 @@ def render_statistics(data: dict[str, Any]) -> str:
     tests = st.get("tests") or {}
     floor = st.get("vs_floor") or {}
     mde = data["choice"].get("mde")
+    sample_mde = data["choice"].get("sample_mde")
     parts = [
         "<h2>Statistics</h2>",
         f"<figure>{accuracy_bars(data)}<figcaption>Error bars: 95% bootstrap intervals over "
@@ -90,19 +108,24 @@ def render_statistics(data: dict[str, Any]) -> str:
             if seeds < 2
             else "; their intervals include the spread from seed to seed."
         )
-        + f" Paired tests use the {st.get('compared_users', 0)} users every full-ranking entry "
-        "was scored on (sign-flip randomisation test, Holm-corrected within each table)."
+        + _users_note(st)
         + (
-            f" At this sample size differences below about {mde:.3f} NDCG@10 are hard to detect "
-            "(power 0.8)."
+            f" On every test user, differences below about {mde:.3f} NDCG@10 are hard to "
+            "detect (power 0.8)."
             if isinstance(mde, int | float)
+            else ""
+        )
+        + (
+            f" On the LM user sample, differences below about {sample_mde:.3f} are."
+            if isinstance(sample_mde, int | float)
             else ""
         )
         + "</p>",
         _tests_table(
             tests.get("pairs") or [],
-            f"Every entry against the best classic baseline ({tests.get('baseline')}), and the "
-            "chosen entry against the runner-up.",
+            f"Every entry against the best classic baseline ({tests.get('baseline')}), the "
+            "chosen entry against the runner-up, the most accurate entries pairwise, and each "
+            "sampled LM entry against the choice.",
         ),
         _tests_table(
             floor.get("pairs") or [],

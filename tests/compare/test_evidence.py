@@ -70,11 +70,12 @@ def test_every_comparative_sentence_carries_its_p_value(tiny_compare: Path) -> N
     comparative = [
         s
         for s in choice["explanation"]
-        if re.search(r"\bties\b|Next:|baseline|ahead", s) and "can detect" not in s
+        if re.search(r"\bties\b|Next:|baseline|ahead", s) and "can be detected" not in s
     ]
     assert comparative
     assert all(_P.search(s) for s in comparative), comparative
-    assert any("sample can detect differences of about" in s for s in choice["explanation"])
+    detect = [s for s in choice["explanation"] if "can be detected" in s]
+    assert any("differences of about" in s for s in detect)
 
 
 def _row(name: str, latency: float, paradigm: str = "classic") -> dict:
@@ -153,3 +154,66 @@ def test_further_seeds_are_cached_stages_and_leave_seed_one_unchanged(tmp_path: 
     assert not any("seed 4" in line for line in again)  # cached
     cell = build_report_data(three)["tables"]["accuracy"]["rows"][1]["ci"]["ndcg@10"]
     assert cell["n_seeds"] == 3 and len(cell["seed_means"]) == 3
+
+
+def _sampled(name: str, latency: float) -> dict:
+    return {
+        **_row(name, latency, paradigm="direct"),
+        "protocol": "two-stage",
+        "evaluated_users": "sample",
+        "lm_calls_per_1k": 1000.0,
+        "lm_tokens_per_1k": 5e5,
+    }
+
+
+def _two_tier_values(lm_lift: float) -> tuple[dict, dict]:
+    """400 users for the entries scored on all; the first 40 are the LM sample."""
+    rng = np.random.default_rng(3)
+    knn = rng.random(400) * (rng.random(400) < 0.5)
+    sasrec = knn + 0.02 + rng.normal(0, 0.08, 400)  # ahead: significant on 400, not on 40
+    values = {"knn": knn, "sasrec": sasrec}
+    sample = {k: v[:40] for k, v in values.items()}
+    sample["llm"] = sasrec[:40] + lm_lift + rng.normal(0, 0.05, 40)
+    return values, sample
+
+
+def test_entries_scored_on_every_user_are_compared_on_every_user() -> None:
+    values, sample = _two_tier_values(lm_lift=0.0)
+    rows = [_row("knn", 2.0), _row("sasrec", 30.0, "classic"), _sampled("llm", 900.0)]
+    out = choose(rows, Constraints(), values, sample)
+    # on 400 users SASRec's lead is significant, so the cheaper item-kNN is not chosen; a
+    # 40-user sample alone would have judged all three on 40 users
+    assert out["recommended"] == "sasrec"
+    pairs = out["tests"]["pairs"]
+    assert {t["n_users"] for t in pairs if "llm" not in (t["entry"], t["versus"])} == {400}
+    assert {t["n_users"] for t in pairs if "llm" in (t["entry"], t["versus"])} == {40}
+    assert out["tests"]["n_users"] == 400 and out["tests"]["sample_users"] == 40
+    sample_text = next(s for s in out["explanation"] if s.startswith("On the 40-user LM sample"))
+    assert "llm minus sasrec" in sample_text and _P.search(sample_text)
+    assert out["mde"] < out["sample_mde"]  # more users, smaller detectable effect
+
+
+def test_a_sampled_entry_clearly_ahead_on_the_sample_is_chosen() -> None:
+    values, sample = _two_tier_values(lm_lift=0.5)
+    rows = [_row("knn", 2.0), _row("sasrec", 30.0, "classic"), _sampled("llm", 900.0)]
+    out = choose(rows, Constraints(), values, sample)
+    assert out["recommended"] == "llm" and out["paradigm"] == "direct"
+    first = next(s for s in out["explanation"] if s.startswith("Choose llm"))
+    assert "ahead of the runner-up sasrec" in first and _P.search(first)
+
+
+def test_the_printed_interval_goes_with_the_unadjusted_p() -> None:
+    values, sample = _two_tier_values(lm_lift=0.0)
+    rows = [_row("knn", 2.0), _row("sasrec", 30.0, "classic"), _sampled("llm", 900.0)]
+    out = choose(rows, Constraints(), values, sample)
+    for t in out["tests"]["pairs"]:
+        # an interval that excludes 0 goes with an unadjusted p below 0.05, and vice versa
+        # (bootstrap interval and randomisation p can disagree only at the margin)
+        if t["low"] > 0.01 or t["high"] < -0.01:
+            assert t["p"] < 0.05
+        if t["p"] > 0.2:
+            assert t["low"] <= 0 <= t["high"]
+    sentences = [s for s in out["explanation"] if "after Holm" in s]
+    assert sentences and all(
+        re.search(r"p(=|<)[\d.]+, p(=|<)[\d.]+ after Holm", s) for s in sentences
+    )

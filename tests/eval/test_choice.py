@@ -28,7 +28,9 @@ def test_a_tied_cheaper_entry_is_chosen_with_its_evidence():
     c = choose(entries)
     assert (c.best, c.chosen) == ("sasrec", "textknn")
     assert c.tied == ("sasrec", "textknn")
-    assert c.sentence.startswith("textknn is chosen: it ties sasrec on ndcg@10 (difference -0.00")
+    assert c.sentence.startswith(
+        "textknn is chosen: it ties sasrec on ndcg@10 (textknn minus sasrec -0.00"
+    )
     assert "after Holm" in c.sentence and "faster per user (latency 3.1 ms vs 37 ms)" in c.sentence
     assert c.mde is not None and 0 < c.mde < 0.05
 
