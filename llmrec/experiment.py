@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from llmrec._io import dumps_json, make_dirs, staged_dir
+from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, make_split
 from llmrec.eval.protocols import EvalResult, evaluate, evaluate_candidates
@@ -47,10 +48,6 @@ MAX_CUTOFF = 10_000
 MAX_SEED = 2**63 - 1
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 def check_cutoffs(ks: list[int]) -> list[int]:
     """``ks`` if it is a non-empty list of cutoffs in ``1 .. MAX_CUTOFF``; ``ValueError`` (for a
     pydantic validator) otherwise."""
@@ -62,14 +59,14 @@ def check_cutoffs(ks: list[int]) -> list[int]:
     return ks
 
 
-class SplitConfig(_Strict):
+class SplitConfig(StrictConfig):
     kind: Literal["loo", "temporal", "random"] = "loo"
     valid_frac: float = 0.1
     test_frac: float = 0.1
     min_history: int = 3
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictConfig):
     """Attributes:
     ks: cutoffs, each in ``1 .. MAX_CUTOFF``.
     n_negatives: sampled negatives per held-out item under the candidate protocol (>= 1).
@@ -86,7 +83,7 @@ class EvalConfig(_Strict):
         return check_cutoffs(ks)
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictConfig):
     """Everything that defines a run. ``params`` is validated by the model's own config."""
 
     dataset: str = "ml-100k"

@@ -20,8 +20,9 @@ import re
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ DType = Literal["auto", "float32", "bfloat16", "float16"]
 LEGACY_KEYS = ("threads", "cache_dir", "progress", "lm_options")
 
 
-class RuntimeOptions(BaseModel):
+class RuntimeOptions(StrictConfig):
     """How a model runs (not part of its identity).
 
     Attributes:
@@ -49,7 +50,7 @@ class RuntimeOptions(BaseModel):
         engine: where batches run; only ``local`` for now.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     threads: int = Field(default=2, ge=1, le=1024)
     device: Device = "auto"
@@ -89,13 +90,7 @@ def runtime_options(data: RuntimeOptions | dict[str, Any] | None) -> RuntimeOpti
     """``data`` as :class:`RuntimeOptions`; a bad value is a one-line :class:`ConfigError`."""
     if isinstance(data, RuntimeOptions):
         return data
-    try:
-        return RuntimeOptions.model_validate(data or {})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"runtime: {where}: {msg}") from None
+    return validated(RuntimeOptions, data or {}, "runtime")
 
 
 def resolve_device(device: str) -> str:

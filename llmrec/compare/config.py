@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     field_serializer,
     field_validator,
     model_validator,
 )
 
-from llmrec._io import check_unique_names, read_yaml_mapping, validated
+from llmrec._io import check_unique_names, read_yaml_mapping
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import ConfigError
 from llmrec.experiment import MAX_SEED, SplitConfig, check_cutoffs
 from llmrec.models.catalogue import Paradigm, PipelineLevel, find_spec
@@ -47,11 +46,7 @@ Protocol = Literal["full", "candidates", "two-stage"]
 SplitSettings = SplitConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CompareEntry(_Strict):
+class CompareEntry(StrictConfig):
     """One model under one protocol.
 
     Attributes:
@@ -124,7 +119,7 @@ def pipeline_need(entry: CompareEntry) -> str:
     return entry.level().label
 
 
-class EvalSettings(_Strict):
+class EvalSettings(StrictConfig):
     """Attributes:
     ks: cutoffs (10 must be among them: the report reads NDCG/Recall/MRR@10).
     n_negatives, sampling: the candidate protocol's negatives.
@@ -146,7 +141,7 @@ class EvalSettings(_Strict):
         return self
 
 
-class ProbeConfig(_Strict):
+class ProbeConfig(StrictConfig):
     """Sizes of the measurements beside accuracy.
 
     Attributes:
@@ -173,7 +168,7 @@ ValidityProbe = Literal["history", "memorisation"]
 VALIDITY_PROBES: tuple[ValidityProbe, ...] = ("history", "memorisation")
 
 
-class ValidityConfig(_Strict):
+class ValidityConfig(StrictConfig):
     """The validity probes beside the bias probes (see :mod:`llmrec.eval.validity`).
 
     Attributes:
@@ -197,7 +192,7 @@ class ValidityConfig(_Strict):
         return sorted(set(value))
 
 
-class CompareConfig(_Strict):
+class CompareConfig(StrictConfig):
     """Everything a comparison runs: the data, split, evaluation, probes and entries.
 
     ``seeds``: how many seeds each trainable entry (a seed-dependent fit: BPR, the SASRec
@@ -242,7 +237,7 @@ def load_compare_config(
     """A :class:`CompareConfig` from a YAML/JSON file or a mapping, with top-level overrides."""
     raw = read_yaml_mapping(source, "compare config") if isinstance(source, Path) else dict(source)
     raw.update(overrides or {})
-    return validated(CompareConfig, raw, "compare config")
+    return validated(CompareConfig, raw, "invalid compare config")
 
 
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> CompareConfig:

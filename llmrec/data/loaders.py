@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
+from llmrec.config import StrictConfig
 from llmrec.data._files import (
     _check_regular_file,
     _first_line,
@@ -79,7 +79,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-class ColumnMap(BaseModel):
+class ColumnMap(StrictConfig):
     """Which column holds what.
 
     Interactions: ``user``, ``item`` (required), ``timestamp`` and ``rating`` (optional; a
@@ -89,8 +89,6 @@ class ColumnMap(BaseModel):
     (default: every other column). User table: ``user_id`` (default: same name as ``user``)
     and ``user_attrs`` (default: every other column).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     user: str = "user_id"
     item: str = "item_id"

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from llmrec._io import dumps_json, staged_dir
+from llmrec.config import StrictConfig, one_line
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.models.catalogue import import_target, model_names, model_spec
@@ -43,10 +44,10 @@ __all__ = [
 ]
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(StrictConfig):
     """Base of every model config: strict (unknown keys are errors) and JSON round-trippable."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(validate_assignment=True)
 
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
 
@@ -98,7 +99,7 @@ class Recommender(ABC):
         try:
             config = self._validate_config(config, overrides)
         except ValidationError as exc:
-            raise ConfigError(f"{self.name}: {_one_line(exc)}") from None
+            raise ConfigError(one_line(exc, self.name)) from None
         self.config = config
         #: how this model runs (threads, device, ...): never saved, never in a stage key
         # keys an older config held fill in only where no runtime options are given
@@ -314,7 +315,7 @@ class Recommender(ABC):
                 _check_registered(nested, folder)
             model = klass(config, runtime=runtime if runtime is not None else moved)
         except ValidationError as exc:
-            raise ConfigError(f"{folder}/{CONFIG_FILE}: config: {_one_line(exc)}") from None
+            raise ConfigError(one_line(exc, f"{folder}/{CONFIG_FILE}: config")) from None
         except ConfigError as exc:
             raise ConfigError(f"{folder}/{CONFIG_FILE}: {exc}") from None
         state = read_saved_state(folder, meta.n_users, meta.n_items)
@@ -439,12 +440,6 @@ def _check_replaceable(folder: Path) -> None:
         f"cannot save a model to {folder}: the folder holds other files (no {STATE_FILE}); "
         "choose a new or empty folder"
     )
-
-
-def _one_line(error: ValidationError) -> str:
-    """Pydantic's report as one line: each failing field with its message."""
-    parts = [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors()]
-    return "; ".join(parts)
 
 
 def _mask_seen(scores: np.ndarray, users: np.ndarray, hist: UserHistory) -> None:

@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmrec import progress
+from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.lm.base import LanguageModel
@@ -55,7 +56,7 @@ _LABEL_INSTRUCTION = "Which candidate will the user choose next? Answer with its
 _NEXT_INSTRUCTION = "Which item will the user choose next?"
 
 
-class RankerConfig(BaseModel):
+class RankerConfig(StrictConfig):
     """Settings shared by every ranker.
 
     Attributes:
@@ -66,8 +67,6 @@ class RankerConfig(BaseModel):
         prompt: the prompt templates.
         batch_size: users per LM call.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     lm: str = "fake"
     lm_options: dict[str, Any] = Field(default_factory=dict)

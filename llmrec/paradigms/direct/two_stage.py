@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from llmrec._io import atomic_write_text, dumps_json, read_json_object
+from llmrec.config import StrictConfig, one_line
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
@@ -282,11 +283,11 @@ def _retriever_state(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k.removeprefix("retriever."): v for k, v in state.items() if k != "texts_json"}
 
 
-class _SavedTexts(BaseModel):
+class _SavedTexts(StrictConfig):
     """The rendered item texts and user profiles (``texts.json``; in the old layout, JSON
     bytes in the ``texts_json`` array)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(strict=True)
 
     texts: list[str]
     profiles: list[dict[str, str]]
@@ -306,10 +307,8 @@ def _validated_texts(parse: Callable[[], _SavedTexts], where: str) -> _SavedText
     try:
         return parse()
     except ValidationError as exc:
-        err = exc.errors()[0]
-        at = ".".join(map(str, err["loc"])) or "top level"
         raise ConfigError(
-            f"two_stage: the saved item texts ({where}) are damaged at {at}: {err['msg']}"
+            one_line(exc, f"two_stage: the saved item texts ({where}) are damaged")
         ) from None
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmrec import progress
+from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset
 from llmrec.lm.pool import LMPool, default_pool
 from llmrec.lm.registry import backend_of
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from llmrec.lm.base import LanguageModel
 
 
-class EncoderSettings(BaseModel):
+class EncoderSettings(StrictConfig):
     """Which LM encodes texts, and how.
 
     Attributes:
@@ -52,8 +53,6 @@ class EncoderSettings(BaseModel):
         progress: show a progress bar.
         lm_options: extra keyword options for the backend (e.g. ``{"n_threads": 2}``).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     encoder: str = "minilm-l6"
     pooling: Literal["mean", "last"] | None = None
@@ -176,7 +175,7 @@ def _forced_progress(show: bool) -> AbstractContextManager[None]:
     return nullcontext()
 
 
-class TextEncodingConfig(BaseModel):
+class TextEncodingConfig(StrictConfig):
     """How item texts become vectors: the fields shared by every model that encodes item text
     (the embeddings models through :class:`TextModelConfig`, the semantic-ID models through
     :class:`~llmrec.paradigms.tokens._ids.SemanticIDConfig`). Flat, so that the CLI's
@@ -196,8 +195,6 @@ class TextEncodingConfig(BaseModel):
     runtime options (:class:`~llmrec.runtime.RuntimeOptions`), given to
     :meth:`encoder_settings`: they are not part of a model's identity.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     encoder: str = "minilm-l6"
     pooling: Literal["mean", "last"] | None = None

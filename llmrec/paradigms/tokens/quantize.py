@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmrec._io import atomic_write_text, dumps_json
+from llmrec.config import StrictConfig
 from llmrec.errors import ConfigError, DataError
 from llmrec.models.saved import FLOAT, INTEGER, expect
 from llmrec.paradigms.tokens.kmeans import kmeans
@@ -57,7 +58,7 @@ def default_codebook_size(n_items: int, levels: int) -> int:
     return int(np.clip(2 ** round(math.log2(math.sqrt(n_items))), 8, 256))
 
 
-class QuantizerConfig(BaseModel):
+class QuantizerConfig(StrictConfig):
     """Settings shared by both tokenisers.
 
     Attributes:
@@ -66,8 +67,6 @@ class QuantizerConfig(BaseModel):
         normalize: scale vectors to unit length first (cosine geometry, as text encoders use).
         seed: seeds k-means initialisation and training.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     levels: int = Field(3, ge=1, le=8)
     codebook_size: int | None = Field(None, ge=2, le=4096)

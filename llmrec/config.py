@@ -1,0 +1,62 @@
+"""The one base of llmrec's configs and the one way a config error becomes a message.
+
+Every component config (models, rankers, encoders, LM backends, runtime options, the run,
+compare and serve configs) inherits :class:`StrictConfig`: an unknown key is an error, not a
+silent no-op. Every pydantic :class:`~pydantic.ValidationError` reaches the user through
+:func:`one_line`, so each reads the same: ``WHERE: FIELD: PROBLEM``.
+
+Example::
+
+    class SizeConfig(StrictConfig):
+        dim: int = Field(default=8, ge=1)
+
+    validated(SizeConfig, {"dim": 0}, "invalid size config")
+    # ConfigError: invalid size config: dim: Input should be greater than or equal to 1
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from llmrec.errors import ConfigError
+
+__all__ = ["StrictConfig", "one_line", "validated"]
+
+M = TypeVar("M", bound=BaseModel)
+
+# pydantic's prefixes for errors raised inside validators; the message after them is ours
+_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+class StrictConfig(BaseModel):
+    """Base of every config: unknown keys are errors. Subclasses add their own
+    ``model_config`` keys (``frozen``, ``validate_assignment``, ``strict``); pydantic merges
+    them with this one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def one_line(error: ValidationError, where: str) -> str:
+    """``error`` as one line: ``where``, then each failing field with its problem
+    (``sasrec: epochs: Input should be greater than or equal to 1``); a problem with the whole
+    input is at ``top level``."""
+    parts = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "top level"
+        msg = str(err["msg"])
+        for prefix in _PREFIXES:
+            msg = msg.removeprefix(prefix)
+        parts.append(f"{loc}: {msg}")
+    text = "; ".join(parts) or "invalid"
+    return " ".join(f"{where}: {text}".split())
+
+
+def validated(model: type[M], raw: Any, where: str) -> M:
+    """``raw`` validated as ``model``; a failure is a :class:`ConfigError` with the
+    :func:`one_line` message."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc, where)) from None
