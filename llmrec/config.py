@@ -16,13 +16,15 @@ Example::
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmrec.errors import ConfigError
 
-__all__ = ["StrictConfig", "one_line", "validated"]
+__all__ = ["StrictConfig", "one_line", "renamed_keys", "validated"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -60,3 +62,22 @@ def validated(model: type[M], raw: Any, where: str) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(one_line(exc, where)) from None
+
+
+def renamed_keys(data: Any, renames: Mapping[str, str], where: str) -> Any:
+    """``data`` (a mapping about to be validated) with the old key names of ``renames``
+    (old -> new) under their new names, each with a :class:`DeprecationWarning`; a mapping
+    that sets both names keeps both, so validation names the old one as unknown. Anything
+    else passes through for validation to judge. For a ``model_validator(mode="before")``."""
+    if not isinstance(data, Mapping):
+        return data
+    old = [k for k in renames if k in data and renames[k] not in data]
+    if not old:
+        return data
+    warnings.warn(
+        f"{where}: {', '.join(f'{k} is now {renames[k]}' for k in old)}; the old name is "
+        "deprecated",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    return {renames.get(k, k) if k in old else k: v for k, v in data.items()}

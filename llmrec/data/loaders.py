@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmrec.config import StrictConfig
+from llmrec.config import StrictConfig, validated
 from llmrec.data._files import (
     _check_regular_file,
-    _first_line,
     _header,
     _is_parquet,
     _os_reason,
@@ -220,12 +219,7 @@ def _column_map(columns: ColumnMap | dict[str, Any] | None) -> ColumnMap:
         return ColumnMap()
     if isinstance(columns, ColumnMap):
         return columns
-    from llmrec.errors import ConfigError
-
-    try:
-        return ColumnMap.model_validate(columns)
-    except ValueError as exc:
-        raise ConfigError(f"invalid column mapping: {_first_line(exc)}") from None
+    return validated(ColumnMap, columns, "invalid column mapping")
 
 
 # --- building the dataset ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ with a progress bar. Vectors come back L2-normalised, so inner products are cosi
 
 Example::
 
-    enc = TextEncoder(EncoderSettings(encoder="fake:16", cache=False))
+    enc = TextEncoder(EncoderConfig(encoder="fake:16", cache=False))
     vecs, info = enc.encode(["Toy Story (1995)", "Heat (1995)"])   # (2, 16) float32
 """
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from llmrec.lm.base import LanguageModel
 
 
-class EncoderSettings(StrictConfig):
+class EncoderConfig(StrictConfig):
     """Which LM encodes texts, and how.
 
     Attributes:
@@ -93,7 +93,7 @@ class EncodeInfo:
         }
 
 
-def load_encoder(settings: EncoderSettings, lm_pool: LMPool | None = None) -> LanguageModel:
+def load_encoder(settings: EncoderConfig, lm_pool: LMPool | None = None) -> LanguageModel:
     """The LM named by ``settings`` (wrapped in the disk cache when asked), from ``lm_pool``
     (default :func:`~llmrec.lm.pool.default_pool`): loaded once, shared by every model of a
     run that encodes with it (text-kNN, LM-SASRec, the user tower, semantic IDs)."""
@@ -101,7 +101,7 @@ def load_encoder(settings: EncoderSettings, lm_pool: LMPool | None = None) -> La
     return pool.get(settings.encoder, lm_cache_dir=_cache_dir(settings), **settings.lm_options)
 
 
-def _cache_dir(settings: EncoderSettings) -> Path | None:
+def _cache_dir(settings: EncoderConfig) -> Path | None:
     # a fake encoder is instant and deterministic: caching it would only fill the disk
     if not settings.cache or settings.encoder.split(":")[0] == "fake":
         return None
@@ -118,7 +118,7 @@ class TextEncoder:
 
     def __init__(
         self,
-        settings: EncoderSettings,
+        settings: EncoderConfig,
         *,
         lm: LanguageModel | None = None,
         lm_pool: LMPool | None = None,
@@ -182,7 +182,7 @@ class TextEncodingConfig(StrictConfig):
     ``--set params.encoder=smollm2-135m`` changes the encoder with one value.
 
     Attributes:
-        encoder: LM spec (see :class:`EncoderSettings`).
+        encoder: LM spec (see :class:`EncoderConfig`).
         pooling: causal-LM pooling, ``mean`` or ``last``; ``None`` is the backend default.
         item_template: ``str.format`` template over the item text fields (``None``: the fields
             joined with ". ").
@@ -204,10 +204,10 @@ class TextEncodingConfig(StrictConfig):
     encode_batch_size: int = Field(default=64, ge=1)
     cache: bool = True
 
-    def encoder_settings(self, runtime: RuntimeOptions | None = None) -> EncoderSettings:
+    def encoder_settings(self, runtime: RuntimeOptions | None = None) -> EncoderConfig:
         """The encoder these fields name, run as ``runtime`` says (default options)."""
         rt = runtime or RuntimeOptions()
-        return EncoderSettings(
+        return EncoderConfig(
             encoder=self.encoder,
             pooling=self.pooling,
             max_tokens=self.max_tokens,
