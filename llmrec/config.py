@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmrec.errors import ConfigError
 
-__all__ = ["StrictConfig", "one_line", "renamed_keys", "validated"]
+__all__ = ["StrictConfig", "make_config", "one_line", "renamed_keys", "validated"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -62,6 +62,26 @@ def validated(model: type[M], raw: Any, where: str) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(one_line(exc, where)) from None
+
+
+def make_config(
+    cls: type[M], config: M | Mapping[str, Any] | None, overrides: Mapping[str, Any], where: str
+) -> M:
+    """The config of a component built as ``Component(config, **overrides)`` — the one
+    constructor rule (``docs/development.md``): ``config`` is a ``cls`` instance, a mapping or
+    ``None`` (the defaults), and keyword ``overrides`` win over it. A bad value is a one-line
+    :class:`ConfigError` starting with ``where``."""
+    if isinstance(config, cls):
+        if not overrides:
+            return config
+        data: Any = {**config.model_dump(), **overrides}
+    elif config is None or isinstance(config, Mapping):
+        data = {**(config or {}), **overrides}
+    else:
+        raise ConfigError(
+            f"{where}: needs a {cls.__name__} or a mapping, got {type(config).__name__}"
+        )
+    return validated(cls, data, where)
 
 
 def renamed_keys(data: Any, renames: Mapping[str, str], where: str) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal
 
@@ -86,11 +87,11 @@ class RuntimeOptions(StrictConfig):
         return runtime_options({**self.model_dump(), **changes})
 
 
-def runtime_options(data: RuntimeOptions | dict[str, Any] | None) -> RuntimeOptions:
+def runtime_options(data: RuntimeOptions | Mapping[str, Any] | None) -> RuntimeOptions:
     """``data`` as :class:`RuntimeOptions`; a bad value is a one-line :class:`ConfigError`."""
     if isinstance(data, RuntimeOptions):
         return data
-    return validated(RuntimeOptions, data or {}, "runtime")
+    return validated(RuntimeOptions, dict(data or {}), "runtime")
 
 
 def resolve_device(device: str) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, ValidationError
 
 from llmrec._io import dumps_json, staged_dir
-from llmrec.config import StrictConfig, one_line
+from llmrec.config import StrictConfig, make_config, one_line
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.models.catalogue import import_target, model_names, model_spec
@@ -86,21 +86,20 @@ class Recommender(ABC):
 
     def __init__(
         self,
-        config: ModelConfig | dict[str, Any] | None = None,
+        config: ModelConfig | Mapping[str, Any] | None = None,
         *,
-        runtime: RuntimeOptions | dict[str, Any] | None = None,
+        runtime: RuntimeOptions | Mapping[str, Any] | None = None,
         **overrides: Any,
     ):
-        if isinstance(config, dict):
-            config, moved = split_legacy(config, self.name)
+        """The constructor rule every component follows: ``config`` (the config class, a
+        mapping or ``None``), keyword ``overrides`` of its fields, collaborators (here
+        ``runtime``; an LM, a pool, a retriever in subclasses) as keyword arguments."""
+        if isinstance(config, Mapping):
+            config, moved = split_legacy(dict(config), self.name)
         else:
             moved = {}
         overrides, moved_too = split_legacy(overrides, self.name)
-        try:
-            config = self._validate_config(config, overrides)
-        except ValidationError as exc:
-            raise ConfigError(one_line(exc, self.name)) from None
-        self.config = config
+        self.config = make_config(self.config_class, config, overrides, self.name)
         #: how this model runs (threads, device, ...): never saved, never in a stage key
         # keys an older config held fill in only where no runtime options are given
         self.runtime = runtime_options(runtime if runtime is not None else {**moved, **moved_too})
@@ -108,23 +107,6 @@ class Recommender(ABC):
         self.n_users = 0
         self._popularity: np.ndarray | None = None
         self._fit_history: UserHistory | None = None
-
-    @classmethod
-    def _validate_config(
-        cls, config: ModelConfig | dict[str, Any] | None, overrides: dict[str, Any]
-    ) -> ModelConfig:
-        if config is None:
-            config = cls.config_class(**overrides)
-        elif isinstance(config, dict):
-            config = cls.config_class(**{**config, **overrides})
-        elif overrides:
-            config = config.model_copy(update=overrides)
-            config = cls.config_class.model_validate(config.model_dump())
-        if not isinstance(config, cls.config_class):
-            raise ConfigError(
-                f"{cls.__name__} needs a {cls.config_class.__name__}, got {type(config).__name__}"
-            )
-        return config
 
     # --- the two verbs -----------------------------------------------------------------------
     @abstractmethod

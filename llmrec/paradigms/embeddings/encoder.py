@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from llmrec import progress
-from llmrec.config import StrictConfig
+from llmrec.config import StrictConfig, make_config
 from llmrec.data.dataset import Dataset
 from llmrec.lm.pool import LMPool, default_pool
 from llmrec.lm.registry import backend_of
@@ -113,17 +113,18 @@ def _cache_dir(settings: EncoderConfig) -> Path | None:
 
 
 class TextEncoder:
-    """Texts to unit vectors through the LM that ``settings`` names (taken from ``lm_pool`` on
+    """Texts to unit vectors through the LM that ``config`` names (taken from ``lm_pool`` on
     first use), or through ``lm`` when given."""
 
     def __init__(
         self,
-        settings: EncoderConfig,
+        config: EncoderConfig | Mapping[str, Any] | None = None,
         *,
         lm: LanguageModel | None = None,
         lm_pool: LMPool | None = None,
+        **overrides: Any,
     ) -> None:
-        self.settings = settings
+        self.settings = make_config(EncoderConfig, config, overrides, "encoder")
         self._lm = lm
         self._pool = lm_pool
 

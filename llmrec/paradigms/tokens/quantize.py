@@ -35,11 +35,11 @@ import numpy as np
 from pydantic import Field
 
 from llmrec._io import atomic_write_text, dumps_json
-from llmrec.config import StrictConfig
+from llmrec.config import StrictConfig, make_config
 from llmrec.errors import ConfigError, DataError
 from llmrec.models.saved import FLOAT, INTEGER, expect
 from llmrec.paradigms.tokens.kmeans import kmeans
-from llmrec.runtime import RuntimeOptions
+from llmrec.runtime import RuntimeOptions, runtime_options
 
 MAPPING_CSV = "semantic_ids.csv"
 MAPPING_PARQUET = "semantic_ids.parquet"
@@ -340,8 +340,10 @@ class RQKMeans:
 
     method = "rq-kmeans"
 
-    def __init__(self, config: RQKMeansConfig | None = None, **options: Any) -> None:
-        self.config = config or RQKMeansConfig(**options)
+    def __init__(
+        self, config: RQKMeansConfig | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> None:
+        self.config = make_config(RQKMeansConfig, config, overrides, "rq-kmeans")
 
     def fit(self, vectors: np.ndarray, item_ids: np.ndarray | None = None) -> SemanticIDs:
         """Quantise ``(n_items, dim)`` vectors; the result is deterministic in ``seed``."""
@@ -394,13 +396,13 @@ class RQVAE:
 
     def __init__(
         self,
-        config: RQVAEConfig | None = None,
+        config: RQVAEConfig | Mapping[str, Any] | None = None,
         *,
-        runtime: RuntimeOptions | None = None,
-        **options: Any,
+        runtime: RuntimeOptions | Mapping[str, Any] | None = None,
+        **overrides: Any,
     ) -> None:
-        self.config = config or RQVAEConfig(**options)
-        self.runtime = runtime or RuntimeOptions()
+        self.config = make_config(RQVAEConfig, config, overrides, "rq-vae")
+        self.runtime = runtime_options(runtime)
 
     def fit(self, vectors: np.ndarray, item_ids: np.ndarray | None = None) -> SemanticIDs:
         from llmrec.models._torch import torch_session
