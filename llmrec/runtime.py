@@ -7,7 +7,7 @@ They are given to a model when it is built or loaded and are never saved with it
 
     from llmrec import RuntimeOptions
     model = SASRec(epochs=5, runtime=RuntimeOptions(threads=4, device="auto"))
-    model = Recommender.load("out/sasrec", runtime=RuntimeOptions(device="cpu"))
+    model = load_model("out/sasrec", runtime=RuntimeOptions(device="cpu"))
 
 On the CPU with the defaults (``device="auto"`` on a machine without a GPU, ``dtype="auto"``,
 2 threads) every figure is bit-identical to the runs before these options existed.

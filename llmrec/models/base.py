@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError
@@ -25,7 +25,7 @@ from llmrec._io import dumps_json, staged_dir
 from llmrec.config import StrictConfig, make_config, one_line
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
-from llmrec.models.catalogue import import_target, model_names, model_spec
+from llmrec.models.catalogue import check_saved_name, registered_class
 from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import CONFIG_FILE, STATE_FILE, read_saved_meta, read_saved_state
 from llmrec.runtime import RuntimeOptions, runtime_options, split_legacy
@@ -40,7 +40,6 @@ __all__ = [
     "ModelConfig",
     "Recommendations",
     "Recommender",
-    "registered_class",
 ]
 
 
@@ -275,7 +274,7 @@ class Recommender(ABC):
 
     @classmethod
     def load(
-        cls, path: str | Path, *, runtime: RuntimeOptions | dict[str, Any] | None = None
+        cls, path: str | Path, *, runtime: RuntimeOptions | Mapping[str, Any] | None = None
     ) -> Recommender:
         """Load a saved model; on the base class, the model class is read from config.json.
 
@@ -294,7 +293,7 @@ class Recommender(ABC):
             saved, moved = split_legacy(dict(meta.config), str(folder))
             config = klass.config_class.model_validate(saved)
             for nested in klass.nested_models(config):
-                _check_registered(nested, folder)
+                check_saved_name(nested, "config")
             model = klass(config, runtime=runtime if runtime is not None else moved)
         except ValidationError as exc:
             raise ConfigError(one_line(exc, f"{folder}/{CONFIG_FILE}: config")) from None
@@ -377,37 +376,16 @@ class Recommender(ABC):
 
 
 def _saved_class(cls: type[Recommender], name: str, folder: Path) -> type[Recommender]:
-    """The class a saved folder names: a registered short name (never an import path: a file
-    must not choose what gets imported). Loaded through a subclass, the folder must hold that
-    class or one derived from it."""
+    """The class a saved folder names (through the catalogue: a registered short name only).
+    Loaded through a subclass, the folder must hold that class or one derived from it."""
     if cls is not Recommender and name == cls.name:
         return cls
-    _check_registered(name, folder, hint=cls is Recommender)
-    klass = registered_class(name)
+    hint = "; load it with its own class: MyModel.load(path)" if cls is Recommender else ""
+    check_saved_name(name, f"{folder}/{CONFIG_FILE}", hint=hint)
+    klass = cast("type[Recommender]", registered_class(name, Recommender))
     if not issubclass(klass, cls):
         raise ConfigError(f"{folder} holds a {name} model, not {cls.name}")
     return klass
-
-
-def registered_class(name: str) -> type[Recommender]:
-    """The class of the catalogue's short name ``name``; anything else (an import path
-    included) is a :class:`ConfigError`."""
-    target = model_spec(name).target
-    klass = import_target(target)
-    if not (isinstance(klass, type) and issubclass(klass, Recommender)):
-        raise ConfigError(f"{target!r} is not a Recommender subclass")
-    return klass
-
-
-def _check_registered(name: str, folder: Path, *, hint: bool = False) -> None:
-    """Refuse a model name from a saved folder that is not a registered short name."""
-    known = model_names()
-    if name not in known:
-        tail = "; load it with its own class: MyModel.load(path)" if hint else ""
-        raise ConfigError(
-            f"{folder}/{CONFIG_FILE}: model {name!r} is not a registered model "
-            f"(known: {', '.join(known)}){tail}"
-        )
 
 
 def _check_replaceable(folder: Path) -> None:

@@ -28,11 +28,13 @@ __all__ = [
     "ModelSpec",
     "Paradigm",
     "PipelineLevel",
+    "check_saved_name",
     "find_spec",
     "import_target",
     "model_names",
     "model_spec",
     "register_model",
+    "registered_class",
     "unregister_model",
 ]
 
@@ -203,6 +205,28 @@ def import_target(target: str) -> object:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot import model {target!r}: {exc}") from None
+
+
+def registered_class(name: str, base: type) -> type:
+    """The class of the registered short name ``name``, checked to derive from ``base`` (the
+    caller's protocol class: the catalogue imports no model); anything else — an import path
+    included — is a one-line :class:`ConfigError`."""
+    target = model_spec(name).target
+    klass = import_target(target)
+    if not (isinstance(klass, type) and issubclass(klass, base)):
+        raise ConfigError(f"{target!r} is not a {base.__name__} subclass")
+    return klass
+
+
+def check_saved_name(name: str, where: str, *, hint: str = "") -> None:
+    """Refuse a model name read from a saved folder unless it is a registered short name:
+    never an import path (a file must not choose what gets imported). ``where`` (the folder's
+    ``config.json``) starts the error; ``hint`` ends it."""
+    known = model_names()
+    if name not in known:
+        raise ConfigError(
+            f"{where}: model {name!r} is not a registered model (known: {', '.join(known)}){hint}"
+        )
 
 
 def _known() -> str:
