@@ -20,7 +20,7 @@ from pydantic import (
 from llmrec._io import check_unique_names, read_yaml_mapping
 from llmrec.config import StrictConfig, validated
 from llmrec.errors import ConfigError
-from llmrec.experiment import MAX_SEED, SplitConfig, check_cutoffs
+from llmrec.experiment import MAX_SEED, EvalOptions, SplitConfig
 from llmrec.models.catalogue import Paradigm, PipelineLevel, find_spec
 from llmrec.runtime import RuntimeOptions
 
@@ -119,23 +119,12 @@ def pipeline_need(entry: CompareEntry) -> str:
     return entry.level().label
 
 
-class EvalSettings(StrictConfig):
-    """Attributes:
-    ks: cutoffs (10 must be among them: the report reads NDCG/Recall/MRR@10).
-    n_negatives, sampling: the candidate protocol's negatives.
-    cold_item_max_count: a held-out item with at most this many training interactions is
-        cold; cold_user_max_count: likewise for a user's known history.
-    """
-
-    ks: list[int] = Field(default_factory=lambda: [10, 20])
-    n_negatives: int = Field(default=19, ge=1)
-    sampling: Literal["uniform", "popularity"] = "uniform"
-    cold_item_max_count: int = Field(default=5, ge=0)
-    cold_user_max_count: int = Field(default=5, ge=0)
+class EvalSettings(EvalOptions):
+    """``llmrec run``'s :class:`~llmrec.experiment.EvalOptions` (each entry names its own
+    protocol), with 10 among the ``ks``: the report reads NDCG/Recall/MRR@10."""
 
     @model_validator(mode="after")
     def _has_ten(self) -> EvalSettings:
-        check_cutoffs(self.ks)
         if 10 not in self.ks:
             raise ValueError("eval.ks must include 10 (the report reads @10)")
         return self
