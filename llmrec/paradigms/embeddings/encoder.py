@@ -101,6 +101,18 @@ def load_encoder(settings: EncoderConfig, lm_pool: LMPool | None = None) -> Lang
     return pool.get(settings.encoder, lm_cache_dir=_cache_dir(settings), **settings.lm_options)
 
 
+def encoder_lm(
+    config: TextEncodingConfig,
+    runtime: RuntimeOptions | None,
+    lm: LanguageModel | None = None,
+    lm_pool: LMPool | None = None,
+) -> LanguageModel:
+    """The LM a model encodes its texts with: ``lm`` when it was handed one, else the one
+    ``config.encoder`` names, from ``lm_pool`` (what :meth:`Recommender.language_models`
+    reports, so that its usage can be counted)."""
+    return lm if lm is not None else load_encoder(config.encoder_settings(runtime), lm_pool)
+
+
 def _cache_dir(settings: EncoderConfig) -> Path | None:
     # a fake encoder is instant and deterministic: caching it would only fill the disk
     if not settings.cache or settings.encoder.split(":")[0] == "fake":

@@ -31,7 +31,7 @@ from llmrec.lm.base import LanguageModel
 from llmrec.lm.pool import LMPool
 from llmrec.models.base import Recommender
 from llmrec.models.saved import FLOAT, expect
-from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, load_encoder
+from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, encoder_lm
 from llmrec.paradigms.embeddings.index import IndexConfig, VectorIndex, normalize
 
 INDEX_FILE = "items.faiss"
@@ -83,16 +83,11 @@ class TextKNN(Recommender):
         vectors, info = encode_items(
             self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
         )
-        self._lms = [self._encoder_lm()]
+        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
         self.item_vectors = vectors
         self.fit_info = info.as_dict()
         self.index = self._build_index(vectors)
         return self
-
-    def _encoder_lm(self) -> LanguageModel:
-        if self._lm is not None:
-            return self._lm
-        return load_encoder(self.config.encoder_settings(self.runtime), self._lm_pool)
 
     def language_models(self) -> list[LanguageModel]:
         """The encoder the last :meth:`fit` encoded the items with."""

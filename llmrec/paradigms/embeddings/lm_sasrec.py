@@ -30,7 +30,7 @@ from llmrec.lm.base import LanguageModel
 from llmrec.lm.pool import LMPool
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import FLOAT, NUMBER, expect
-from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, load_encoder
+from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, encoder_lm
 
 
 class LMSASRecConfig(SASRecConfig, TextModelConfig):
@@ -80,16 +80,11 @@ class LMSASRec(SASRec):
         vectors, info = encode_items(
             self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
         )
-        self._lms = [self._encoder_lm()]
+        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
         self._text = whiten(vectors, self.config.whiten_dim)
         self._has_id = train.item_popularity() >= self.config.id_min_count
         self.fit_info = info.as_dict()
         return super().fit(train, valid)
-
-    def _encoder_lm(self) -> LanguageModel:
-        if self._lm is not None:
-            return self._lm
-        return load_encoder(self.config.encoder_settings(self.runtime), self._lm_pool)
 
     def language_models(self) -> list[LanguageModel]:
         """The encoder the last :meth:`fit` encoded the items with."""

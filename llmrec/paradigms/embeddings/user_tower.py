@@ -39,7 +39,7 @@ from llmrec.paradigms.embeddings.encoder import (
     TextEncoder,
     TextModelConfig,
     encode_items,
-    load_encoder,
+    encoder_lm,
 )
 from llmrec.paradigms.embeddings.text_views import UserView
 
@@ -108,11 +108,6 @@ class UserTower(Recommender):
             )
         return self._encoder
 
-    def _encoder_lm(self) -> LanguageModel:
-        if self._lm is not None:
-            return self._lm
-        return load_encoder(self.config.encoder_settings(self.runtime), self._lm_pool)
-
     def language_models(self) -> list[LanguageModel]:
         """The encoder of the last :meth:`fit` and the one that encodes users at query time
         (the same backend unless the model was loaded from a folder)."""
@@ -127,7 +122,7 @@ class UserTower(Recommender):
         self.item_vectors, info = encode_items(
             self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
         )
-        self._lms = [self._encoder_lm()]
+        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
         self.fit_info = info.as_dict()
         self._profiles = self.view.profiles(train.user_attrs)
         field = self.config.title_field
