@@ -21,10 +21,11 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 from llmrec.errors import ConfigError
 
-__all__ = ["StrictConfig", "make_config", "one_line", "renamed_keys", "validated"]
+__all__ = ["StrictConfig", "make_config", "one_line", "problem", "renamed_keys", "validated"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -47,12 +48,18 @@ def one_line(error: ValidationError, where: str) -> str:
     parts = []
     for err in error.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "top level"
-        msg = str(err["msg"])
-        for prefix in _PREFIXES:
-            msg = msg.removeprefix(prefix)
-        parts.append(f"{loc}: {msg}")
+        parts.append(f"{loc}: {problem(err)}")
     text = "; ".join(parts) or "invalid"
     return " ".join(f"{where}: {text}".split())
+
+
+def problem(error: ErrorDetails) -> str:
+    """What is wrong in one error of a :class:`ValidationError` (pydantic's ``Value error,``
+    prefix dropped), on one line: for a caller that names the place itself."""
+    msg = str(error["msg"])
+    for prefix in _PREFIXES:
+        msg = msg.removeprefix(prefix)
+    return " ".join(msg.split())
 
 
 def validated(model: type[M], raw: Any, where: str) -> M:
