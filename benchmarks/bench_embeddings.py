@@ -44,11 +44,11 @@ def throughput(split: Any, repeats: int) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
     from llmrec.lm.registry import model_path
-    from llmrec.paradigms.embeddings.encoder import EncoderSettings, TextEncoder
+    from llmrec.paradigms.embeddings.encoder import EncoderConfig, TextEncoder
 
     torch.set_num_threads(2)
     texts = split.train.item_texts(TEMPLATE)
-    ours = TextEncoder(EncoderSettings(encoder="minilm-l6", cache=False, batch_size=64))
+    ours = TextEncoder(EncoderConfig(encoder="minilm-l6", cache=False, batch_size=64))
     ours.encode(texts[:64])  # load and warm up
     st = SentenceTransformer(str(model_path("minilm-l6")), device="cpu")
     st.encode(texts[:64], batch_size=64)

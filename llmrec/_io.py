@@ -15,13 +15,9 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from llmrec.errors import ConfigError
-
-M = TypeVar("M", bound=BaseModel)
 
 #: marks a folder being written (``.NAME.partial-<hex>``); such a folder is never a result
 PARTIAL_MARK = ".partial-"
@@ -168,17 +164,6 @@ def replace_dir(source: Path, target: Path) -> None:
     os.replace(source, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def validated(model: type[M], raw: dict[str, Any], what: str) -> M:
-    """``raw`` validated as ``model``; the first problem as a one-line :class:`ConfigError`
-    naming where it is (``invalid serve config at port: ...``)."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"invalid {what} at {where or 'top level'}: {err['msg']}") from None
 
 
 def check_unique_names(names: Sequence[str]) -> None:

@@ -12,13 +12,14 @@ padded, so ``@k`` there equals ``@n_items``); the candidate protocol needs at le
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from llmrec._io import dumps_json, make_dirs, staged_dir
+from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, make_split
 from llmrec.eval.protocols import EvalResult, evaluate, evaluate_candidates
@@ -47,10 +48,6 @@ MAX_CUTOFF = 10_000
 MAX_SEED = 2**63 - 1
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 def check_cutoffs(ks: list[int]) -> list[int]:
     """``ks`` if it is a non-empty list of cutoffs in ``1 .. MAX_CUTOFF``; ``ValueError`` (for a
     pydantic validator) otherwise."""
@@ -62,23 +59,29 @@ def check_cutoffs(ks: list[int]) -> list[int]:
     return ks
 
 
-class SplitConfig(_Strict):
+class SplitConfig(StrictConfig):
     kind: Literal["loo", "temporal", "random"] = "loo"
     valid_frac: float = 0.1
     test_frac: float = 0.1
     min_history: int = 3
 
 
-class EvalConfig(_Strict):
-    """Attributes:
-    ks: cutoffs, each in ``1 .. MAX_CUTOFF``.
-    n_negatives: sampled negatives per held-out item under the candidate protocol (>= 1).
+class EvalOptions(StrictConfig):
+    """How a run and every compare entry are judged (the protocol aside).
+
+    Attributes:
+        ks: cutoffs, each in ``1 .. MAX_CUTOFF``.
+        n_negatives: sampled negatives per held-out item under the candidate protocol (>= 1).
+        sampling: how those negatives are drawn.
+        cold_item_max_count: a held-out item with at most this many training interactions is
+            cold; cold_user_max_count: likewise for a user's known history.
     """
 
-    protocol: Literal["full", "candidates"] = "full"
     ks: list[int] = Field(default_factory=lambda: [10, 20])
     n_negatives: int = Field(default=19, ge=1)
     sampling: Literal["uniform", "popularity"] = "uniform"
+    cold_item_max_count: int = Field(default=5, ge=0)
+    cold_user_max_count: int = Field(default=5, ge=0)
 
     @field_validator("ks")
     @classmethod
@@ -86,7 +89,14 @@ class EvalConfig(_Strict):
         return check_cutoffs(ks)
 
 
-class RunConfig(_Strict):
+class EvalConfig(EvalOptions):
+    """``llmrec run``'s evaluation: :class:`EvalOptions` and the protocol (a compare entry
+    names its own)."""
+
+    protocol: Literal["full", "candidates"] = "full"
+
+
+class RunConfig(StrictConfig):
     """Everything that defines a run. ``params`` is validated by the model's own config."""
 
     dataset: str = "ml-100k"
@@ -121,9 +131,7 @@ def run_experiment(
 
     # the model, its config and the output folder are checked before any data is read: a typo
     # fails in a second
-    params = dict(config.params)
-    params.setdefault("seed", config.seed)
-    model = create_model(config.model, params, runtime=config.runtime)
+    model = seeded_model(config.model, config.params, config.seed, config.runtime)
     config.runtime.check()
     make_dirs(run_dir.parent, "the parent folder of run folders")
     timer = StageTimer()
@@ -143,12 +151,12 @@ def run_experiment(
         log(f"config {dumps_json(full_config, indent=None)}")
     with timer("fit"):
         model.fit(split.train, split.valid)
+    ev = config.eval
     with timer("evaluate"):
-        valid = _evaluate(model, split, config, "valid")
-        test = _evaluate(model, split, config, "test")
-    metrics = dict(test.metrics)
+        valid = evaluate_protocol(model, split, ev, ev.protocol, phase="valid", seed=config.seed)
+        test = evaluate_protocol(model, split, ev, ev.protocol, phase="test", seed=config.seed)
+    metrics = flat_metrics(test, split, ev, slice_keys=("ndcg@10", "recall@10", "n_users"))
     metrics.update({f"valid_{k}": v for k, v in valid.metrics.items() if "@" in k})
-    metrics.update(slice_metrics(test, split, keys=("ndcg@10", "recall@10", "n_users")))
     timings = dict(timer.seconds)
     timings["test_per_user_ms"] = test.timings["per_user_ms"]
     record = make_record(
@@ -201,51 +209,61 @@ def split_data(data: Dataset, settings: SplitConfig, seed: int) -> Split:
     )
 
 
+def seeded_model(
+    name: str, params: Mapping[str, Any], seed: int, runtime: RuntimeOptions | None = None
+) -> Recommender:
+    """The model ``name`` built from ``params``, with the run's ``seed`` unless ``params``
+    sets its own: how ``llmrec run`` and every compare entry build their model."""
+    return create_model(name, {"seed": seed, **params}, runtime=runtime)
+
+
 def evaluate_protocol(
     model: Recommender,
     split: Split,
+    settings: EvalOptions,
+    protocol: str,
     *,
     phase: Phase,
-    protocol: str,
-    ks: Sequence[int],
-    n_negatives: int,
-    sampling: Literal["uniform", "popularity"],
     seed: int,
     users: np.ndarray | None = None,
 ) -> EvalResult:
-    """``model`` evaluated on ``phase``: ``candidates`` ranks 1 held-out + ``n_negatives``
-    seeded negatives; any other protocol ranks the full catalogue (optionally ``users`` only)."""
+    """``model`` evaluated on ``phase`` as ``settings`` say: ``candidates`` ranks 1 held-out
+    + ``n_negatives`` seeded negatives; any other protocol ranks the full catalogue
+    (optionally ``users`` only)."""
+    ks = tuple(settings.ks)
     if protocol == "candidates":
         return evaluate_candidates(
             model,
             split,
             phase=phase,
-            ks=tuple(ks),
-            n_negatives=n_negatives,
-            sampling=sampling,
+            ks=ks,
+            n_negatives=settings.n_negatives,
+            sampling=settings.sampling,
             users=users,
             seed=seed,
         )
-    return evaluate(model, split, phase=phase, ks=tuple(ks), users=users)
+    return evaluate(model, split, phase=phase, ks=ks, users=users)
 
 
-def slice_metrics(
+def flat_metrics(
     result: EvalResult,
     split: Split,
+    settings: EvalOptions,
     *,
-    keys: Sequence[str] | None = None,
-    max_item_count: int = 5,
-    max_user_count: int = 5,
+    slice_keys: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """The cold-item and cold-user slices of ``result`` as flat metrics
-    (``cold_items_ndcg@10``, ...); only ``keys`` of each slice when given."""
+    """The flat metrics of a test-phase ``result``: its own, then its cold-item and cold-user
+    slices (``cold_items_ndcg@10``, ...; only ``slice_keys`` of each slice when given)."""
+    out = {k: float(v) for k, v in result.metrics.items()}
     slices = slice_report(
-        result, split, max_item_count=max_item_count, max_user_count=max_user_count
+        result,
+        split,
+        max_item_count=settings.cold_item_max_count,
+        max_user_count=settings.cold_user_max_count,
     )
-    out: dict[str, float] = {}
     for name in ("cold_items", "cold_users"):
         for key, value in slices[name].items():
-            if keys is None or key in keys:
+            if slice_keys is None or key in slice_keys:
                 out[f"{name}_{key}"] = value
     return out
 
@@ -290,17 +308,3 @@ def _note_large_cutoffs(config: RunConfig, n_items: int, log: Callable[[str], No
             f"note: eval.ks {large} exceed the catalogue ({n_items} items): lists are padded, "
             f"so those cutoffs measure the same as @{n_items}"
         )
-
-
-def _evaluate(model: Recommender, split: Split, config: RunConfig, phase: Phase) -> EvalResult:
-    ev = config.eval
-    return evaluate_protocol(
-        model,
-        split,
-        phase=phase,
-        protocol=ev.protocol,
-        ks=ev.ks,
-        n_negatives=ev.n_negatives,
-        sampling=ev.sampling,
-        seed=config.seed,
-    )

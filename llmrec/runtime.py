@@ -7,7 +7,7 @@ They are given to a model when it is built or loaded and are never saved with it
 
     from llmrec import RuntimeOptions
     model = SASRec(epochs=5, runtime=RuntimeOptions(threads=4, device="auto"))
-    model = Recommender.load("out/sasrec", runtime=RuntimeOptions(device="cpu"))
+    model = load_model("out/sasrec", runtime=RuntimeOptions(device="cpu"))
 
 On the CPU with the defaults (``device="auto"`` on a machine without a GPU, ``dtype="auto"``,
 2 threads) every figure is bit-identical to the runs before these options existed.
@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ DType = Literal["auto", "float32", "bfloat16", "float16"]
 LEGACY_KEYS = ("threads", "cache_dir", "progress", "lm_options")
 
 
-class RuntimeOptions(BaseModel):
+class RuntimeOptions(StrictConfig):
     """How a model runs (not part of its identity).
 
     Attributes:
@@ -49,7 +51,7 @@ class RuntimeOptions(BaseModel):
         engine: where batches run; only ``local`` for now.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     threads: int = Field(default=2, ge=1, le=1024)
     device: Device = "auto"
@@ -85,17 +87,11 @@ class RuntimeOptions(BaseModel):
         return runtime_options({**self.model_dump(), **changes})
 
 
-def runtime_options(data: RuntimeOptions | dict[str, Any] | None) -> RuntimeOptions:
+def runtime_options(data: RuntimeOptions | Mapping[str, Any] | None) -> RuntimeOptions:
     """``data`` as :class:`RuntimeOptions`; a bad value is a one-line :class:`ConfigError`."""
     if isinstance(data, RuntimeOptions):
         return data
-    try:
-        return RuntimeOptions.model_validate(data or {})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"runtime: {where}: {msg}") from None
+    return validated(RuntimeOptions, dict(data or {}), "runtime")
 
 
 def resolve_device(device: str) -> str:

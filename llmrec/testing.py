@@ -27,6 +27,7 @@ from llmrec.data.splits import Split, leave_one_out
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.lm.conformance import LMConformance
 from llmrec.models.base import Recommender
+from llmrec.models.registry import load_model
 
 __all__ = ["LMConformance", "RecommenderConformance", "tiny_dataset"]
 
@@ -152,7 +153,7 @@ class RecommenderConformance:
         users = split.test.active_users()
         before = fitted.recommend(users, self.k, history=split.known_at_test())
         folder = fitted.save(tmp_path / "model")
-        loaded = Recommender.load(folder)
+        loaded = load_model(folder)
         assert type(loaded) is type(fitted)
         after = loaded.recommend(users, self.k, history=split.known_at_test())
         np.testing.assert_array_equal(before.items, after.items)

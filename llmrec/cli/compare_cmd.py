@@ -10,6 +10,7 @@ from typing import Any
 
 from llmrec import paths
 from llmrec.cli._format import add_runtime, add_verbosity, print_json, runtime_flags, status, table
+from llmrec.config import validated
 from llmrec.errors import ConfigError
 
 
@@ -87,10 +88,7 @@ def _constraints(args: argparse.Namespace, stored: dict[str, Any] | None = None)
         value = getattr(args, field, None)
         if value is not None:
             raw[field] = value
-    try:
-        return Constraints.model_validate(raw)
-    except ValueError as exc:
-        raise ConfigError(f"invalid constraint: {str(exc).splitlines()[-1].strip()}") from None
+    return validated(Constraints, raw, "invalid constraint")
 
 
 def build_compare_config(args: argparse.Namespace) -> tuple[Any, str]:

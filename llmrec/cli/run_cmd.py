@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from llmrec import paths
-from llmrec._io import read_yaml_mapping, validated
+from llmrec._io import read_yaml_mapping
 from llmrec.cli._format import (
     add_runtime,
     add_verbosity,
@@ -18,6 +18,7 @@ from llmrec.cli._format import (
     status,
     table,
 )
+from llmrec.config import validated
 from llmrec.errors import ConfigError
 
 SUMMARY_METRICS = ("ndcg@10", "recall@10", "mrr@10", "coverage")
@@ -80,7 +81,7 @@ def build_config(args: argparse.Namespace) -> Any:
     flags = runtime_flags(args)
     if flags:
         raw["runtime"] = {**(raw.get("runtime") or {}), **flags}
-    return validated(RunConfig, raw, "run config")
+    return validated(RunConfig, raw, "invalid run config")
 
 
 def _parse_value(text: str) -> Any:

@@ -119,6 +119,7 @@ def _validated(raw: dict[str, Any], flags: dict[tuple[str, ...], str]) -> Any:
     any other as the config's own one-line error."""
     from pydantic import ValidationError
 
+    from llmrec.config import problem
     from llmrec.serve.config import ServeConfig, validate_serve_config
 
     try:
@@ -127,7 +128,7 @@ def _validated(raw: dict[str, Any], flags: dict[tuple[str, ...], str]) -> Any:
         for err in exc.errors():
             flag = flags.get(tuple(str(p) for p in err["loc"]))
             if flag is not None:
-                raise ConfigError(f"{flag}: {err['msg']}") from None
+                raise ConfigError(f"{flag}: {problem(err)}") from None
     return validate_serve_config(raw)
 
 

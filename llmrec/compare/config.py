@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     field_serializer,
     field_validator,
     model_validator,
 )
 
-from llmrec._io import check_unique_names, read_yaml_mapping, validated
+from llmrec._io import check_unique_names, read_yaml_mapping
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import ConfigError
-from llmrec.experiment import MAX_SEED, SplitConfig, check_cutoffs
+from llmrec.experiment import MAX_SEED, EvalOptions, SplitConfig
 from llmrec.models.catalogue import Paradigm, PipelineLevel, find_spec
 from llmrec.runtime import RuntimeOptions
 
@@ -47,11 +46,7 @@ Protocol = Literal["full", "candidates", "two-stage"]
 SplitSettings = SplitConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CompareEntry(_Strict):
+class CompareEntry(StrictConfig):
     """One model under one protocol.
 
     Attributes:
@@ -124,29 +119,18 @@ def pipeline_need(entry: CompareEntry) -> str:
     return entry.level().label
 
 
-class EvalSettings(_Strict):
-    """Attributes:
-    ks: cutoffs (10 must be among them: the report reads NDCG/Recall/MRR@10).
-    n_negatives, sampling: the candidate protocol's negatives.
-    cold_item_max_count: a held-out item with at most this many training interactions is
-        cold; cold_user_max_count: likewise for a user's known history.
-    """
-
-    ks: list[int] = Field(default_factory=lambda: [10, 20])
-    n_negatives: int = Field(default=19, ge=1)
-    sampling: Literal["uniform", "popularity"] = "uniform"
-    cold_item_max_count: int = Field(default=5, ge=0)
-    cold_user_max_count: int = Field(default=5, ge=0)
+class EvalSettings(EvalOptions):
+    """``llmrec run``'s :class:`~llmrec.experiment.EvalOptions` (each entry names its own
+    protocol), with 10 among the ``ks``: the report reads NDCG/Recall/MRR@10."""
 
     @model_validator(mode="after")
     def _has_ten(self) -> EvalSettings:
-        check_cutoffs(self.ks)
         if 10 not in self.ks:
             raise ValueError("eval.ks must include 10 (the report reads @10)")
         return self
 
 
-class ProbeConfig(_Strict):
+class ProbeConfig(StrictConfig):
     """Sizes of the measurements beside accuracy.
 
     Attributes:
@@ -173,7 +157,7 @@ ValidityProbe = Literal["history", "memorisation"]
 VALIDITY_PROBES: tuple[ValidityProbe, ...] = ("history", "memorisation")
 
 
-class ValidityConfig(_Strict):
+class ValidityConfig(StrictConfig):
     """The validity probes beside the bias probes (see :mod:`llmrec.eval.validity`).
 
     Attributes:
@@ -197,7 +181,7 @@ class ValidityConfig(_Strict):
         return sorted(set(value))
 
 
-class CompareConfig(_Strict):
+class CompareConfig(StrictConfig):
     """Everything a comparison runs: the data, split, evaluation, probes and entries.
 
     ``seeds``: how many seeds each trainable entry (a seed-dependent fit: BPR, the SASRec
@@ -242,7 +226,7 @@ def load_compare_config(
     """A :class:`CompareConfig` from a YAML/JSON file or a mapping, with top-level overrides."""
     raw = read_yaml_mapping(source, "compare config") if isinstance(source, Path) else dict(source)
     raw.update(overrides or {})
-    return validated(CompareConfig, raw, "compare config")
+    return validated(CompareConfig, raw, "invalid compare config")
 
 
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> CompareConfig:

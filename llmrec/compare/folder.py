@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmrec._io import atomic_write_text, dumps_json, read_json_object, validated
+from llmrec._io import atomic_write_text, dumps_json, read_json_object
+from llmrec.config import StrictConfig, validated
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split
 from llmrec.models.catalogue import Paradigm
@@ -46,14 +47,12 @@ def stage_dir(out_dir: Path, name: str) -> Path:
     return out_dir / "stages" / name
 
 
-class StageStatus(BaseModel):
+class StageStatus(StrictConfig):
     """One line of ``compare.json``: what happened to an entry.
 
     ``status`` is ``done`` (run now), ``cached`` (an earlier record reused), ``unavailable``
     (the model cannot be built here: ``reason`` says why), ``failed`` or ``disabled``.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str
     paradigm: str
@@ -151,7 +150,7 @@ def read_manifest(out_dir: Path) -> Manifest:
     if not path.exists():
         raise ConfigError(f"{out_dir} is not a compare folder ({MANIFEST_FILE} missing)")
     raw = read_json_object(path, "compare manifest")
-    return validated(Manifest, raw, f"compare manifest {path}")
+    return validated(Manifest, raw, f"invalid compare manifest {path}")
 
 
 def iter_records(out_dir: Path) -> Iterator[tuple[dict[str, Any], RunRecord | None]]:

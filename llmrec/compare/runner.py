@@ -26,6 +26,7 @@ from llmrec.compare.evidence import is_seeded, read_seed, seed_dir, write_seed
 from llmrec.compare.folder import ERROR_FILE, StageStatus, stage_dir, write_manifest
 from llmrec.compare.measure import LEDGER, LMLedger
 from llmrec.compare.stage import Unavailable, first_line, measure_seed, measure_stage
+from llmrec.config import one_line
 from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.experiment import split_data
@@ -236,8 +237,6 @@ def _dur(seconds: float) -> str:
 
 def _reason(exc: BaseException) -> str:
     """One line saying why a stage failed; a validation error names the offending field."""
-    if isinstance(exc, ValidationError) and exc.errors():
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "top level"
-        return f"invalid {exc.title} at {where}: {err['msg']}"
+    if isinstance(exc, ValidationError):
+        return one_line(exc, f"invalid {exc.title}")
     return f"{type(exc).__name__}: {first_line(exc)}"

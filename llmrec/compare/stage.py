@@ -28,7 +28,7 @@ from llmrec.compare.probes import popularity_profile, run_probes
 from llmrec.compare.validity import run_validity
 from llmrec.errors import ConfigError
 from llmrec.eval.protocols import EvalResult
-from llmrec.experiment import evaluate_protocol, make_record, slice_metrics
+from llmrec.experiment import evaluate_protocol, flat_metrics, make_record, seeded_model
 from llmrec.models.base import Recommender
 from llmrec.results import RunRecord, new_run_id
 from llmrec.runtime import RuntimeOptions
@@ -71,13 +71,11 @@ def build_model(
     if find_spec(entry.model) is None and ":" not in entry.model:
         raise Unavailable(f"model {entry.model!r} is not registered in this installation")
     try:
-        klass = get_model_class(entry.model)
+        get_model_class(entry.model)  # a class that cannot be imported here is unavailable
     except (ConfigError, MissingExtraError, ImportError) as exc:
         raise Unavailable(first_line(exc)) from None
-    params = dict(entry.params)
-    params.setdefault("seed", seed)
     try:
-        return klass(params, runtime=runtime)
+        return seeded_model(entry.model, entry.params, seed, runtime)
     except (MissingExtraError, ImportError) as exc:
         raise Unavailable(first_line(exc)) from None
 
@@ -176,25 +174,9 @@ def _accuracy(
     users = ctx.sample if entry.sample else None
     with lm_missing_as_unavailable():
         result = evaluate_protocol(
-            model,
-            ctx.split,
-            phase="test",
-            protocol=entry.protocol,
-            ks=ev.ks,
-            n_negatives=ev.n_negatives,
-            sampling=ev.sampling,
-            seed=ctx.config.seed,
-            users=users,
+            model, ctx.split, ev, entry.protocol, phase="test", seed=ctx.config.seed, users=users
         )
-    metrics.update({k: float(v) for k, v in result.metrics.items()})
-    metrics.update(
-        slice_metrics(
-            result,
-            ctx.split,
-            max_item_count=ev.cold_item_max_count,
-            max_user_count=ev.cold_user_max_count,
-        )
-    )
+    metrics.update(flat_metrics(result, ctx.split, ev))
     in_sample = np.isin(result.users, ctx.sample)
     for metric, value in result.slice(in_sample).items():
         metrics[f"sample_{metric}"] = value

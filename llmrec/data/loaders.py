@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
+from llmrec.config import StrictConfig, validated
 from llmrec.data._files import (
     _check_regular_file,
-    _first_line,
     _header,
     _is_parquet,
     _os_reason,
@@ -79,7 +78,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-class ColumnMap(BaseModel):
+class ColumnMap(StrictConfig):
     """Which column holds what.
 
     Interactions: ``user``, ``item`` (required), ``timestamp`` and ``rating`` (optional; a
@@ -89,8 +88,6 @@ class ColumnMap(BaseModel):
     (default: every other column). User table: ``user_id`` (default: same name as ``user``)
     and ``user_attrs`` (default: every other column).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     user: str = "user_id"
     item: str = "item_id"
@@ -222,12 +219,7 @@ def _column_map(columns: ColumnMap | dict[str, Any] | None) -> ColumnMap:
         return ColumnMap()
     if isinstance(columns, ColumnMap):
         return columns
-    from llmrec.errors import ConfigError
-
-    try:
-        return ColumnMap.model_validate(columns)
-    except ValueError as exc:
-        raise ConfigError(f"invalid column mapping: {_first_line(exc)}") from None
+    return validated(ColumnMap, columns, "invalid column mapping")
 
 
 # --- building the dataset ----------------------------------------------------------------------

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from llmrec.errors import BackendError, ConfigError
+from llmrec.config import StrictConfig, validated
+from llmrec.errors import BackendError
 from llmrec.lm.base import LanguageModel, Pooling
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -32,7 +33,7 @@ _CANDIDATE_LINE = re.compile(r"^\s*[\[(]?(\w{1,4})[\])]?[.):]\s+(.+)$", re.MULTI
 _OTHER_LOGIT = 0.0
 
 
-class FakeConfig(BaseModel):
+class FakeConfig(StrictConfig):
     """Settings of :class:`FakeLM`.
 
     Attributes:
@@ -45,8 +46,6 @@ class FakeConfig(BaseModel):
         fail_after: raise on every call after this many successful calls.
         fail_on: raise on any call whose input contains this substring.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     dim: int = Field(default=16, ge=1)
     seed: int = 0
@@ -78,10 +77,7 @@ class FakeLM(LanguageModel):
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
-        try:
-            self.config = FakeConfig(**options)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid FakeLM options: {exc.errors()[0]['msg']}") from None
+        self.config = validated(FakeConfig, options, "invalid FakeLM options")
         self.model_id = f"fake-d{self.config.dim}-s{self.config.seed}"
         self._successes = 0
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import BackendError, ConfigError, require
 from llmrec.lm.base import (
     LanguageModel,
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 _MAX_LOGIT_ELEMENTS = 64_000_000
 
 
-class HFConfig(BaseModel):
+class HFConfig(StrictConfig):
     """Settings of :class:`HFCausalLM`.
 
     Attributes:
@@ -64,8 +65,6 @@ class HFConfig(BaseModel):
         prefix_cache: reuse the prompt's KV cache in :meth:`HFCausalLM.loglikelihood`.
         model_id: cache-key identity; derived from the path when not given.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     path: str
     gguf_file: str | None = None
@@ -109,10 +108,9 @@ class HFCausalLM(LanguageModel):
 
     def __init__(self, path: str | Path, **options: Any) -> None:
         super().__init__()
-        try:
-            self.config = HFConfig(path=str(path), **options)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid HFCausalLM options: {exc.errors()[0]['msg']}") from None
+        self.config = validated(
+            HFConfig, {"path": str(path), **options}, "invalid HFCausalLM options"
+        )
         transformers: Any = require("transformers", "lm")
         import torch
 

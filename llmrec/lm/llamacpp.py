@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import BackendError, ConfigError, require
 from llmrec.lm.base import (
     LanguageModel,
@@ -46,7 +47,7 @@ __all__ = ["LlamaCppConfig", "LlamaCppLM"]
 _CHAT_OVERHEAD = 64
 
 
-class LlamaCppConfig(BaseModel):
+class LlamaCppConfig(StrictConfig):
     """Settings of :class:`LlamaCppLM`.
 
     Attributes:
@@ -68,8 +69,6 @@ class LlamaCppConfig(BaseModel):
             (slower; kept as the reference the cached path is tested against).
         model_id: cache-key identity; derived from the file name when not given.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     model_path: str
     n_threads: int = Field(default=2, ge=1)
@@ -114,10 +113,9 @@ class LlamaCppLM(LanguageModel):
 
     def __init__(self, model_path: str | Path, **options: Any) -> None:
         super().__init__()
-        try:
-            self.config = LlamaCppConfig(model_path=str(model_path), **options)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid LlamaCppLM options: {exc.errors()[0]['msg']}") from None
+        self.config = validated(
+            LlamaCppConfig, {"model_path": str(model_path), **options}, "invalid LlamaCppLM options"
+        )
         self._lib: Any = require("llama_cpp", "llamacpp")
         path = Path(self.config.model_path).expanduser()
         if not path.is_file():

@@ -41,8 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import BackendError, ConfigError
 from llmrec.lm._http import DeadlineClient, one_line
 from llmrec.lm.base import (
@@ -69,7 +70,7 @@ _PROBE_PROMPT = "The capital of France is Paris. The capital of Italy is"
 _PROBE_TOLERANCE = 0.05
 
 
-class OpenAIConfig(BaseModel):
+class OpenAIConfig(StrictConfig):
     """Settings of :class:`OpenAILM`.
 
     Attributes:
@@ -94,8 +95,6 @@ class OpenAIConfig(BaseModel):
             ``loglikelihood`` uses them; ``"trust"`` skips the check; ``"off"`` refuses.
         model_id: cache-key identity; ``openai:{base_url}#{model}`` when not given.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     base_url: str
     model: str
@@ -197,10 +196,11 @@ class OpenAILM(LanguageModel):
     def __init__(self, base_url: str, model: str, **options: Any) -> None:
         super().__init__()
         transport = options.pop("transport", None)  # tests inject an httpx transport
-        try:
-            self.config = OpenAIConfig(base_url=base_url.rstrip("/"), model=model, **options)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid OpenAILM options: {exc.errors()[0]['msg']}") from None
+        self.config = validated(
+            OpenAIConfig,
+            {"base_url": base_url.rstrip("/"), "model": model, **options},
+            "invalid OpenAILM options",
+        )
         cfg = self.config
         self._http = DeadlineClient(
             cfg.base_url,

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import BackendError, ConfigError, require
 from llmrec.lm.base import LanguageModel, Pooling, check_vectors, quiet_loading
 
 log = logging.getLogger(__name__)
 
 
-class STConfig(BaseModel):
+class STConfig(StrictConfig):
     """Settings of :class:`SentenceTransformerLM`.
 
     Attributes:
@@ -31,8 +32,6 @@ class STConfig(BaseModel):
         normalize: L2-normalise the vectors.
         model_id: cache-key identity; derived from the path when not given.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     path: str
     n_threads: int | None = Field(default=None, ge=1)
@@ -54,11 +53,9 @@ class SentenceTransformerLM(LanguageModel):
 
     def __init__(self, path: str | Path, **options: Any) -> None:
         super().__init__()
-        try:
-            self.config = STConfig(path=str(path), **options)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            raise ConfigError(f"invalid SentenceTransformerLM options: {msg}") from None
+        self.config = validated(
+            STConfig, {"path": str(path), **options}, "invalid SentenceTransformerLM options"
+        )
         st: Any = require("sentence_transformers", "lm")
         import torch
 

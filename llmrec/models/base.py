@@ -16,15 +16,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from llmrec._io import dumps_json, staged_dir
+from llmrec.config import StrictConfig, make_config, one_line
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
-from llmrec.models.catalogue import import_target, model_names, model_spec
+from llmrec.models.catalogue import check_saved_name, registered_class
 from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import CONFIG_FILE, STATE_FILE, read_saved_meta, read_saved_state
 from llmrec.runtime import RuntimeOptions, runtime_options, split_legacy
@@ -39,14 +40,13 @@ __all__ = [
     "ModelConfig",
     "Recommendations",
     "Recommender",
-    "registered_class",
 ]
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(StrictConfig):
     """Base of every model config: strict (unknown keys are errors) and JSON round-trippable."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(validate_assignment=True)
 
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
 
@@ -85,21 +85,20 @@ class Recommender(ABC):
 
     def __init__(
         self,
-        config: ModelConfig | dict[str, Any] | None = None,
+        config: ModelConfig | Mapping[str, Any] | None = None,
         *,
-        runtime: RuntimeOptions | dict[str, Any] | None = None,
+        runtime: RuntimeOptions | Mapping[str, Any] | None = None,
         **overrides: Any,
     ):
-        if isinstance(config, dict):
-            config, moved = split_legacy(config, self.name)
+        """The constructor rule every component follows: ``config`` (the config class, a
+        mapping or ``None``), keyword ``overrides`` of its fields, collaborators (here
+        ``runtime``; an LM, a pool, a retriever in subclasses) as keyword arguments."""
+        if isinstance(config, Mapping):
+            config, moved = split_legacy(dict(config), self.name)
         else:
             moved = {}
         overrides, moved_too = split_legacy(overrides, self.name)
-        try:
-            config = self._validate_config(config, overrides)
-        except ValidationError as exc:
-            raise ConfigError(f"{self.name}: {_one_line(exc)}") from None
-        self.config = config
+        self.config = make_config(self.config_class, config, overrides, self.name)
         #: how this model runs (threads, device, ...): never saved, never in a stage key
         # keys an older config held fill in only where no runtime options are given
         self.runtime = runtime_options(runtime if runtime is not None else {**moved, **moved_too})
@@ -107,23 +106,6 @@ class Recommender(ABC):
         self.n_users = 0
         self._popularity: np.ndarray | None = None
         self._fit_history: UserHistory | None = None
-
-    @classmethod
-    def _validate_config(
-        cls, config: ModelConfig | dict[str, Any] | None, overrides: dict[str, Any]
-    ) -> ModelConfig:
-        if config is None:
-            config = cls.config_class(**overrides)
-        elif isinstance(config, dict):
-            config = cls.config_class(**{**config, **overrides})
-        elif overrides:
-            config = config.model_copy(update=overrides)
-            config = cls.config_class.model_validate(config.model_dump())
-        if not isinstance(config, cls.config_class):
-            raise ConfigError(
-                f"{cls.__name__} needs a {cls.config_class.__name__}, got {type(config).__name__}"
-            )
-        return config
 
     # --- the two verbs -----------------------------------------------------------------------
     @abstractmethod
@@ -292,7 +274,7 @@ class Recommender(ABC):
 
     @classmethod
     def load(
-        cls, path: str | Path, *, runtime: RuntimeOptions | dict[str, Any] | None = None
+        cls, path: str | Path, *, runtime: RuntimeOptions | Mapping[str, Any] | None = None
     ) -> Recommender:
         """Load a saved model; on the base class, the model class is read from config.json.
 
@@ -311,10 +293,10 @@ class Recommender(ABC):
             saved, moved = split_legacy(dict(meta.config), str(folder))
             config = klass.config_class.model_validate(saved)
             for nested in klass.nested_models(config):
-                _check_registered(nested, folder)
+                check_saved_name(nested, "config")
             model = klass(config, runtime=runtime if runtime is not None else moved)
         except ValidationError as exc:
-            raise ConfigError(f"{folder}/{CONFIG_FILE}: config: {_one_line(exc)}") from None
+            raise ConfigError(one_line(exc, f"{folder}/{CONFIG_FILE}: config")) from None
         except ConfigError as exc:
             raise ConfigError(f"{folder}/{CONFIG_FILE}: {exc}") from None
         state = read_saved_state(folder, meta.n_users, meta.n_items)
@@ -394,37 +376,16 @@ class Recommender(ABC):
 
 
 def _saved_class(cls: type[Recommender], name: str, folder: Path) -> type[Recommender]:
-    """The class a saved folder names: a registered short name (never an import path: a file
-    must not choose what gets imported). Loaded through a subclass, the folder must hold that
-    class or one derived from it."""
+    """The class a saved folder names (through the catalogue: a registered short name only).
+    Loaded through a subclass, the folder must hold that class or one derived from it."""
     if cls is not Recommender and name == cls.name:
         return cls
-    _check_registered(name, folder, hint=cls is Recommender)
-    klass = registered_class(name)
+    hint = "; load it with its own class: MyModel.load(path)" if cls is Recommender else ""
+    check_saved_name(name, f"{folder}/{CONFIG_FILE}", hint=hint)
+    klass = cast("type[Recommender]", registered_class(name, Recommender))
     if not issubclass(klass, cls):
         raise ConfigError(f"{folder} holds a {name} model, not {cls.name}")
     return klass
-
-
-def registered_class(name: str) -> type[Recommender]:
-    """The class of the catalogue's short name ``name``; anything else (an import path
-    included) is a :class:`ConfigError`."""
-    target = model_spec(name).target
-    klass = import_target(target)
-    if not (isinstance(klass, type) and issubclass(klass, Recommender)):
-        raise ConfigError(f"{target!r} is not a Recommender subclass")
-    return klass
-
-
-def _check_registered(name: str, folder: Path, *, hint: bool = False) -> None:
-    """Refuse a model name from a saved folder that is not a registered short name."""
-    known = model_names()
-    if name not in known:
-        tail = "; load it with its own class: MyModel.load(path)" if hint else ""
-        raise ConfigError(
-            f"{folder}/{CONFIG_FILE}: model {name!r} is not a registered model "
-            f"(known: {', '.join(known)}){tail}"
-        )
 
 
 def _check_replaceable(folder: Path) -> None:
@@ -439,12 +400,6 @@ def _check_replaceable(folder: Path) -> None:
         f"cannot save a model to {folder}: the folder holds other files (no {STATE_FILE}); "
         "choose a new or empty folder"
     )
-
-
-def _one_line(error: ValidationError) -> str:
-    """Pydantic's report as one line: each failing field with its message."""
-    parts = [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors()]
-    return "; ".join(parts)
 
 
 def _mask_seen(scores: np.ndarray, users: np.ndarray, hist: UserHistory) -> None:

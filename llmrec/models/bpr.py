@@ -56,7 +56,9 @@ class BPR(Recommender):
     uses_query_history = False
     config: BPRConfig
 
-    def __init__(self, config: BPRConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, config: BPRConfig | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> None:
         super().__init__(config, **overrides)
         self.user_factors: np.ndarray | None = None  # (n_users, dim) float32
         self.item_factors: np.ndarray | None = None  # (n_items, dim) float32

@@ -7,16 +7,28 @@ for estimates — declared once, in :data:`BUILTIN` below or at run time with
 folder all read this one table; nothing here imports a model, so importing the catalogue is
 cheap and never cycles back to :mod:`llmrec.models.base`.
 
-Adding a model is one new file (the class) and one line in :data:`BUILTIN`; a plugin or a test
-registers its own::
+Adding a model is one new file (the class) and one line in :data:`BUILTIN`; a test registers
+its own::
 
-    register_model(ModelSpec("toy", "my_pkg.toy:Toy", "embeddings", PipelineLevel.INDEX))
+    register_model(ModelSpec("toy", "my_pkg.toy:Toy", "embeddings", PipelineLevel.NEW_INDEX))
+
+and an installed package declares its models in the ``llmrec.models`` entry-point group (read
+on the first look-up; :func:`load_plugins`), each naming a :class:`ModelSpec` or a plain
+mapping of its fields, so that the package needs no llmrec import to be found::
+
+    # pyproject.toml of my-pkg
+    [project.entry-points."llmrec.models"]
+    toy = "my_pkg.llmrec_plugin:TOY"
+    # my_pkg/llmrec_plugin.py
+    TOY = {"target": "my_pkg.toy:Toy", "paradigm": "embeddings", "rough_s": 10}
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
@@ -24,15 +36,19 @@ from typing import Literal
 from llmrec.errors import ConfigError
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "PARADIGMS",
     "ModelSpec",
     "Paradigm",
     "PipelineLevel",
+    "check_saved_name",
     "find_spec",
     "import_target",
+    "load_plugins",
     "model_names",
     "model_spec",
     "register_model",
+    "registered_class",
     "unregister_model",
 ]
 
@@ -156,6 +172,69 @@ BUILTIN: tuple[ModelSpec, ...] = (
 )
 
 _CATALOGUE: dict[str, ModelSpec] = {spec.name: spec for spec in BUILTIN}
+#: the entry-point group installed packages declare their models in
+ENTRY_POINT_GROUP = "llmrec.models"
+_plugins_read = False
+
+
+def _catalogue() -> dict[str, ModelSpec]:
+    """The catalogue, with the installed plugins' models once they have been read."""
+    if not _plugins_read:
+        load_plugins()
+    return _CATALOGUE
+
+
+def load_plugins() -> list[str]:
+    """Register the models installed packages declare in the ``llmrec.models`` entry-point
+    group; return the names added. Called on the first catalogue look-up; call it again after
+    installing a package (or putting one on ``sys.path``) in a running process.
+
+    A plugin that cannot be loaded, declares something other than a spec, or takes a name
+    already registered is skipped with a one-line warning: a broken package must not break
+    llmrec.
+    """
+    global _plugins_read
+    _plugins_read = True
+    from importlib.metadata import entry_points
+
+    added = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            spec = _plugin_spec(ep.name, ep.load())
+            if ep.name in _CATALOGUE and _CATALOGUE[ep.name] != spec:
+                raise ConfigError(f"the name is taken by {_CATALOGUE[ep.name].target}")
+        except Exception as exc:  # anything a third-party import raises
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            warnings.warn(
+                f"model plugin {ep.name!r} ({ep.value}) skipped: {why}", RuntimeWarning, 2
+            )
+            continue
+        _CATALOGUE[spec.name] = spec
+        added.append(spec.name)
+    return added
+
+
+def _plugin_spec(name: str, declared: object) -> ModelSpec:
+    """The :class:`ModelSpec` an entry point ``name`` declares: a spec, or a mapping of its
+    fields (``name`` defaults to the entry point's; ``pipeline`` may be a word)."""
+    if isinstance(declared, ModelSpec):
+        spec = declared
+    elif isinstance(declared, Mapping):
+        fields = {"name": name, **declared}
+        if isinstance(fields.get("pipeline"), str):
+            level = PipelineLevel.parse(fields["pipeline"])
+            if level is None:
+                raise ConfigError(f"pipeline {fields['pipeline']!r} is not a pipeline level")
+            fields["pipeline"] = level
+        try:
+            spec = ModelSpec(**fields)
+        except TypeError as exc:
+            raise ConfigError(f"not a model spec: {exc}") from None
+    else:
+        raise ConfigError(f"declares a {type(declared).__name__}, not a ModelSpec or a mapping")
+    if spec.name != name:
+        raise ConfigError(f"the entry point {name!r} names the model {spec.name!r}")
+    return spec
 
 
 def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
@@ -165,9 +244,10 @@ def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     Nothing is imported until the model is built. A name already registered is a
     :class:`ConfigError` unless ``replace``.
     """
-    if spec.name in _CATALOGUE and not replace and _CATALOGUE[spec.name] != spec:
-        raise ConfigError(f"model {spec.name!r} is already registered ({_CATALOGUE[spec.name]})")
-    _CATALOGUE[spec.name] = spec
+    catalogue = _catalogue()
+    if spec.name in catalogue and not replace and catalogue[spec.name] != spec:
+        raise ConfigError(f"model {spec.name!r} is already registered ({catalogue[spec.name]})")
+    catalogue[spec.name] = spec
     return spec
 
 
@@ -178,13 +258,13 @@ def unregister_model(name: str) -> None:
 
 def find_spec(name: str) -> ModelSpec | None:
     """The spec registered as ``name``, else ``None``."""
-    return _CATALOGUE.get(name)
+    return _catalogue().get(name)
 
 
 def model_spec(name: str) -> ModelSpec:
     """The spec registered as ``name``; a one-line :class:`ConfigError` naming the known ones
     otherwise."""
-    spec = _CATALOGUE.get(name)
+    spec = _catalogue().get(name)
     if spec is None:
         raise ConfigError(f"model {name!r} is not a registered model; known models: {_known()}")
     return spec
@@ -192,7 +272,7 @@ def model_spec(name: str) -> ModelSpec:
 
 def model_names() -> list[str]:
     """Every registered short name, sorted."""
-    return sorted(_CATALOGUE)
+    return sorted(_catalogue())
 
 
 def import_target(target: str) -> object:
@@ -203,6 +283,28 @@ def import_target(target: str) -> object:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot import model {target!r}: {exc}") from None
+
+
+def registered_class(name: str, base: type) -> type:
+    """The class of the registered short name ``name``, checked to derive from ``base`` (the
+    caller's protocol class: the catalogue imports no model); anything else — an import path
+    included — is a one-line :class:`ConfigError`."""
+    target = model_spec(name).target
+    klass = import_target(target)
+    if not (isinstance(klass, type) and issubclass(klass, base)):
+        raise ConfigError(f"{target!r} is not a {base.__name__} subclass")
+    return klass
+
+
+def check_saved_name(name: str, where: str, *, hint: str = "") -> None:
+    """Refuse a model name read from a saved folder unless it is a registered short name:
+    never an import path (a file must not choose what gets imported). ``where`` (the folder's
+    ``config.json``) starts the error; ``hint`` ends it."""
+    known = model_names()
+    if name not in known:
+        raise ConfigError(
+            f"{where}: model {name!r} is not a registered model (known: {', '.join(known)}){hint}"
+        )
 
 
 def _known() -> str:

@@ -30,7 +30,9 @@ class ItemKNN(Recommender):
     config_class = ItemKNNConfig
     config: ItemKNNConfig
 
-    def __init__(self, config: ItemKNNConfig | dict | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, config: ItemKNNConfig | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> None:
         super().__init__(config, **overrides)
         self._sim: sp.csr_matrix | None = None
 

@@ -14,6 +14,7 @@ the validation item becomes part of the input sequence, as in RecBole. Item inde
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -68,7 +69,7 @@ class SASRec(Recommender):
     config: SASRecConfig
 
     def __init__(
-        self, config: SASRecConfig | dict[str, Any] | None = None, **overrides: Any
+        self, config: SASRecConfig | Mapping[str, Any] | None = None, **overrides: Any
     ) -> None:
         super().__init__(config, **overrides)
         if self.config.dim % self.config.n_heads:

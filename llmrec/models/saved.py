@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from llmrec._io import read_json_object
+from llmrec.config import validated
 from llmrec.errors import ConfigError
 
 STATE_FILE = "state.safetensors"
@@ -49,12 +50,7 @@ def read_saved_meta(folder: Path) -> SavedMeta:
     if not path.exists():
         raise ConfigError(f"{folder} holds no saved model ({CONFIG_FILE} missing)")
     raw = read_json_object(path, "saved model config")
-    try:
-        return SavedMeta.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "top level"
-        raise ConfigError(f"{path}: {where}: {err['msg']}") from None
+    return validated(SavedMeta, raw, str(path))
 
 
 def read_saved_state(folder: Path, n_users: int, n_items: int) -> dict[str, np.ndarray]:

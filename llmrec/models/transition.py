@@ -41,7 +41,9 @@ class Transition(Recommender):
     config_class = TransitionConfig
     config: TransitionConfig
 
-    def __init__(self, config: TransitionConfig | dict | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, config: TransitionConfig | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> None:
         super().__init__(config, **overrides)
         self._counts: sp.csr_matrix | None = None
 

@@ -22,8 +22,9 @@ import math
 from typing import Any, Literal, TypeGuard
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from llmrec.config import StrictConfig
 from llmrec.models.catalogue import PipelineLevel
 
 __all__ = ["PIPELINE_CHOICES", "Constraints", "bias_of", "choose"]
@@ -32,7 +33,7 @@ __all__ = ["PIPELINE_CHOICES", "Constraints", "bias_of", "choose"]
 PIPELINE_CHOICES = {level.short: level.label for level in PipelineLevel}
 
 
-class Constraints(BaseModel):
+class Constraints(StrictConfig):
     """What the user's deployment allows. ``None`` means no limit.
 
     Attributes:
@@ -46,8 +47,6 @@ class Constraints(BaseModel):
         prefer: rank the feasible entries by ``accuracy`` (NDCG@10) or ``cold-start``
             (NDCG@10 on users whose held-out item is cold).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     latency_budget_ms: float | None = Field(default=None, gt=0)
     max_bias: float | None = Field(default=None, ge=0)

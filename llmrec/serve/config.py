@@ -17,9 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from llmrec._io import check_unique_names, read_yaml_mapping, validated
+from llmrec._io import check_unique_names, read_yaml_mapping
+from llmrec.config import StrictConfig, validated
 from llmrec.models.catalogue import Paradigm
 from llmrec.runtime import RuntimeOptions
 
@@ -29,11 +30,7 @@ __all__ = ["BatchingConfig", "ServeConfig", "ServeEntry", "load_serve_config"]
 ENTRY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ServeEntry(_Strict):
+class ServeEntry(StrictConfig):
     """One served model.
 
     Attributes:
@@ -49,7 +46,7 @@ class ServeEntry(_Strict):
     path: Path
 
 
-class BatchingConfig(_Strict):
+class BatchingConfig(StrictConfig):
     """Micro-batching of each entry's requests.
 
     Attributes:
@@ -69,7 +66,7 @@ class BatchingConfig(_Strict):
     max_queue: int = Field(default=64, ge=1, le=100_000)
 
 
-class ServeConfig(_Strict):
+class ServeConfig(StrictConfig):
     """Everything ``llmrec serve`` needs.
 
     Attributes:
@@ -133,9 +130,9 @@ def load_serve_config(source: Path | dict[str, Any], **overrides: Any) -> ServeC
     else:
         raw = dict(source)
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    return validated(ServeConfig, raw, what)
+    return validated(ServeConfig, raw, f"invalid {what}")
 
 
 def validate_serve_config(raw: dict[str, Any]) -> ServeConfig:
-    """``raw`` validated, with the first problem as a one-line :class:`ConfigError`."""
-    return validated(ServeConfig, raw, "serve config")
+    """``raw`` validated, with its problems as a one-line :class:`ConfigError`."""
+    return validated(ServeConfig, raw, "invalid serve config")

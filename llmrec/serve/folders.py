@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from llmrec._io import read_json_object, validated
+from llmrec._io import read_json_object
 from llmrec.compare.folder import MANIFEST_FILE, MODEL_DIR, read_manifest, stage_dir
+from llmrec.config import validated
 from llmrec.errors import ConfigError
 from llmrec.models.catalogue import find_spec
 from llmrec.models.saved import CONFIG_FILE
@@ -70,7 +71,7 @@ def _run_entry(folder: Path, path: Path) -> dict[str, Any]:
     config = raw.get("config")
     if isinstance(config, dict) and "dataset" in config:
         raw = {**raw, "dataset": config["dataset"]}
-    record = validated(_Record, raw, f"run record {path}")
+    record = validated(_Record, raw, f"invalid run record {path}")
     model_dir = folder / "model"
     if not (model_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"{folder} holds no saved model (the run had save_model: false)")

@@ -24,6 +24,7 @@ from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, LlmrecError, UnknownIdError
 from llmrec.models.base import Recommender
 from llmrec.models.catalogue import Paradigm, model_spec
+from llmrec.models.registry import load_model
 from llmrec.paradigms.direct.two_stage import MIN_LM_CANDIDATES, TwoStage
 from llmrec.serve.config import ServeConfig, ServeEntry
 from llmrec.serve.folders import config_from_folder
@@ -367,7 +368,7 @@ def _load_model(entry: ServeEntry, config: ServeConfig) -> Recommender:
     for a model without an LM); its damage a one-line :class:`ConfigError` naming the entry
     and the folder."""
     try:
-        model = Recommender.load(entry.path, runtime=config.runtime)
+        model = load_model(entry.path, runtime=config.runtime)
         if config.scoring_threads and not model.queries_lm:
             scoring = config.runtime.replace(threads=config.scoring_threads)
             for part in (model, model.fallback()):

@@ -114,10 +114,10 @@ def test_training_epochs_show_loss_and_best_so_far() -> None:
 def test_catalogue_encoding_reports_texts_done_and_is_silent_otherwise(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from llmrec.paradigms.embeddings.encoder import EncoderSettings, TextEncoder
+    from llmrec.paradigms.embeddings.encoder import EncoderConfig, TextEncoder
 
     texts = [f"item {i}" for i in range(600)]
-    encoder = TextEncoder(EncoderSettings(encoder="fake:8", cache=False, chunk_size=100))
+    encoder = TextEncoder(EncoderConfig(encoder="fake:8", cache=False, chunk_size=100))
     encoder.encode(texts)
     assert capsys.readouterr() == ("", "")  # library use stays quiet
     out = io.StringIO()
@@ -128,7 +128,7 @@ def test_catalogue_encoding_reports_texts_done_and_is_silent_otherwise(
     assert any(line.startswith("encoding 600 texts with fake:8") for line in lines), lines
     assert lines[-1].startswith("encoding items: 100%") and "600/600" in lines[-1]
     forced = TextEncoder(
-        EncoderSettings(encoder="fake:8", cache=False, chunk_size=100, progress=True)
+        EncoderConfig(encoder="fake:8", cache=False, chunk_size=100, progress=True)
     )
     forced.encode(texts)  # RuntimeOptions(progress=True) shows it in library use too
     assert "600/600" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmrec.paradigms.direct.grounding import Grounder, normalise_title, split_entries
+from llmrec.paradigms.direct.grounding import Grounder, normalize_title, split_entries
 
 CATALOGUE = [
     "Toy Story (1995)",
@@ -21,10 +21,10 @@ def grounder():
     return Grounder(CATALOGUE)
 
 
-def test_normalise_title():
-    assert normalise_title('"Usual Suspects, The (1995)"') == "the usual suspects"
-    assert normalise_title("  STAR   wars!! ") == "star wars"
-    assert normalise_title("Amélie") == "amelie"
+def test_normalize_title():
+    assert normalize_title('"Usual Suspects, The (1995)"') == "the usual suspects"
+    assert normalize_title("  STAR   wars!! ") == "star wars"
+    assert normalize_title("Amélie") == "amelie"
 
 
 def test_split_entries_strips_markers_and_splits_label_lists():

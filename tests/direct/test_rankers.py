@@ -1,5 +1,6 @@
 """The three LM rankers and TwoStage, on FakeLM and scripted backends."""
 
+import json
 import threading
 from collections.abc import Sequence
 from typing import ClassVar
@@ -11,6 +12,7 @@ from llmrec.data.splits import leave_one_out
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.eval import evaluate, evaluate_candidates
 from llmrec.lm.fake import FakeLM
+from llmrec.models.base import Recommender
 from llmrec.models.popularity import Popularity
 from llmrec.models.query import same_profile
 from llmrec.paradigms.direct import (
@@ -20,6 +22,7 @@ from llmrec.paradigms.direct import (
     VerbaliserRanker,
     make_ranker,
 )
+from llmrec.paradigms.direct.rankers import LikelihoodConfig
 from llmrec.testing import RecommenderConformance, tiny_dataset
 
 
@@ -86,12 +89,34 @@ def test_likelihood_is_length_normalised(split):
         ranker = LikelihoodRanker(lm=LengthLM()).fit(train)
         scores = ranker.rank(np.array([0]), train.history(), np.array([[1, 5, 9]]))
         # per-token loglik is constant, so normalised scores are (nearly) equal, raw ones are not
-        raw = LikelihoodRanker(lm=LengthLM(), normalise=False).fit(train)
+        raw = LikelihoodRanker(lm=LengthLM(), normalize=False).fit(train)
         raw_scores = raw.rank(np.array([0]), train.history(), np.array([[1, 5, 9]]))
     finally:
         train.item_text.loc[:, "title"] = [f"Movie {i}" for i in range(train.n_items)]
     assert np.ptp(raw_scores) > 3
     assert np.ptp(scores) < np.ptp(raw_scores) / 3
+
+
+def test_the_older_spelling_normalise_is_still_read_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="normalise is now normalize"):
+        config = LikelihoodConfig.model_validate({"kind": "likelihood", "normalise": False})
+    assert config.normalize is False
+    with pytest.warns(DeprecationWarning):
+        assert LikelihoodRanker(lm=FakeLM(), normalise=False).config.normalize is False
+    with pytest.raises(ConfigError, match="normalise"):  # both spellings: the old is unknown
+        LikelihoodRanker(lm=FakeLM(), normalize=True, normalise=False)
+
+
+def test_a_saved_folder_with_the_older_spelling_still_loads(split, tmp_path):
+    model = TwoStage({"ranker": {"kind": "likelihood", "normalize": False}}).fit(split.train)
+    folder = model.save(tmp_path / "two-stage")
+    meta = json.loads((folder / "config.json").read_text())
+    ranker = meta["config"]["ranker"]
+    ranker["normalise"] = ranker.pop("normalize")
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.warns(DeprecationWarning, match="normalise is now normalize"):
+        loaded = Recommender.load(folder)
+    assert loaded.config.ranker.normalize is False
 
 
 def test_likelihood_prompt_hides_candidates_by_default(split):

@@ -9,7 +9,7 @@ import pytest
 
 from llmrec.lm import FakeLM
 from llmrec.lm.pool import LMPool, default_pool
-from llmrec.paradigms.embeddings.encoder import EncoderSettings, TextEncoder
+from llmrec.paradigms.embeddings.encoder import EncoderConfig, TextEncoder
 from llmrec.paradigms.tokens._ids import SemanticIDConfig, make_semantic_ids
 from llmrec.runtime import split_legacy
 from llmrec.testing import tiny_dataset
@@ -29,7 +29,7 @@ def test_an_injected_instance_is_what_components_get() -> None:
     pool = LMPool()
     mine = FakeLM(dim=4, seed=7)
     pool.put(mine, "minilm-l6", lm_cache_dir=None)
-    enc = TextEncoder(EncoderSettings(encoder="minilm-l6", cache=False), lm_pool=pool)
+    enc = TextEncoder(EncoderConfig(encoder="minilm-l6", cache=False), lm_pool=pool)
     vecs, _ = enc.encode(["a b", "c"])
     assert enc.lm is mine and vecs.shape == (2, 4)
 
@@ -38,14 +38,14 @@ def test_text_models_and_semantic_ids_share_the_encoder() -> None:
     pool = LMPool()
     data = tiny_dataset()
     make_semantic_ids(data, SemanticIDConfig(encoder="fake:8", levels=1), 0, lm_pool=pool)
-    enc = TextEncoder(EncoderSettings(encoder="fake:8", cache=False), lm_pool=pool)
+    enc = TextEncoder(EncoderConfig(encoder="fake:8", cache=False), lm_pool=pool)
     assert len(pool) == 1 and enc.lm is pool.get("fake:8")
     assert enc.lm.stats.calls >= 1  # the semantic IDs' encode went through this instance
 
 
 def test_the_default_pool_starts_empty_in_each_test() -> None:
     assert len(default_pool()) == 0
-    TextEncoder(EncoderSettings(encoder="fake:8")).encode(["x"])
+    TextEncoder(EncoderConfig(encoder="fake:8")).encode(["x"])
     assert len(default_pool()) == 1
 
 

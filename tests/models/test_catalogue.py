@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from llmrec.models.catalogue import (
     ModelSpec,
     PipelineLevel,
     find_spec,
+    load_plugins,
     register_model,
     unregister_model,
 )
@@ -48,13 +50,44 @@ class Toy(Recommender):
 '''
 
 
-@pytest.fixture
-def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelSpec]:
-    """``toy_recommender.Toy`` in a temporary module, registered as an embeddings model."""
+#: a third-party package's whole declaration: no llmrec import (the class's module has one)
+PLUGIN_MODULE = (
+    """TOY = {"target": "toy_recommender:Toy", "paradigm": "embeddings", "rough_s": 1}"""
+)
+
+
+def install_fake_distribution(
+    folder: Path, entry_points: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``pip install`` leaves for a package declaring ``entry_points``: a dist-info
+    folder that :mod:`importlib.metadata` finds on ``sys.path`` (and no stale plugin module
+    from an earlier test in ``sys.modules``)."""
+    monkeypatch.delitem(sys.modules, "toy_llmrec_plugin", raising=False)
+    monkeypatch.syspath_prepend(str(folder))
+    info = folder / "toy_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+@pytest.fixture(params=["register_model", "entry_point"])
+def toy(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ModelSpec]:
+    """``toy_recommender.Toy`` in a temporary module, registered as an embeddings model: by
+    the one catalogue line, or as an installed package's ``llmrec.models`` entry point."""
     (tmp_path / "toy_recommender.py").write_text(textwrap.dedent(TOY_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path))
-    # the one catalogue line
-    spec = register_model(ModelSpec("toy", "toy_recommender:Toy", "embeddings", rough_s=1))
+    if request.param == "register_model":
+        register_model(ModelSpec("toy", "toy_recommender:Toy", "embeddings", rough_s=1))
+    else:
+        (tmp_path / "toy_llmrec_plugin.py").write_text(PLUGIN_MODULE)
+        install_fake_distribution(
+            tmp_path, "[llmrec.models]\ntoy = toy_llmrec_plugin:TOY\n", monkeypatch
+        )
+        assert load_plugins() == ["toy"]
+    spec = find_spec("toy")
+    assert spec is not None
     yield spec
     unregister_model("toy")
 
@@ -150,3 +183,37 @@ def test_pipeline_levels_are_ordered_and_parse_both_spellings() -> None:
 
 def _unchecked(value: Any) -> Any:
     return value
+
+
+@pytest.mark.parametrize(
+    ("declared", "why"),
+    [
+        ("TOY = 3", "declares a int, not a ModelSpec"),
+        ('TOY = {"target": "toy_recommender:Toy", "paradigm": "films"}', "paradigm 'films'"),
+        ('TOY = {"target": "toy_recommender:Toy", "paradigm": "classic", "flavour": 1}', "spec"),
+        ('TOY = {"name": "other", "target": "m:C", "paradigm": "classic"}', "names the model"),
+        ('raise ImportError("no numpy here")', "no numpy here"),
+    ],
+)
+def test_a_broken_plugin_is_skipped_with_one_warning(
+    declared: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "toy_llmrec_plugin.py").write_text(declared)
+    install_fake_distribution(
+        tmp_path, "[llmrec.models]\ntoy = toy_llmrec_plugin:TOY\n", monkeypatch
+    )
+    with pytest.warns(RuntimeWarning, match=f"model plugin 'toy' .*skipped: .*{why}"):
+        assert load_plugins() == []
+    assert find_spec("toy") is None
+
+
+def test_a_plugin_cannot_take_a_builtin_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "toy_llmrec_plugin.py").write_text(PLUGIN_MODULE)
+    install_fake_distribution(
+        tmp_path, "[llmrec.models]\nsasrec = toy_llmrec_plugin:TOY\n", monkeypatch
+    )
+    with pytest.warns(RuntimeWarning, match="'sasrec' .*skipped: the name is taken by llmrec"):
+        assert load_plugins() == []
+    assert find_spec("sasrec") in BUILTIN

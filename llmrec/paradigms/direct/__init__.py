@@ -3,7 +3,7 @@
 See ``docs/direct.md``. Nothing heavy is imported here; LM backends load on first use.
 """
 
-from llmrec.paradigms.direct.grounding import Grounded, Grounder, normalise_title
+from llmrec.paradigms.direct.grounding import Grounded, Grounder, normalize_title
 from llmrec.paradigms.direct.prompts import Prompt, PromptBuilder, PromptConfig, quote_item
 from llmrec.paradigms.direct.rankers import (
     GenerationConfig,
@@ -37,6 +37,6 @@ __all__ = [
     "VerbaliserConfig",
     "VerbaliserRanker",
     "make_ranker",
-    "normalise_title",
+    "normalize_title",
     "quote_item",
 ]

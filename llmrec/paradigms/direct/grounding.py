@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Grounded", "Grounder", "normalise_title", "split_entries"]
+__all__ = ["Grounded", "Grounder", "normalize_title", "split_entries"]
 
 _MARKER = re.compile(r"^\s*(?:[-*•>]+|#?\d{1,2}\s*[.):\]]|\(\d{1,2}\))\s*")
 _LABEL_LIST = re.compile(r"^\s*[A-Z](?:\s*[,;]\s*[A-Z])+\s*[.]?\s*$")
@@ -28,7 +28,7 @@ _ARTICLE_TAIL = re.compile(r",\s*(the|a|an|la|le|les|il|das|der|die|el)$")
 _NON_WORD = re.compile(r"[^\w\s]")
 
 
-def normalise_title(text: str) -> str:
+def normalize_title(text: str) -> str:
     """Lower-case, accents and punctuation removed, year dropped, ``"Usual Suspects, The"``
     read as ``"the usual suspects"``; whitespace collapsed."""
     text = unicodedata.normalize("NFKD", text)
@@ -87,7 +87,7 @@ class Grounder:
 
     def __init__(self, catalogue: Sequence[str], min_similarity: float = 0.75) -> None:
         self.min_similarity = min_similarity
-        self._catalogue = [normalise_title(t) for t in catalogue]
+        self._catalogue = [normalize_title(t) for t in catalogue]
         self._catalogue_set = set(self._catalogue)
 
     def ground(
@@ -95,13 +95,13 @@ class Grounder:
     ) -> Grounded:
         """Ground ``answer`` to positions in ``candidate_titles`` (``labels[j]`` names slot j)."""
         label_slot = {lab.strip(): j for j, lab in enumerate(labels)}
-        norms = [normalise_title(t) for t in candidate_titles]
+        norms = [normalize_title(t) for t in candidate_titles]
         out = Grounded()
         for entry in split_entries(answer):
             out.entries += 1
             slot = self._match(entry, norms, label_slot)
             if slot is None:
-                if self._in_catalogue(normalise_title(entry), fuzzy=True):
+                if self._in_catalogue(normalize_title(entry), fuzzy=True):
                     out.off_candidates += 1
                 else:
                     out.hallucinations += 1
@@ -115,7 +115,7 @@ class Grounder:
         head = _LABEL_HEAD.match(entry)
         if head and head.group(1) in label_slot:
             return label_slot[head.group(1)]
-        norm = normalise_title(entry)
+        norm = normalize_title(entry)
         if not norm:
             return None
         if norm in norms:

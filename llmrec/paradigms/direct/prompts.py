@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
@@ -47,7 +48,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 AnswerStyle = Literal["label", "title"]
 
 
-class PromptConfig(BaseModel):
+class PromptConfig(StrictConfig):
     """How prompts are written.
 
     Attributes:
@@ -67,8 +68,6 @@ class PromptConfig(BaseModel):
         shot_history: history items in each worked example.
         seed: seeds the choice of worked examples (mixed with the query user's index).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     item_template: str = "{title}"
     profile_fields: list[str] = Field(default_factory=list)

@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
 
 from llmrec import progress
+from llmrec.config import StrictConfig, renamed_keys, validated
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.lm.base import LanguageModel
@@ -55,7 +56,7 @@ _LABEL_INSTRUCTION = "Which candidate will the user choose next? Answer with its
 _NEXT_INSTRUCTION = "Which item will the user choose next?"
 
 
-class RankerConfig(BaseModel):
+class RankerConfig(StrictConfig):
     """Settings shared by every ranker.
 
     Attributes:
@@ -66,8 +67,6 @@ class RankerConfig(BaseModel):
         prompt: the prompt templates.
         batch_size: users per LM call.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     lm: str = "fake"
     lm_options: dict[str, Any] = Field(default_factory=dict)
@@ -90,12 +89,18 @@ class VerbaliserConfig(RankerConfig):
 class LikelihoodConfig(RankerConfig):
     """Attributes:
     show_candidates: also list the candidates in the prompt (costs tokens, adds position bias).
-    normalise: divide each log-likelihood by the continuation's token count.
+    normalize: divide each log-likelihood by the continuation's token count (``normalise``,
+        the older spelling, is still read, with a :class:`DeprecationWarning`).
     """
 
     kind: Literal["likelihood"] = "likelihood"
     show_candidates: bool = False
-    normalise: bool = True
+    normalize: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_spelling(cls, data: Any) -> Any:
+        return renamed_keys(data, {"normalise": "normalize"}, "likelihood ranker")
 
 
 class GenerationConfig(RankerConfig):
@@ -188,7 +193,7 @@ class Ranker(ABC):
         data = {**dict(config or {}), **overrides}
         if lm is not None and "lm" not in data and _loadable(lm.model_id):
             data["lm"] = lm.model_id  # so a saved TwoStage reloads the same model
-        self.config = self.config_class.model_validate(data)
+        self.config = validated(self.config_class, data, f"invalid {type(self).__name__} config")
         self._lm = lm
         self.stats = RankerStats()
         self._builder: PromptBuilder | None = None
@@ -397,7 +402,7 @@ class LikelihoodRanker(Ranker):
         for row, p in enumerate(prompts):
             conts = [f" {items[int(i)]}" for i in p.candidates]
             scores = np.asarray(self.lm.loglikelihood(p.score_text, conts), dtype=np.float32)
-            if self.config.normalise:
+            if self.config.normalize:
                 scores = scores / self._lengths(p.score_text, conts)
             out[row] = scores
         return out

@@ -11,7 +11,7 @@ directly and the retriever is not consulted.
 
 Example::
 
-    model = TwoStage(Popularity(), VerbaliserRanker(lm=load_lm("smollm2-135m")))
+    model = TwoStage(retriever=Popularity(), ranker=VerbaliserRanker(lm=load_lm("smollm2-135m")))
     model.fit(split.train)
     recs = model.recommend(users, k=10, history=split.known_at_test())
 
@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from llmrec._io import atomic_write_text, dumps_json, read_json_object
+from llmrec.config import StrictConfig, one_line
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
@@ -83,8 +84,11 @@ class _Counts:
 class TwoStage(Recommender):
     """A retriever's top ``n_candidates`` re-ranked by an LM ranker.
 
-    Construct as ``TwoStage(retriever, ranker, n_candidates=20)`` with instances, or as
-    ``TwoStage(config_dict_or_TwoStageConfig)`` (what loading and config round-trips use).
+    Construct as every component is: ``TwoStage(config, retriever=..., ranker=..., lm=...,
+    **overrides)``, with ``config`` a :class:`TwoStageConfig`, a mapping or ``None``, and the
+    collaborators as instances (each optional: the config names them otherwise). The
+    shorthand ``TwoStage(retriever, ranker, n_candidates=20)`` is the same as
+    ``TwoStage(retriever=retriever, ranker=ranker, n_candidates=20)``.
     """
 
     name = "two_stage"
@@ -95,22 +99,24 @@ class TwoStage(Recommender):
 
     def __init__(
         self,
-        retriever: Recommender | TwoStageConfig | Mapping[str, Any] | None = None,
+        config: TwoStageConfig | Mapping[str, Any] | Recommender | None = None,
         ranker: Ranker | None = None,
         *,
+        retriever: Recommender | None = None,
         lm: LanguageModel | None = None,
         **overrides: Any,
     ) -> None:
-        if isinstance(retriever, Recommender):
+        if isinstance(config, Recommender):  # the shorthand TwoStage(retriever, ranker)
+            if retriever is not None:
+                raise ConfigError("two_stage: the retriever is given twice")
+            config, retriever = None, config
+        if retriever is not None:
             overrides.setdefault("retriever", retriever.name)
             overrides.setdefault("retriever_config", retriever.config.model_dump(mode="json"))
-            config: TwoStageConfig | dict[str, Any] | None = None
-        else:
-            config = dict(retriever) if isinstance(retriever, Mapping) else retriever
         if ranker is not None:
             overrides.setdefault("ranker", ranker.config.model_dump(mode="json"))
         super().__init__(config, **overrides)
-        if isinstance(retriever, Recommender):
+        if retriever is not None:
             self.retriever = retriever
         else:
             klass = get_model_class(self.config.retriever)
@@ -282,11 +288,11 @@ def _retriever_state(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k.removeprefix("retriever."): v for k, v in state.items() if k != "texts_json"}
 
 
-class _SavedTexts(BaseModel):
+class _SavedTexts(StrictConfig):
     """The rendered item texts and user profiles (``texts.json``; in the old layout, JSON
     bytes in the ``texts_json`` array)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(strict=True)
 
     texts: list[str]
     profiles: list[dict[str, str]]
@@ -306,10 +312,8 @@ def _validated_texts(parse: Callable[[], _SavedTexts], where: str) -> _SavedText
     try:
         return parse()
     except ValidationError as exc:
-        err = exc.errors()[0]
-        at = ".".join(map(str, err["loc"])) or "top level"
         raise ConfigError(
-            f"two_stage: the saved item texts ({where}) are damaged at {at}: {err['msg']}"
+            one_line(exc, f"two_stage: the saved item texts ({where}) are damaged")
         ) from None
 
 

@@ -10,7 +10,7 @@ Torch is imported only when :class:`LMSASRec` is used; faiss only when an index 
 
 from llmrec.paradigms.embeddings.encoder import (
     EncodeInfo,
-    EncoderSettings,
+    EncoderConfig,
     TextEncoder,
     TextModelConfig,
     encode_items,
@@ -27,7 +27,7 @@ from llmrec.paradigms.embeddings.user_tower import UserTower, UserTowerConfig
 
 __all__ = [
     "EncodeInfo",
-    "EncoderSettings",
+    "EncoderConfig",
     "IndexConfig",
     "ItemView",
     "LMSASRec",

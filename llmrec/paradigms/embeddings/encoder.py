@@ -8,23 +8,24 @@ with a progress bar. Vectors come back L2-normalised, so inner products are cosi
 
 Example::
 
-    enc = TextEncoder(EncoderSettings(encoder="fake:16", cache=False))
+    enc = TextEncoder(EncoderConfig(encoder="fake:16", cache=False))
     vecs, info = enc.encode(["Toy Story (1995)", "Heat (1995)"])   # (2, 16) float32
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmrec import progress
+from llmrec.config import StrictConfig, make_config
 from llmrec.data.dataset import Dataset
 from llmrec.lm.pool import LMPool, default_pool
 from llmrec.lm.registry import backend_of
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from llmrec.lm.base import LanguageModel
 
 
-class EncoderSettings(BaseModel):
+class EncoderConfig(StrictConfig):
     """Which LM encodes texts, and how.
 
     Attributes:
@@ -52,8 +53,6 @@ class EncoderSettings(BaseModel):
         progress: show a progress bar.
         lm_options: extra keyword options for the backend (e.g. ``{"n_threads": 2}``).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     encoder: str = "minilm-l6"
     pooling: Literal["mean", "last"] | None = None
@@ -94,7 +93,7 @@ class EncodeInfo:
         }
 
 
-def load_encoder(settings: EncoderSettings, lm_pool: LMPool | None = None) -> LanguageModel:
+def load_encoder(settings: EncoderConfig, lm_pool: LMPool | None = None) -> LanguageModel:
     """The LM named by ``settings`` (wrapped in the disk cache when asked), from ``lm_pool``
     (default :func:`~llmrec.lm.pool.default_pool`): loaded once, shared by every model of a
     run that encodes with it (text-kNN, LM-SASRec, the user tower, semantic IDs)."""
@@ -102,7 +101,19 @@ def load_encoder(settings: EncoderSettings, lm_pool: LMPool | None = None) -> La
     return pool.get(settings.encoder, lm_cache_dir=_cache_dir(settings), **settings.lm_options)
 
 
-def _cache_dir(settings: EncoderSettings) -> Path | None:
+def encoder_lm(
+    config: TextEncodingConfig,
+    runtime: RuntimeOptions | None,
+    lm: LanguageModel | None = None,
+    lm_pool: LMPool | None = None,
+) -> LanguageModel:
+    """The LM a model encodes its texts with: ``lm`` when it was handed one, else the one
+    ``config.encoder`` names, from ``lm_pool`` (what :meth:`Recommender.language_models`
+    reports, so that its usage can be counted)."""
+    return lm if lm is not None else load_encoder(config.encoder_settings(runtime), lm_pool)
+
+
+def _cache_dir(settings: EncoderConfig) -> Path | None:
     # a fake encoder is instant and deterministic: caching it would only fill the disk
     if not settings.cache or settings.encoder.split(":")[0] == "fake":
         return None
@@ -114,17 +125,18 @@ def _cache_dir(settings: EncoderSettings) -> Path | None:
 
 
 class TextEncoder:
-    """Texts to unit vectors through the LM that ``settings`` names (taken from ``lm_pool`` on
+    """Texts to unit vectors through the LM that ``config`` names (taken from ``lm_pool`` on
     first use), or through ``lm`` when given."""
 
     def __init__(
         self,
-        settings: EncoderSettings,
+        config: EncoderConfig | Mapping[str, Any] | None = None,
         *,
         lm: LanguageModel | None = None,
         lm_pool: LMPool | None = None,
+        **overrides: Any,
     ) -> None:
-        self.settings = settings
+        self.settings = make_config(EncoderConfig, config, overrides, "encoder")
         self._lm = lm
         self._pool = lm_pool
 
@@ -176,14 +188,14 @@ def _forced_progress(show: bool) -> AbstractContextManager[None]:
     return nullcontext()
 
 
-class TextEncodingConfig(BaseModel):
+class TextEncodingConfig(StrictConfig):
     """How item texts become vectors: the fields shared by every model that encodes item text
     (the embeddings models through :class:`TextModelConfig`, the semantic-ID models through
     :class:`~llmrec.paradigms.tokens._ids.SemanticIDConfig`). Flat, so that the CLI's
     ``--set params.encoder=smollm2-135m`` changes the encoder with one value.
 
     Attributes:
-        encoder: LM spec (see :class:`EncoderSettings`).
+        encoder: LM spec (see :class:`EncoderConfig`).
         pooling: causal-LM pooling, ``mean`` or ``last``; ``None`` is the backend default.
         item_template: ``str.format`` template over the item text fields (``None``: the fields
             joined with ". ").
@@ -197,8 +209,6 @@ class TextEncodingConfig(BaseModel):
     :meth:`encoder_settings`: they are not part of a model's identity.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     encoder: str = "minilm-l6"
     pooling: Literal["mean", "last"] | None = None
     item_template: str | None = None
@@ -207,10 +217,10 @@ class TextEncodingConfig(BaseModel):
     encode_batch_size: int = Field(default=64, ge=1)
     cache: bool = True
 
-    def encoder_settings(self, runtime: RuntimeOptions | None = None) -> EncoderSettings:
+    def encoder_settings(self, runtime: RuntimeOptions | None = None) -> EncoderConfig:
         """The encoder these fields name, run as ``runtime`` says (default options)."""
         rt = runtime or RuntimeOptions()
-        return EncoderSettings(
+        return EncoderConfig(
             encoder=self.encoder,
             pooling=self.pooling,
             max_tokens=self.max_tokens,

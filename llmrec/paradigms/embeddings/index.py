@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from llmrec._io import dumps_json, read_json_object
+from llmrec.config import StrictConfig, validated
 from llmrec.errors import ConfigError, require
 
 IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 
 
-class IndexConfig(BaseModel):
+class IndexConfig(StrictConfig):
     """How to index vectors.
 
     Attributes:
@@ -40,8 +41,6 @@ class IndexConfig(BaseModel):
         train_size: vectors sampled (seeded) to train IVF centroids.
         n_threads: faiss OpenMP threads; ``None`` leaves faiss's setting alone.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: IndexKind = "auto"
     exact_max: int = Field(default=100_000, ge=0)
@@ -205,12 +204,7 @@ def _read_index_config(path: Path) -> IndexConfig | None:
     if not path.is_file():
         return None
     raw = read_json_object(path, "vector index config")
-    try:
-        return IndexConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            f"{path} is not a vector index config: {exc.errors()[0]['msg']}"
-        ) from None
+    return validated(IndexConfig, raw, f"{path} is not a vector index config")
 
 
 def _config_path(target: Path) -> Path:

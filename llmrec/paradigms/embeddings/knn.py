@@ -28,9 +28,10 @@ from pydantic import Field
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
+from llmrec.lm.pool import LMPool
 from llmrec.models.base import Recommender
 from llmrec.models.saved import FLOAT, expect
-from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, load_encoder
+from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, encoder_lm
 from llmrec.paradigms.embeddings.index import IndexConfig, VectorIndex, normalize
 
 INDEX_FILE = "items.faiss"
@@ -59,8 +60,18 @@ class TextKNN(Recommender):
     config_class = TextKNNConfig
     config: TextKNNConfig
 
-    def __init__(self, config: TextKNNConfig | dict[str, Any] | None = None, **overrides: Any):
+    def __init__(
+        self,
+        config: TextKNNConfig | Mapping[str, Any] | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        lm_pool: LMPool | None = None,
+        **overrides: Any,
+    ) -> None:
+        """``lm``: the encoder instance, else ``config.encoder`` from ``lm_pool`` (default:
+        the process-wide pool)."""
         super().__init__(config, **overrides)
+        self._lm, self._lm_pool = lm, lm_pool
         self.item_vectors: np.ndarray | None = None
         self.index: VectorIndex | None = None
         self.fit_info: dict[str, float] = {}
@@ -69,8 +80,10 @@ class TextKNN(Recommender):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode every item's text (interactions play no part beyond the fallback)."""
         self._remember_catalogue(train)
-        vectors, info = encode_items(self.config, train, runtime=self.runtime)
-        self._lms = [load_encoder(self.config.encoder_settings(self.runtime))]
+        vectors, info = encode_items(
+            self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+        )
+        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
         self.item_vectors = vectors
         self.fit_info = info.as_dict()
         self.index = self._build_index(vectors)

@@ -27,9 +27,10 @@ from pydantic import Field
 
 from llmrec.data.dataset import Dataset
 from llmrec.lm.base import LanguageModel
+from llmrec.lm.pool import LMPool
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import FLOAT, NUMBER, expect
-from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, load_encoder
+from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, encoder_lm
 
 
 class LMSASRecConfig(SASRecConfig, TextModelConfig):
@@ -58,9 +59,17 @@ class LMSASRec(SASRec):
     config: LMSASRecConfig
 
     def __init__(
-        self, config: LMSASRecConfig | dict[str, Any] | None = None, **overrides: Any
+        self,
+        config: LMSASRecConfig | Mapping[str, Any] | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        lm_pool: LMPool | None = None,
+        **overrides: Any,
     ) -> None:
+        """``lm``: the encoder instance, else ``config.encoder`` from ``lm_pool`` (default:
+        the process-wide pool)."""
         super().__init__(config, **overrides)
+        self._lm, self._lm_pool = lm, lm_pool
         self._text: np.ndarray | None = None
         self._has_id: np.ndarray | None = None
         self.fit_info: dict[str, float] = {}
@@ -68,8 +77,10 @@ class LMSASRec(SASRec):
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode and whiten the item texts, then train SASRec around the adaptor."""
-        vectors, info = encode_items(self.config, train, runtime=self.runtime)
-        self._lms = [load_encoder(self.config.encoder_settings(self.runtime))]
+        vectors, info = encode_items(
+            self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+        )
+        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
         self._text = whiten(vectors, self.config.whiten_dim)
         self._has_id = train.item_popularity() >= self.config.id_min_count
         self.fit_info = info.as_dict()

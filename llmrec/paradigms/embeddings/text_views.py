@@ -21,23 +21,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import DataError
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
 
-class ItemView(BaseModel):
+class ItemView(StrictConfig):
     """How an item becomes text.
 
     Attributes:
         template: a ``str.format`` template over the item text fields; ``None`` joins ``fields``.
         fields: fields joined with ". " when there is no template (``None``: all fields).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     template: str | None = None
     fields: list[str] | None = None
@@ -47,7 +46,7 @@ class ItemView(BaseModel):
         return data.item_texts(self.template, self.fields)
 
 
-class UserView(BaseModel):
+class UserView(StrictConfig):
     """How a user becomes text: profile attributes, then recent item titles.
 
     Attributes:
@@ -56,8 +55,6 @@ class UserView(BaseModel):
         history_items: how many of the most recent items to name (newest first); 0 for none.
         history_prefix: the words before the list of titles.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     profile_template: str | None = None
     history_items: int = Field(default=10, ge=0)

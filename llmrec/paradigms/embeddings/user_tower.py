@@ -31,6 +31,7 @@ from llmrec._io import atomic_write_text, dumps_json, read_json_object
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
+from llmrec.lm.pool import LMPool
 from llmrec.models.base import Recommender
 from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import BYTES, FLOAT, expect
@@ -38,7 +39,7 @@ from llmrec.paradigms.embeddings.encoder import (
     TextEncoder,
     TextModelConfig,
     encode_items,
-    load_encoder,
+    encoder_lm,
 )
 from llmrec.paradigms.embeddings.text_views import UserView
 
@@ -73,8 +74,18 @@ class UserTower(Recommender):
     queries_lm = True
     reads_profiles = True
 
-    def __init__(self, config: UserTowerConfig | dict[str, Any] | None = None, **overrides: Any):
+    def __init__(
+        self,
+        config: UserTowerConfig | Mapping[str, Any] | None = None,
+        *,
+        lm: LanguageModel | None = None,
+        lm_pool: LMPool | None = None,
+        **overrides: Any,
+    ) -> None:
+        """``lm``: the encoder instance, else ``config.encoder`` from ``lm_pool`` (default:
+        the process-wide pool)."""
         super().__init__(config, **overrides)
+        self._lm, self._lm_pool = lm, lm_pool
         self.item_vectors: np.ndarray | None = None
         self._profiles: list[str] = []
         self._titles: list[str] = []
@@ -92,7 +103,9 @@ class UserTower(Recommender):
     @property
     def encoder(self) -> TextEncoder:
         if self._encoder is None:
-            self._encoder = TextEncoder(self.config.encoder_settings(self.runtime))
+            self._encoder = TextEncoder(
+                self.config.encoder_settings(self.runtime), lm=self._lm, lm_pool=self._lm_pool
+            )
         return self._encoder
 
     def language_models(self) -> list[LanguageModel]:
@@ -106,8 +119,10 @@ class UserTower(Recommender):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Encode the item texts and keep the user profiles and item titles as text."""
         self._remember_catalogue(train)
-        self.item_vectors, info = encode_items(self.config, train, runtime=self.runtime)
-        self._lms = [load_encoder(self.config.encoder_settings(self.runtime))]
+        self.item_vectors, info = encode_items(
+            self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+        )
+        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
         self.fit_info = info.as_dict()
         self._profiles = self.view.profiles(train.user_attrs)
         field = self.config.title_field

@@ -16,7 +16,7 @@ from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.lm.pool import LMPool
-from llmrec.paradigms.embeddings.encoder import TextEncodingConfig, encode_items, load_encoder
+from llmrec.paradigms.embeddings.encoder import TextEncodingConfig, encode_items, encoder_lm
 from llmrec.paradigms.tokens.quantize import (
     RQVAE,
     RQKMeans,
@@ -106,9 +106,9 @@ def encoder_for(
     (from ``lm_pool``, loaded now if needed); ``None`` when a saved table (``cfg.semantic_ids``)
     makes encoding needless. Models keep it so that its usage can be counted
     (``Recommender.language_models``)."""
-    if lm is not None or cfg.semantic_ids is not None:
-        return lm
-    return load_encoder(cfg.encoder_settings(runtime), lm_pool)
+    if lm is None and cfg.semantic_ids is not None:
+        return None
+    return encoder_lm(cfg, runtime, lm, lm_pool)
 
 
 def make_semantic_ids(

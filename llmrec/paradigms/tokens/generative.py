@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -135,7 +136,7 @@ class GenerativeRetrieval(Recommender):
 
     def __init__(
         self,
-        config: Any = None,
+        config: GenerativeConfig | Mapping[str, Any] | None = None,
         *,
         ids: SemanticIDs | None = None,
         lm: LanguageModel | None = None,

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmrec._io import atomic_write_text, dumps_json
+from llmrec.config import StrictConfig, make_config
 from llmrec.errors import ConfigError, DataError
 from llmrec.models.saved import FLOAT, INTEGER, expect
 from llmrec.paradigms.tokens.kmeans import kmeans
-from llmrec.runtime import RuntimeOptions
+from llmrec.runtime import RuntimeOptions, runtime_options
 
 MAPPING_CSV = "semantic_ids.csv"
 MAPPING_PARQUET = "semantic_ids.parquet"
@@ -57,7 +58,7 @@ def default_codebook_size(n_items: int, levels: int) -> int:
     return int(np.clip(2 ** round(math.log2(math.sqrt(n_items))), 8, 256))
 
 
-class QuantizerConfig(BaseModel):
+class QuantizerConfig(StrictConfig):
     """Settings shared by both tokenisers.
 
     Attributes:
@@ -66,8 +67,6 @@ class QuantizerConfig(BaseModel):
         normalize: scale vectors to unit length first (cosine geometry, as text encoders use).
         seed: seeds k-means initialisation and training.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     levels: int = Field(3, ge=1, le=8)
     codebook_size: int | None = Field(None, ge=2, le=4096)
@@ -341,8 +340,10 @@ class RQKMeans:
 
     method = "rq-kmeans"
 
-    def __init__(self, config: RQKMeansConfig | None = None, **options: Any) -> None:
-        self.config = config or RQKMeansConfig(**options)
+    def __init__(
+        self, config: RQKMeansConfig | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> None:
+        self.config = make_config(RQKMeansConfig, config, overrides, "rq-kmeans")
 
     def fit(self, vectors: np.ndarray, item_ids: np.ndarray | None = None) -> SemanticIDs:
         """Quantise ``(n_items, dim)`` vectors; the result is deterministic in ``seed``."""
@@ -395,13 +396,13 @@ class RQVAE:
 
     def __init__(
         self,
-        config: RQVAEConfig | None = None,
+        config: RQVAEConfig | Mapping[str, Any] | None = None,
         *,
-        runtime: RuntimeOptions | None = None,
-        **options: Any,
+        runtime: RuntimeOptions | Mapping[str, Any] | None = None,
+        **overrides: Any,
     ) -> None:
-        self.config = config or RQVAEConfig(**options)
-        self.runtime = runtime or RuntimeOptions()
+        self.config = make_config(RQVAEConfig, config, overrides, "rq-vae")
+        self.runtime = runtime_options(runtime)
 
     def fit(self, vectors: np.ndarray, item_ids: np.ndarray | None = None) -> SemanticIDs:
         from llmrec.models._torch import torch_session

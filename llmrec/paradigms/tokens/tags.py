@@ -30,9 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmrec import progress
+from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import BackendError
 from llmrec.lm.base import LanguageModel
@@ -93,7 +94,7 @@ USER_FEW_SHOT = (
 )
 
 
-class TagConfig(BaseModel):
+class TagConfig(StrictConfig):
     """Settings of tag generation.
 
     Attributes:
@@ -110,8 +111,6 @@ class TagConfig(BaseModel):
             model's chat template (``None``).
         history_items: most recent items shown in a user prompt.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     n_tags: int = Field(5, ge=1, le=20)
     max_words: int = Field(3, ge=1)

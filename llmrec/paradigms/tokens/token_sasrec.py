@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -57,7 +57,7 @@ class TokenSASRec(SASRec):
 
     def __init__(
         self,
-        config: Any = None,
+        config: TokenSASRecConfig | Mapping[str, Any] | None = None,
         *,
         ids: SemanticIDs | None = None,
         tags: Sequence[Sequence[str]] | None = None,
