@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -198,10 +200,17 @@ def _assemble_gemma(cache_dir: str | Path | None) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    # assemble to a temporary name and rename: an interrupted copy never looks complete
-    tmp = target.with_name(f".{target.name}.partial")
-    module.assemble(tmp, overwrite=True)
-    tmp.replace(target)
+    # assemble to a temporary name of this call's own and rename: an interrupted copy never
+    # looks complete, and two processes assembling at once (two Ray actors on one node) never
+    # write into each other's file; the rename is atomic, so the last one in simply wins
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        module.assemble(tmp, overwrite=True)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,32 @@ def test_llamacpp_short_name_resolves_the_packaged_gguf() -> None:
     assert type(lm).__name__ == "LlamaCppLM"
     assert lm.config.model_path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")  # type: ignore[attr-defined]
     lm.close()
+
+
+def test_gemma_assembly_uses_a_temporary_name_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two processes assembling gemma at once (two Ray actors on one node) never write into
+    one fixed ``.partial`` file: each call assembles into its own name, then renames."""
+    import threading
+    import types
+
+    written: list[Path] = []
+    both_started = threading.Barrier(2, timeout=10)
+
+    def assemble(path: Path, overwrite: bool = False) -> Path:
+        written.append(Path(path))
+        both_started.wait()  # both calls are mid-copy at once
+        Path(path).write_bytes(b"gguf")
+        return Path(path)
+
+    module = types.SimpleNamespace(MODEL_NAME="gemma.gguf", assemble=assemble)
+    monkeypatch.setattr(registry.importlib, "import_module", lambda _name: module)
+    calls = [threading.Thread(target=registry._assemble_gemma, args=(tmp_path,)) for _ in "ab"]
+    for t in calls:
+        t.start()
+    for t in calls:
+        t.join(timeout=10)
+    assert len(set(written)) == 2 and all(p.name.endswith(".partial") for p in written)
+    assert (tmp_path / "gguf" / "gemma.gguf").read_bytes() == b"gguf"
+    assert sorted(p.name for p in (tmp_path / "gguf").iterdir()) == ["gemma.gguf"]
