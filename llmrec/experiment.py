@@ -22,6 +22,7 @@ from llmrec._io import dumps_json, make_dirs, staged_dir
 from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, make_split
+from llmrec.engine import describe as describe_engine
 from llmrec.eval.protocols import EvalResult, evaluate, evaluate_candidates
 from llmrec.eval.slices import slice_report
 from llmrec.models.registry import create_model
@@ -168,7 +169,7 @@ def run_experiment(
         metrics=metrics,
         timings=timings,
         peak_rss_mb=peak_rss_mb(),
-        extra={"violations": test.violations},
+        extra={"violations": test.violations, "engine": describe_engine(config.runtime)},
         model_name=config.model,
     )
     with staged_dir(run_dir) as partial:

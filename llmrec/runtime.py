@@ -48,7 +48,14 @@ class RuntimeOptions(StrictConfig):
         progress: show encoding progress bars.
         lm_options: extra keyword options for LM backends (e.g. ``{"n_gpu_layers": -1}`` for
             llama.cpp's GPU offload).
-        engine: where batches run; only ``local`` for now.
+        engine: where the LM work of encoding and ranking runs: ``local`` (this process, the
+            reference) or ``ray`` (a pool of Ray actors per LM; :mod:`llmrec.engine`). Results
+            are the same; only the time differs.
+        ray_address: the Ray cluster: ``local`` (start a private instance in this process),
+            ``auto`` (the cluster this machine belongs to) or ``host:port`` (its GCS address).
+        ray_actors: actors per LM, each holding its own copy of the model.
+        ray_actor_cpus: CPUs each actor reserves (logical, as Ray counts them).
+        ray_actor_gpus: GPUs each actor reserves; a fraction shares one GPU between actors.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -59,13 +66,24 @@ class RuntimeOptions(StrictConfig):
     cache_dir: str | None = None
     progress: bool = False
     lm_options: dict[str, Any] = Field(default_factory=dict)
-    engine: Literal["local"] = "local"
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str = "local"
+    ray_actors: int = Field(default=2, ge=1, le=1024)
+    ray_actor_cpus: float = Field(default=1.0, gt=0, le=1024)
+    ray_actor_gpus: float = Field(default=0.0, ge=0, le=64)
 
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
         if not re.fullmatch(r"auto|cpu|cuda|cuda:\d+", value):
             raise ValueError(f"must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _known_address(cls, value: str) -> str:
+        if not re.fullmatch(r"local|auto|[\w.-]+:\d{1,5}", value):
+            raise ValueError(f"must be local, auto or host:port, not {value!r}")
         return value
 
     def check(self) -> None:
@@ -168,10 +186,16 @@ def split_legacy(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict
 def lm_backend_options(runtime: RuntimeOptions, backend: str) -> dict[str, Any]:
     """Keyword options a backend gets from ``runtime``: device and dtype for the torch
     backends (``hf``, ``st``) when they differ from the CPU default, none for the others
-    (so CPU runs build exactly the backends they built before)."""
+    (so CPU runs build exactly the backends they built before). Under the Ray engine the
+    device is the actors' (``cuda`` when ``ray_actor_gpus`` > 0, else ``cpu``)."""
     if backend not in ("hf", "gguf", "st"):
         return {}
-    device = runtime.torch_device()
+    # Ray actors resolve no device of the driver's: a GPU is theirs when they reserve one
+    # (Ray shows each actor its own as cuda:0)
+    if runtime.engine == "ray":
+        device = "cuda" if runtime.ray_actor_gpus > 0 else "cpu"
+    else:
+        device = runtime.torch_device()
     if device == "cpu" and runtime.dtype == "auto":
         return {}
     out: dict[str, Any] = {"device": device}

@@ -12,8 +12,8 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import NoReturn
 
 from llmrec.errors import LlmrecError
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _progress(args):
+        with _progress(args), _engines():
             code = args.func(args)
     except LlmrecError as exc:
         print(f"llmrec: error: {exc}", file=sys.stderr)
@@ -82,6 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llmrec: interrupted; {args.interrupted}", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+@contextmanager
+def _engines() -> Iterator[None]:
+    """Close what ``--engine ray`` opened (actors, a private Ray instance) when the command
+    ends, however it ends; nothing is imported when no engine was opened."""
+    try:
+        yield
+    finally:
+        from llmrec import engine
+
+        engine.shutdown()
 
 
 def _progress(args: argparse.Namespace) -> AbstractContextManager[None]:

@@ -23,18 +23,37 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(progress=True)
 
 
-def add_runtime(parser: argparse.ArgumentParser) -> None:
-    """``--device`` / ``--dtype`` / ``--threads``: runtime options (never part of a model's
-    config or of a compare stage key); they override a config's ``runtime:`` section."""
+def add_runtime(parser: argparse.ArgumentParser, *, engine: bool = True) -> None:
+    """``--device`` / ``--dtype`` / ``--threads`` / ``--engine`` and the Ray options: runtime
+    options (never part of a model's config or of a compare stage key); they override a
+    config's ``runtime:`` section."""
     g = parser.add_argument_group("runtime options (how models run, not what they are)")
     g.add_argument("--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     g.add_argument("--threads", type=int, help="torch threads while fitting and scoring")
+    if not engine:  # the service answers in its own process
+        return
+    g.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="where LM encoding and ranking run: this process (default) or Ray actors",
+    )
+    g.add_argument(
+        "--ray-address",
+        help="local (a private Ray instance), auto (this machine's cluster) or host:port",
+    )
+    g.add_argument("--ray-actors", type=int, help="Ray actors per LM (default 2)")
+    g.add_argument("--ray-actor-cpus", type=float, help="CPUs each actor reserves (default 1)")
+    g.add_argument("--ray-actor-gpus", type=float, help="GPUs each actor reserves (default 0)")
+
+
+RUNTIME_FLAGS = ("device", "dtype", "threads", "engine", "ray_address", "ray_actors",
+                 "ray_actor_cpus", "ray_actor_gpus")  # fmt: skip
 
 
 def runtime_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The runtime options given on the command line (only those given)."""
-    given = {k: getattr(args, k, None) for k in ("device", "dtype", "threads")}
+    given = {k: getattr(args, k, None) for k in RUNTIME_FLAGS}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, help="most waiting requests per model (then 503)")
     p.add_argument("--no-batching", action="store_true", help="answer each request alone")
     p.add_argument("--only", action="append", default=[], metavar="ENTRY", help="serve only these")
-    add_runtime(p)
+    add_runtime(p, engine=False)
     p.set_defaults(func=cmd_serve)
 
 

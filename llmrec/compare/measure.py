@@ -17,6 +17,7 @@ import numpy as np
 
 from llmrec.compare.config import CompareEntry
 from llmrec.compare.context import StageContext
+from llmrec.engine import run_locally
 from llmrec.errors import LlmrecError
 from llmrec.models.base import Recommender
 
@@ -38,7 +39,8 @@ LM_COUNTERS = ("calls", "prompt_tokens", "generated_tokens", "cache_hits")
 
 
 def latency(entry: CompareEntry, model: Recommender, ctx: StageContext) -> dict[str, float]:
-    """Per-user milliseconds from single-user calls on a seeded sample (one warm-up call)."""
+    """Per-user milliseconds from single-user calls on a seeded sample (one warm-up call),
+    in this process under every engine."""
     users = ctx.latency_users
     call: Callable[[int], object]
     if entry.protocol == "candidates":
@@ -55,12 +57,15 @@ def latency(entry: CompareEntry, model: Recommender, ctx: StageContext) -> dict[
 
     if len(users) == 0:
         return {}
-    call(0)
     times = []
-    for row in range(len(users)):
-        tic = time.perf_counter()
-        call(row)
-        times.append(1000.0 * (time.perf_counter() - tic))
+    # timed in this process whatever the engine: what one machine answers one user in, not a
+    # cluster's round trips (docs/distributed.md)
+    with run_locally():
+        call(0)
+        for row in range(len(users)):
+            tic = time.perf_counter()
+            call(row)
+            times.append(1000.0 * (time.perf_counter() - tic))
     return {
         "latency_p50_ms": float(np.percentile(times, 50)),
         "latency_p95_ms": float(np.percentile(times, 95)),

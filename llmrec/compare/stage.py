@@ -26,6 +26,7 @@ from llmrec.compare.measure import (
 )
 from llmrec.compare.probes import popularity_profile, run_probes
 from llmrec.compare.validity import run_validity
+from llmrec.engine import describe as describe_engine
 from llmrec.errors import ConfigError
 from llmrec.eval.protocols import EvalResult
 from llmrec.experiment import evaluate_protocol, flat_metrics, make_record, seeded_model
@@ -118,6 +119,7 @@ def measure_stage(
     extra["ranker_stats"] = ranker_stats(model)
     extra["training"] = training_summary(model)
     extra["violations"] = result.violations
+    extra["engine"] = describe_engine(ctx.config.runtime)  # how it ran, not what it is
     timings = {"fit_s": fit_s, "evaluate_s": result.timings["total_s"]}
     timings["stage_s"] = time.perf_counter() - stage_tic
     # CPU seconds of all threads: on a shared machine a steadier figure than wall time

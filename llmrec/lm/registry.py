@@ -243,13 +243,21 @@ def load_lm(
     ``runtime`` adds its ``lm_options`` and, for the torch backends, its device and dtype
     (:func:`~llmrec.runtime.lm_backend_options`); ``options`` win over both.
 
+    With ``runtime.engine="ray"`` the model is loaded by a pool of Ray actors and answers there
+    (:mod:`llmrec.engine`); the disk cache, when asked for, stays in this process in front of it.
+
     ``options`` go to the backend (for example ``n_threads=2``, ``dtype="bfloat16"``,
     ``cache_dir=...`` for GGUF conversions). With ``lm_cache_dir`` the model is wrapped in
     :class:`~llmrec.lm.cache.CachedLM`, so answers persist across runs.
     """
     if runtime is not None:
         options = {**runtime.lm_options, **lm_backend_options(runtime, backend_of(spec)), **options}
-    lm = _build(spec, options)
+    if runtime is not None and runtime.engine != "local":
+        from llmrec.engine import engine_for
+
+        lm = engine_for(runtime).language_model(spec, options)  # answered by the engine's actors
+    else:
+        lm = _build(spec, options)
     if lm_cache_dir is not None:
         from llmrec.lm.cache import CachedLM
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -32,11 +31,13 @@ from pydantic import Field, model_validator
 from llmrec import progress
 from llmrec.config import StrictConfig, renamed_keys, validated
 from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.engine import engine_for
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.lm.base import LanguageModel
 from llmrec.models.query import QueryProfiles
 from llmrec.paradigms.direct.grounding import Grounder
 from llmrec.paradigms.direct.prompts import Prompt, PromptBuilder, PromptConfig, user_profiles
+from llmrec.paradigms.direct.ranker_stats import RankerStats
 
 __all__ = [
     "GenerationConfig",
@@ -123,54 +124,9 @@ RankerSpec = Annotated[
 ]
 
 
-@dataclass
-class RankerStats:
-    """What a ranker spent and how its answers parsed.
-
-    Attributes:
-        users: user rows ranked.
-        candidates: candidate slots ranked (users x candidates).
-        lm_calls, prompt_tokens, generated_tokens: LM cost (from the backend's counters).
-        call_ms: wall milliseconds of each :meth:`Ranker.rank` batch (per user when
-            ``batch_size=1``).
-        unparseable: answers that named no candidate (generation).
-        hallucinations: answer entries matching no catalogue item (generation).
-        off_candidates: entries naming a catalogue item that was not a candidate (generation).
-        duplicates: entries naming an already-ranked candidate (generation).
-        partial: answers that ranked fewer candidates than asked (generation).
-        fallback_slots: candidate slots ordered by the fallback (given order), not the LM.
-        label_mass: summed probability of all labels, per prompt (verbaliser).
-    """
-
-    users: int = 0
-    candidates: int = 0
-    lm_calls: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    call_ms: list[float] = field(default_factory=list)
-    unparseable: int = 0
-    hallucinations: int = 0
-    off_candidates: int = 0
-    duplicates: int = 0
-    partial: int = 0
-    fallback_slots: int = 0
-    label_mass: list[float] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float]:
-        """Counters plus p50/p95 of ``call_ms`` and mean ``label_mass`` (lists dropped)."""
-        out: dict[str, float] = {
-            k: float(v) for k, v in asdict(self).items() if not isinstance(v, list)
-        }
-        if self.call_ms:
-            out["call_ms_p50"] = float(np.percentile(self.call_ms, 50))
-            out["call_ms_p95"] = float(np.percentile(self.call_ms, 95))
-        if self.label_mass:
-            out["label_mass_mean"] = float(np.mean(self.label_mass))
-        return out
-
-
 class Ranker(ABC):
-    """Base of the LM rankers. Subclasses set ``kind``/``config_class`` and :meth:`_rank_batch`.
+    """Base of the LM rankers. Subclasses set ``kind``, ``config_class``, :meth:`_ask` and
+    :meth:`_finish`.
 
     Args:
         config: a config object or dict (validated), updated by ``overrides``.
@@ -262,16 +218,24 @@ class Ranker(ABC):
             raise ConfigError(f"candidates of shape {candidates.shape} for {len(users)} users")
         out = np.zeros(candidates.shape, dtype=np.float32)
         work = progress.LMWork.of("ranking", self.config.lm, self.kind, unit="user")
-        for rows in progress.batches(len(users), self.config.batch_size, desc="rank", work=work):
+        slices = progress.batches(len(users), self.config.batch_size, desc="rank", work=work)
+
+        def ask(rows: slice) -> tuple[slice, list[Prompt], Any, float]:
+            """A batch's prompts and the LM's answer: what an engine may run concurrently
+            (it changes nothing here); the answers are turned into scores in batch order."""
             prompts = [
                 self.prompt(int(u), history.of(int(u)), c, profile=self._profile(int(u), profiles))
                 for u, c in zip(users[rows], candidates[rows], strict=True)
             ]
-            before = self.lm.stats.as_dict()
             tic = time.perf_counter()
-            out[rows] = self._rank_batch(prompts)
-            self.stats.call_ms.append(1000.0 * (time.perf_counter() - tic))
-            self._count_lm(before)
+            answer = self._ask(prompts)
+            return rows, prompts, answer, 1000.0 * (time.perf_counter() - tic)
+
+        before = self.lm.stats.as_dict()
+        for rows, prompts, answer, ms in engine_for(self.runtime).map(ask, slices):
+            out[rows] = self._finish(prompts, answer)
+            self.stats.call_ms.append(ms)
+        self._count_lm(before)
         self.stats.users += len(users)
         self.stats.candidates += int(candidates.size)
         return out
@@ -336,8 +300,12 @@ class Ranker(ABC):
         self.stats.generated_tokens += int(after["generated_tokens"] - before["generated_tokens"])
 
     @abstractmethod
-    def _rank_batch(self, prompts: list[Prompt]) -> np.ndarray:
-        """``(len(prompts), c)`` scores aligned with each prompt's candidates."""
+    def _ask(self, prompts: list[Prompt]) -> Any:
+        """The LM's answer to a batch of prompts; no side effects (it may run concurrently)."""
+
+    def _finish(self, prompts: list[Prompt], answer: Any) -> np.ndarray:
+        """``(len(prompts), c)`` scores from :meth:`_ask`'s answer; keeps the stats."""
+        return np.asarray(answer, dtype=np.float32)
 
 
 class VerbaliserRanker(Ranker):
@@ -347,11 +315,12 @@ class VerbaliserRanker(Ranker):
     config_class = VerbaliserConfig
     config: VerbaliserConfig
 
-    def _rank_batch(self, prompts: list[Prompt]) -> np.ndarray:
+    def _ask(self, prompts: list[Prompt]) -> np.ndarray:
+        return self.lm.score_next_batch([p.score_text for p in prompts], prompts[0].labels)
+
+    def _finish(self, prompts: list[Prompt], answer: Any) -> np.ndarray:
         labels = prompts[0].labels
-        logprobs = np.asarray(
-            self.lm.score_next_batch([p.score_text for p in prompts], labels), dtype=np.float32
-        )
+        logprobs = np.asarray(answer, dtype=np.float32)
         self.stats.label_mass.extend(np.exp(logprobs).sum(axis=1).tolist())
         if self.config.calibrate:
             logprobs = _over_labels(logprobs) - self.label_prior(len(labels))
@@ -396,7 +365,7 @@ class LikelihoodRanker(Ranker):
     def _answer_style(self) -> Literal["label", "title"]:
         return "title"
 
-    def _rank_batch(self, prompts: list[Prompt]) -> np.ndarray:
+    def _ask(self, prompts: list[Prompt]) -> np.ndarray:
         out = np.zeros((len(prompts), len(prompts[0].candidates)), dtype=np.float32)
         items = self.builder.items
         for row, p in enumerate(prompts):
@@ -450,10 +419,12 @@ class GenerationRanker(Ranker):
             return self.config.max_new_tokens
         return self.config.top_n * (16 if self.config.answer == "titles" else 3)
 
-    def _rank_batch(self, prompts: list[Prompt]) -> np.ndarray:
-        answers = self.lm.generate(
+    def _ask(self, prompts: list[Prompt]) -> list[str]:
+        return self.lm.generate(
             [p.generate_text for p in prompts], max_new_tokens=self._max_new_tokens()
         )
+
+    def _finish(self, prompts: list[Prompt], answers: Any) -> np.ndarray:
         return np.stack([self._scores(p, a) for p, a in zip(prompts, answers, strict=True)])
 
     def _scores(self, prompt: Prompt, answer: str) -> np.ndarray:

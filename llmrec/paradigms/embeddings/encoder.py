@@ -27,6 +27,7 @@ from pydantic import Field
 from llmrec import progress
 from llmrec.config import StrictConfig, make_config
 from llmrec.data.dataset import Dataset
+from llmrec.engine import engine_for
 from llmrec.lm.pool import LMPool, default_pool
 from llmrec.lm.registry import backend_of
 from llmrec.models.base import ModelConfig
@@ -52,6 +53,7 @@ class EncoderConfig(StrictConfig):
         cache_dir: the cache folder; ``None`` is ``llmrec.paths.lm_cache_dir()``.
         progress: show a progress bar.
         lm_options: extra keyword options for the backend (e.g. ``{"n_threads": 2}``).
+        runtime: the runtime options whose engine runs the LM (``None``: this process).
     """
 
     encoder: str = "minilm-l6"
@@ -63,6 +65,7 @@ class EncoderConfig(StrictConfig):
     cache_dir: str | None = None
     progress: bool = False
     lm_options: dict[str, Any] = Field(default_factory=dict)
+    runtime: RuntimeOptions | None = None
 
 
 @dataclass
@@ -98,7 +101,12 @@ def load_encoder(settings: EncoderConfig, lm_pool: LMPool | None = None) -> Lang
     (default :func:`~llmrec.lm.pool.default_pool`): loaded once, shared by every model of a
     run that encodes with it (text-kNN, LM-SASRec, the user tower, semantic IDs)."""
     pool = lm_pool if lm_pool is not None else default_pool()
-    return pool.get(settings.encoder, lm_cache_dir=_cache_dir(settings), **settings.lm_options)
+    rt = settings.runtime
+    # only another engine joins the key, so local runs share (and tests inject) as before
+    engine = {"runtime": rt} if rt is not None and rt.engine != "local" else {}
+    return pool.get(
+        settings.encoder, lm_cache_dir=_cache_dir(settings), **settings.lm_options, **engine
+    )
 
 
 def encoder_lm(
@@ -155,12 +163,13 @@ class TextEncoder:
         hits_before = lm.stats.cache_hits
         budget = self.settings.max_tokens or lm.context_length
         cut = truncate_to_tokens(texts, lm.count_tokens, budget)
-        chunks = []
         size = self.settings.chunk_size
         work = progress.LMWork.of("encoding", self.settings.encoder, "encode", unit="text")
         with _forced_progress(self.settings.progress):
-            for rows in progress.batches(len(cut.texts), size, desc=desc, unit="text", work=work):
-                chunks.append(self._encode_chunk(lm, cut.texts[rows]))
+            slices = progress.batches(len(cut.texts), size, desc=desc, unit="text", work=work)
+            # each chunk is one LM call, on whichever engine: the same boundaries everywhere
+            run = engine_for(self.settings.runtime).map
+            chunks = list(run(lambda rows: self._encode_chunk(lm, cut.texts[rows]), slices))
         if chunks:
             vectors = normalize(np.concatenate(chunks))
         else:
@@ -229,6 +238,7 @@ class TextEncodingConfig(StrictConfig):
             cache_dir=rt.cache_dir,
             progress=rt.progress,
             lm_options={**rt.lm_options, **lm_backend_options(rt, backend_of(self.encoder))},
+            runtime=rt,
         )
 
     def item_view(self) -> ItemView:

@@ -1,0 +1,302 @@
+"""The Ray engine: every Ray call llmrec makes is in this module.
+
+:class:`RayEngine` connects to a cluster (or starts a private one), runs a caller's batches
+concurrently (one driver thread per actor) and hands out :class:`RayLM`, a
+:class:`~llmrec.lm.base.LanguageModel` whose verbs are answered by a persistent pool of
+actors, each holding its own copy of the model, kept for the rest of the run. A verb call goes
+to an idle actor with its inputs unchanged, so each actor makes the very call the local engine
+would make (same batch boundaries, same padding: bit-identical answers on the CPU).
+
+Choices, each made against a trap met for real (``docs/distributed.md``):
+
+* Ray Core actors, not Ray Data: a fresh Ray Data pipeline costs seconds, and a compare run
+  makes many small calls (one per batch of users); Ray Data also hangs when its actor pool
+  holds every CPU (ray#44687).
+* ``address="local"`` starts a private instance: a bare ``ray.init()`` would join any
+  cluster already running on the machine. It declares enough logical CPUs for a few pools of
+  actors plus one for Ray's own tasks, and actors that cannot be placed fail within
+  :data:`START_TIMEOUT_S` with a one-line error instead of waiting forever.
+* Actors are restarted and their in-flight call retried when they die (``max_restarts``,
+  ``max_task_retries``); they write nothing (no LM cache, no files), so a retried call is
+  harmless, and the usage counters the driver adds come only with answers it received.
+  Constructor arguments are a spec and a few options, never large objects (ray#53727).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import math
+import os
+import queue
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import ray
+
+from llmrec.engine import is_local_only
+from llmrec.errors import BackendError, ConfigError
+from llmrec.lm.base import LanguageModel, Pooling
+from llmrec.runtime import RuntimeOptions
+
+__all__ = ["RayEngine", "RayLM"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: seconds to wait for a pool's actors to be placed and load their model
+START_TIMEOUT_S = 300.0
+#: seconds one verb call may take on an actor before the run fails
+CALL_TIMEOUT_S = 3600.0
+#: restarts of a dead actor, and retries of the call it was answering
+MAX_RESTARTS = 3
+#: LM pools a private instance makes room for (a compare run holds one per LM spec)
+LOCAL_POOLS = 4
+
+
+class _LMWorker:
+    """One actor: an LM built from its spec, answering protocol verbs. No side effects."""
+
+    def __init__(self, spec: str, options: dict[str, Any]) -> None:
+        from llmrec.lm.registry import load_lm
+
+        self.lm = load_lm(spec, **options)  # no disk cache: the driver keeps it
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model_id": self.lm.model_id,
+            "context_length": self.lm.context_length,
+            "has_chat_template": self.lm.has_chat_template,
+            "node": ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+        }
+
+    def call(
+        self, verb: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, dict[str, float]]:
+        """``lm.verb(*args, **kwargs)`` and the usage counters it added."""
+        before = self.lm.stats.as_dict()
+        answer = getattr(self.lm, verb)(*args, **kwargs)
+        after = self.lm.stats.as_dict()
+        return answer, {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+class RayLM(LanguageModel):
+    """An LM whose verbs run on a pool of Ray actors (see the module docstring).
+
+    Concurrent callers (the engine's threads) each take an idle actor, so a pool of ``n``
+    actors answers ``n`` calls at once. ``stats`` sums the counters each answered call added
+    on its actor. Inside :func:`~llmrec.engine.run_locally` a copy loaded in this process
+    answers instead.
+    """
+
+    counts_calls = False  # the actors' models count; their counts are added here
+
+    def __init__(self, spec: str, options: dict[str, Any], actors: Sequence[Any]) -> None:
+        super().__init__()
+        self.spec, self.options = spec, dict(options)
+        self._actors = list(actors)
+        self._idle: queue.Queue[Any] = queue.Queue()
+        self._local: LanguageModel | None = None
+        try:
+            infos = ray.get([a.info.remote() for a in self._actors], timeout=START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise ConfigError(
+                f"ray: {len(self._actors)} actor(s) for {spec} were not placed and loaded within "
+                f"{START_TIMEOUT_S:.0f} s (the cluster has {ray.available_resources()} free); "
+                "lower --ray-actors, --ray-actor-cpus or --ray-actor-gpus"
+            ) from None
+        except ray.exceptions.RayError as exc:
+            self.close()
+            raise BackendError(
+                f"ray: an actor for {spec} failed to start: {_first_line(exc)}"
+            ) from None
+        self.workers = infos
+        self.model_id = str(infos[0]["model_id"])
+        for actor in self._actors:
+            self._idle.put(actor)
+
+    def _call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+        if is_local_only():
+            return getattr(self._local_lm(), verb)(*args, **kwargs)
+        actor = self._idle.get()
+        try:
+            ref = actor.call.remote(verb, args, kwargs)
+            answer, used = ray.get(ref, timeout=CALL_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise BackendError(
+                f"ray: {self.model_id} {verb} took over {CALL_TIMEOUT_S:.0f} s"
+            ) from None
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrapped(exc) from None
+        except ray.exceptions.RayError as exc:  # an actor dead past its restarts
+            raise BackendError(f"ray: {self.model_id} {verb} failed: {_first_line(exc)}") from None
+        finally:
+            self._idle.put(actor)
+        self._count(**used)
+        return answer
+
+    def _local_lm(self) -> LanguageModel:
+        if self._local is None:
+            from llmrec.lm.registry import load_lm
+
+            self._local = load_lm(self.spec, **self.options)
+        return self._local
+
+    # --- the protocol, answered by the actors ---------------------------------------------------
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, pooling: Pooling | None = None
+    ) -> np.ndarray:
+        kwargs: dict[str, Any] = {"batch_size": batch_size}
+        if pooling is not None:
+            kwargs["pooling"] = pooling
+        return np.array(self._call("encode", list(texts), **kwargs))
+
+    def generate(self, prompts: Sequence[str], **kwargs: Any) -> list[str]:
+        return list(self._call("generate", list(prompts), **kwargs))
+
+    def score_next(self, prompt: str, labels: Sequence[str]) -> np.ndarray:
+        return np.array(self._call("score_next", prompt, list(labels)))
+
+    def score_next_batch(self, prompts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+        return np.array(self._call("score_next_batch", list(prompts), list(labels)))
+
+    def loglikelihood(self, prompt: str, continuations: Sequence[str]) -> np.ndarray:
+        return np.array(self._call("loglikelihood", prompt, list(continuations)))
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return list(self._call("count_tokens", list(texts)))
+
+    @property
+    def context_length(self) -> int:
+        return int(self.workers[0]["context_length"])
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self.workers[0]["has_chat_template"])
+
+    def apply_chat_template(self, prompt: str) -> str:
+        return str(self._call("apply_chat_template", prompt))
+
+    def pids(self) -> list[int]:
+        """The process id of each actor now (tests kill one)."""
+        infos = ray.get([a.info.remote() for a in self._actors], timeout=START_TIMEOUT_S)
+        return [int(i["pid"]) for i in infos]
+
+    def close(self) -> None:
+        """End the actors (and the local copy); safe to call twice."""
+        for actor in self._actors:
+            ray.kill(actor, no_restart=True)
+        self._actors = []
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+
+
+class RayEngine:
+    """Batches run concurrently, LM verbs on actor pools (see the module docstring)."""
+
+    kind = "ray"
+
+    def __init__(self, runtime: RuntimeOptions) -> None:
+        self.runtime = runtime
+        self._lms: list[RayLM] = []
+        self._opened = False
+
+    def connect(self) -> None:
+        """Join the cluster ``ray_address`` names (once); a Ray connection this process
+        already holds (a notebook's) is used as it is."""
+        if ray.is_initialized():
+            return
+        rt = self.runtime
+        if rt.ray_address == "local":
+            cpus = math.ceil(LOCAL_POOLS * rt.ray_actors * rt.ray_actor_cpus) + 1
+            args: dict[str, Any] = {"address": "local", "num_cpus": cpus,
+                                    "include_dashboard": False}  # fmt: skip
+        else:
+            args = {"address": rt.ray_address}
+        try:
+            ray.init(logging_level=logging.WARNING, **args)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"ray: cannot connect to {rt.ray_address!r}: {_first_line(exc)}"
+            ) from None
+        self._opened = True
+
+    @property
+    def width(self) -> int:
+        """Batches in flight at once: one per actor."""
+        return self.runtime.ray_actors
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        """``fn(item)`` on up to :attr:`width` driver threads at once (each blocks on an
+        actor), yielded in the order of ``items``; the first failure stops the rest."""
+        if is_local_only():
+            yield from (fn(item) for item in items)
+            return
+        pending: list[cf.Future[R]] = []
+        with cf.ThreadPoolExecutor(self.width, thread_name_prefix="llmrec-ray") as pool:
+            try:
+                for item in items:
+                    pending.append(pool.submit(fn, item))
+                    if len(pending) >= 2 * self.width:
+                        yield pending.pop(0).result()
+                while pending:
+                    yield pending.pop(0).result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def language_model(self, spec: str, options: dict[str, Any]) -> LanguageModel:
+        self.connect()
+        rt = self.runtime
+        worker = ray.remote(
+            num_cpus=rt.ray_actor_cpus,
+            num_gpus=rt.ray_actor_gpus,
+            max_restarts=MAX_RESTARTS,
+            max_task_retries=MAX_RESTARTS,
+        )(_LMWorker)
+        actors = [worker.remote(spec, dict(options)) for _ in range(rt.ray_actors)]
+        lm = RayLM(spec, options, actors)
+        self._lms.append(lm)
+        return lm
+
+    def describe(self) -> dict[str, Any]:
+        rt = self.runtime
+        out: dict[str, Any] = {
+            "kind": "ray",
+            "ray_version": ray.__version__,
+            "address": rt.ray_address,
+            "actors": rt.ray_actors,
+            "actor_cpus": rt.ray_actor_cpus,
+            "actor_gpus": rt.ray_actor_gpus,
+            "pools": len(self._lms),
+        }
+        if ray.is_initialized():
+            out["nodes"] = sum(1 for n in ray.nodes() if n.get("Alive"))
+            out["actor_nodes"] = sorted({w["node"] for lm in self._lms for w in lm.workers})
+        return out
+
+    def close(self) -> None:
+        for lm in self._lms:
+            lm.close()
+        self._lms = []
+        if self._opened and ray.is_initialized():
+            ray.shutdown()
+        self._opened = False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unwrapped(exc: Any) -> BaseException:
+    """The exception an actor's LM raised (a BackendError stays one), else a BackendError."""
+    cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
+    inner = getattr(exc, "cause", None)
+    if isinstance(inner, BackendError | ConfigError):
+        return inner
+    return BackendError(f"ray: an actor failed: {_first_line(cause)}")
