@@ -257,6 +257,7 @@ class RayEngine:
             num_gpus=rt.ray_actor_gpus,
             max_restarts=MAX_RESTARTS,
             max_task_retries=MAX_RESTARTS,
+            scheduling_strategy="SPREAD",  # one model copy per machine before two on one
         )(_LMWorker)
         actors = [worker.remote(spec, dict(options)) for _ in range(rt.ray_actors)]
         lm = RayLM(spec, options, actors)

@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -35,6 +36,7 @@ from pydantic import Field
 from llmrec import progress
 from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.engine import Engine, LocalEngine
 from llmrec.errors import BackendError
 from llmrec.lm.base import LanguageModel
 
@@ -259,6 +261,7 @@ def _run_prompts(
     cfg: TagConfig,
     chat: bool,
     vocabulary: Sequence[str] | None,
+    engine: Engine | None = None,
 ) -> TagResult:
     start = time.perf_counter()
     n = len(prompts)
@@ -268,10 +271,17 @@ def _run_prompts(
     errors = 0
     todo = list(range(n))
     work = progress.LMWork.of("tagging", lm.model_id, "tags", unit="prompt")
+    run = (engine or LocalEngine()).map
     for attempt in range(cfg.retries + 1):
-        for rows in progress.batches(len(todo), cfg.batch_size, desc="tags", work=work):
+        slices = progress.batches(len(todo), cfg.batch_size, desc="tags", work=work)
+
+        def ask(rows: slice, todo: list[int] = todo, attempt: int = attempt) -> tuple[Any, ...]:
             batch = todo[rows]
-            answers, err = _generate_safely(lm, [prompts[i] for i in batch], cfg, chat, attempt)
+            return batch, *_generate_safely(lm, [prompts[i] for i in batch], cfg, chat, attempt)
+
+        # the LM calls may run concurrently; answers, retry rounds and the vocabulary are kept
+        # here, in batch order, so every engine gives the same tags
+        for batch, answers, err in run(ask, slices):
             errors += err
             for i, answer in zip(batch, answers, strict=True):
                 raw[i] = answer if answer is not None else raw[i]
@@ -306,6 +316,7 @@ def generate_item_tags(
     config: TagConfig | None = None,
     *,
     vocabulary: Sequence[str] | None = None,
+    engine: Engine | None = None,
 ) -> TagResult:
     """Tags for each item text (``dataset.item_texts(...)``), in a controlled vocabulary.
 
@@ -313,11 +324,13 @@ def generate_item_tags(
         lm: any backend that can ``generate`` (wrap it in ``CachedLM`` to persist answers).
         texts: one description per item.
         vocabulary: a fixed vocabulary; ``None`` learns one from the answers.
+        engine: where the batches run (:func:`llmrec.engine.engine_for`; default this
+            process); give ``lm`` from the same engine (``load_lm(..., runtime=...)``).
     """
     cfg = config or TagConfig.model_validate({})
     chat = _use_chat(lm, cfg)
     prompts = [item_prompt(t, cfg, chat) for t in texts]
-    return _run_prompts(lm, prompts, cfg, chat, vocabulary)
+    return _run_prompts(lm, prompts, cfg, chat, vocabulary, engine)
 
 
 def user_prompt(profile: str, history_texts: Sequence[str], cfg: TagConfig, chat: bool) -> str:
@@ -336,10 +349,11 @@ def generate_user_tags(
     history: UserHistory | None = None,
     item_texts: Sequence[str] | None = None,
     vocabulary: Sequence[str] | None = None,
+    engine: Engine | None = None,
 ) -> TagResult:
     """Interest tags for each user index, from their profile (``user_attrs``) and their most
     recent items (``history``, default the dataset's), described by ``item_texts`` (default
-    the item titles)."""
+    the item titles); ``engine`` as for :func:`generate_item_tags`."""
     cfg = config or TagConfig.model_validate({})
     chat = _use_chat(lm, cfg)
     hist = history or dataset.history()
@@ -357,4 +371,4 @@ def generate_user_tags(
         ) or "no profile"
         recent = hist.of(user)[-cfg.history_items :][::-1]
         prompts.append(user_prompt(profile, [item_texts[i] for i in recent], cfg, chat))
-    return _run_prompts(lm, prompts, cfg, chat, vocabulary)
+    return _run_prompts(lm, prompts, cfg, chat, vocabulary, engine)

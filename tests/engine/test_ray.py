@@ -1,0 +1,283 @@
+"""The Ray engine against the local one on a real 2-node cluster (head on 127.0.0.2, worker on
+127.0.0.3; Ray rewrites 127.0.0.1 to the host's address), started here and always torn down:
+the same outputs bit for bit, the same ``compare`` metrics, and a SIGKILLed actor mid-job
+losing and doubling nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from llmrec import engine  # noqa: E402
+from llmrec.cli import main  # noqa: E402
+from llmrec.data.splits import leave_one_out  # noqa: E402
+from llmrec.data.synthetic import synthetic  # noqa: E402
+from llmrec.engine._ray import RayLM  # noqa: E402
+from llmrec.lm._server import free_port  # noqa: E402
+from llmrec.lm.cache import CachedLM  # noqa: E402
+from llmrec.lm.fake import FakeLM  # noqa: E402
+from llmrec.lm.pool import default_pool  # noqa: E402
+from llmrec.models.popularity import Popularity  # noqa: E402
+from llmrec.paradigms.direct import TwoStage, make_ranker  # noqa: E402
+from llmrec.paradigms.embeddings.encoder import EncoderSettings, TextEncoder  # noqa: E402
+from llmrec.paradigms.tokens.tags import TagConfig, generate_item_tags  # noqa: E402
+from llmrec.runtime import RuntimeOptions  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+REPO = Path(__file__).resolve().parents[2]
+NODES = ("127.0.0.2", "127.0.0.3")
+
+
+def _start_node(args: list[str], temp: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``ray start --block`` in its own process group (so the whole node can be ended), with
+    this checkout importable by its workers."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--num-cpus=3",
+           f"--temp-dir={temp}", "--disable-usage-stats", *args]  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # fmt: skip
+
+
+def _end_node(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_for_nodes(address: str, n: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if not ray.is_initialized():
+                ray.init(address=address, logging_level="WARNING")
+            if sum(1 for node in ray.nodes() if node["Alive"]) >= n:
+                return
+        except ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the {n}-node Ray cluster did not come up in {timeout_s:.0f} s")
+        time.sleep(1.0)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[RuntimeOptions]:
+    """The runtime options of a 2-node cluster this session started (and ends)."""
+    temp = Path(tempfile.mkdtemp(prefix="llmrec-ray-", dir="/tmp"))  # unix sockets: short paths
+    log = temp / "nodes.log"
+    port = free_port()
+    address = f"{NODES[0]}:{port}"
+    head = _start_node(
+        ["--head", f"--node-ip-address={NODES[0]}", f"--port={port}", "--include-dashboard=false"],
+        temp,
+        log,
+    )
+    nodes = [head]
+    try:
+        time.sleep(3.0)
+        nodes.append(
+            _start_node([f"--address={address}", f"--node-ip-address={NODES[1]}"], temp, log)
+        )
+        _wait_for_nodes(address, 2, timeout_s=120)
+        yield RuntimeOptions(engine="ray", ray_address=address, ray_actors=2)
+    except TimeoutError:
+        pytest.fail(log.read_text(errors="replace")[-3000:])
+    finally:
+        engine.shutdown()
+        ray.shutdown()
+        for proc in reversed(nodes):
+            _end_node(proc)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pools() -> Iterator[None]:
+    """Every test builds its own actors and ends them (the cluster has room for a few pools)."""
+    default_pool().clear()
+    yield
+    engine.shutdown()
+    default_pool().clear(close=True)
+
+
+def _texts(n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(500)]
+    return [" ".join(rng.choice(words, size=int(rng.integers(3, 12)))) for _ in range(n)]
+
+
+def test_encoding_is_bit_identical_and_only_cache_misses_travel(
+    cluster: RuntimeOptions, tmp_path: Path
+) -> None:
+    texts = _texts(10_000)
+    settings = EncoderSettings(encoder="fake:32", cache=False, chunk_size=1024)
+    local, _ = TextEncoder(settings).encode(texts)
+    on_ray = TextEncoder(settings.model_copy(update={"runtime": cluster}))
+    remote, _ = on_ray.encode(texts)
+    assert remote.dtype == local.dtype and np.array_equal(remote, local)
+    assert on_ray.lm.stats.calls == 10  # one call per chunk, counted on the actors
+    assert isinstance(on_ray.lm, RayLM)
+    assert {w["node"] for w in on_ray.lm.workers} == set(NODES)  # one actor per machine
+
+    # the cache stays here: with half the texts cached, only the other half goes out
+    warm = CachedLM(FakeLM(dim=32), tmp_path / "a")
+    warm.encode(texts[::2])
+    warm.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    here = CachedLM(FakeLM(dim=32), tmp_path / "b")
+    there = CachedLM(engine.engine_for(cluster).language_model("fake:32", {}), tmp_path / "a")
+    resumed_here, info_here = TextEncoder(settings, lm=here).encode(texts)
+    resumed_there, info_there = TextEncoder(settings, lm=there).encode(texts)
+    assert np.array_equal(resumed_there, local) and np.array_equal(resumed_here, local)
+    assert info_there.cache_hits == info_here.cache_hits == len(texts[::2])
+    assert there.stats.as_dict() == here.stats.as_dict()
+    assert 0 < there.stats.prompt_tokens < on_ray.lm.stats.prompt_tokens
+
+
+def _two_stage(kind: str, runtime: RuntimeOptions | None, split, batch_size: int) -> TwoStage:
+    ranker = make_ranker({"kind": kind, "lm": "fake", "batch_size": batch_size})
+    return TwoStage(Popularity(), ranker, n_candidates=10, runtime=runtime).fit(split.train)
+
+
+def _ranked(
+    kind: str, runtime: RuntimeOptions | None, split, users, batch_size: int = 4
+) -> tuple[np.ndarray, dict]:
+    model = _two_stage(kind, runtime, split, batch_size)
+    scores = model.score(users, split.train.history())
+    stats = model.ranker.stats
+    summary = stats.summary()
+    return scores, {
+        "lm_calls": stats.lm_calls,
+        "prompt_tokens": stats.prompt_tokens,
+        "label_mass": stats.label_mass,
+        "fallback_slots": summary["fallback_slots"],
+        "users": stats.users,
+    }
+
+
+@pytest.mark.parametrize("kind", ["verbaliser", "likelihood", "generation"])
+def test_direct_ranking_is_bit_identical(cluster: RuntimeOptions, kind: str) -> None:
+    split = leave_one_out(synthetic(n_users=400, n_items=120, n_interactions=6000))
+    users = split.test.active_users()
+    local, local_stats = _ranked(kind, None, split, users)
+    remote, remote_stats = _ranked(kind, cluster, split, users)
+    assert np.array_equal(local, remote)
+    assert local_stats == remote_stats  # counters summed from the actors, in the same order
+
+
+def test_a_sigkilled_actor_mid_job_loses_and_doubles_nothing(cluster: RuntimeOptions) -> None:
+    split = leave_one_out(synthetic(n_users=1500, n_items=120, n_interactions=20000))
+    users = split.test.active_users()
+    local, local_stats = _ranked("verbaliser", None, split, users, batch_size=2)
+
+    model = _two_stage("verbaliser", cluster, split, batch_size=2)
+    lm = model.ranker.lm
+    assert isinstance(lm, RayLM)
+    victim = lm.pids()[0]
+    killed = threading.Event()
+
+    def kill_when_busy() -> None:
+        while lm.stats.calls < 50:
+            time.sleep(0.005)
+        os.kill(victim, signal.SIGKILL)
+        killed.set()
+
+    killer = threading.Thread(target=kill_when_busy, daemon=True)
+    killer.start()
+    remote = model.score(users, split.train.history())
+    killer.join(timeout=30)
+    assert killed.is_set(), "the job ended before an actor could be killed"
+    assert np.array_equal(remote, local)
+    stats = model.ranker.stats
+    # every batch answered once: the calls counted on the actors are the batches, as locally
+    assert stats.lm_calls == len(stats.call_ms) == local_stats["lm_calls"]
+    assert stats.label_mass == local_stats["label_mass"]
+    assert victim not in lm.pids()  # the actor was restarted
+
+
+def test_tags_are_identical_with_retries_and_vocabulary_on_the_driver(
+    cluster: RuntimeOptions,
+) -> None:
+    texts = _texts(400)
+    cfg = TagConfig(batch_size=8, retries=1, min_count=1)
+    local = generate_item_tags(FakeLM(fail_on="w7"), texts, cfg)  # some calls fail on purpose
+    ray_engine = engine.engine_for(cluster)
+    lm = ray_engine.language_model("fake", {"fail_on": "w7"})
+    remote = generate_item_tags(lm, texts, cfg, engine=ray_engine)
+    assert local.backend_errors > 0 and local.retried
+    for name in ("tags", "parsed", "raw", "vocabulary", "failed", "retried", "backend_errors"):
+        assert getattr(remote, name) == getattr(local, name), name
+
+
+def test_compare_gives_identical_metrics_on_ray(cluster: RuntimeOptions, tmp_path: Path) -> None:
+    config = {
+        "dataset": "synthetic:80x50x900",
+        "eval": {"n_negatives": 9},
+        "probes": {"sample_users": 10, "latency_users": 3, "probe_users": 5, "slots": [0, 9]},
+        "entries": [
+            {"name": "pop", "paradigm": "classic", "model": "popularity"},
+            {
+                "name": "knn",
+                "paradigm": "embeddings",
+                "model": "textknn",
+                "params": {"encoder": "fake:16"},
+            },
+            {
+                "name": "rerank",
+                "paradigm": "direct",
+                "model": "two_stage",
+                "protocol": "two-stage",
+                "params": {"n_candidates": 8, "ranker": {"kind": "verbaliser", "lm": "fake"}},
+            },
+        ],
+    }
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runs = {}
+    for name, flags in (
+        ("local", []),
+        ("ray", ["--engine", "ray", "--ray-address", cluster.ray_address, "--ray-actors", "2"]),
+    ):
+        out = tmp_path / name
+        assert main(["compare", "--config", str(path), "--out", str(out), "--quiet", *flags]) == 0
+        records = out.glob("stages/*/record.json")
+        runs[name] = {p.parent.name: json.loads(p.read_text()) for p in records}
+    assert sorted(runs["local"]) == sorted(runs["ray"]) and len(runs["local"]) == 3
+    for stage, record in runs["local"].items():
+        other = runs["ray"][stage]
+        quality = {k: v for k, v in record["metrics"].items() if not _timed(k)}
+        assert quality == {k: v for k, v in other["metrics"].items() if not _timed(k)}, stage
+        assert record["extra"]["stage_key"] == other["extra"]["stage_key"]
+        assert record["extra"]["engine"] == {"kind": "local"}
+        assert other["extra"]["engine"]["kind"] == "ray"
+        assert other["extra"]["engine"]["nodes"] == 2
+
+
+def _timed(metric: str) -> bool:
+    """Metrics that measure time or memory (they differ between any two runs)."""
+    return metric.endswith(("_s", "_ms", "_mb"))  # fit_s, latency_p95_ms, peak_rss_mb, ...
