@@ -138,7 +138,7 @@ def shutdown() -> None:
     with _LOCK:
         engines = list(_ENGINES.values())
         _ENGINES.clear()
-    for engine in engines:
+    for engine in reversed(engines):  # the one that opened the connection closes last
         engine.close()
 
 

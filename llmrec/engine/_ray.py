@@ -187,8 +187,9 @@ class RayLM(LanguageModel):
 
     def close(self) -> None:
         """End the actors (and the local copy); safe to call twice."""
-        for actor in self._actors:
-            ray.kill(actor, no_restart=True)
+        if ray.is_initialized():  # after ray.shutdown() the actors are gone already
+            for actor in self._actors:
+                ray.kill(actor, no_restart=True)
         self._actors = []
         if self._local is not None:
             self._local.close()
