@@ -13,6 +13,7 @@ PACKAGES = [
     "llmrec.data",
     "llmrec.eval",
     "llmrec.lm",
+    "llmrec.engine",
     "llmrec.models",
     "llmrec.paradigms.direct",
     "llmrec.paradigms.embeddings",

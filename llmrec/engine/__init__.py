@@ -49,8 +49,8 @@ __all__ = [
     "shutdown",
 ]
 
-T = TypeVar("T")
-R = TypeVar("R")
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class Engine(Protocol):
@@ -58,7 +58,7 @@ class Engine(Protocol):
 
     kind: str
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> Iterator[_R]:
         """``fn(item)`` for each item, yielded in the order of ``items``."""
         ...
 
@@ -81,7 +81,7 @@ class LocalEngine:
 
     kind = "local"
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> Iterator[_R]:
         for item in items:
             yield fn(item)
 
