@@ -44,6 +44,7 @@ __all__ = [
     "LocalEngine",
     "describe",
     "engine_for",
+    "engine_of",
     "is_local_only",
     "run_locally",
     "shutdown",
@@ -125,6 +126,13 @@ def engine_for(runtime: RuntimeOptions | None) -> Engine:
                 raise
             _ENGINES[key] = RayEngine(runtime)
         return _ENGINES[key]
+
+
+def engine_of(runtime: RuntimeOptions | None, lm: LanguageModel) -> Engine:
+    """The engine that runs batches calling ``lm``: ``runtime``'s when ``lm`` answers there
+    (an LM that engine loaded), else the local engine, since an LM loaded in this process (one
+    given by hand, say) takes one call at a time."""
+    return engine_for(runtime) if lm.answers_remotely else _LOCAL
 
 
 def describe(runtime: RuntimeOptions | None) -> dict[str, Any]:

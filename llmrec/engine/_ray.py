@@ -177,6 +177,10 @@ class RayLM(LanguageModel):
     def has_chat_template(self) -> bool:
         return bool(self.workers[0]["has_chat_template"])
 
+    @property
+    def answers_remotely(self) -> bool:
+        return True
+
     def apply_chat_template(self, prompt: str) -> str:
         return str(self._call("apply_chat_template", prompt))
 

@@ -299,6 +299,13 @@ class LanguageModel(ABC):
     def has_chat_template(self) -> bool:
         return False
 
+    @property
+    def answers_remotely(self) -> bool:
+        """Whether an execution engine answers this model's calls elsewhere (Ray actors,
+        :mod:`llmrec.engine`), so that callers may send several at once; a model loaded in
+        this process takes one call at a time (llama.cpp is not thread-safe)."""
+        return False
+
     def apply_chat_template(self, prompt: str) -> str:
         """``prompt`` as one user turn plus the assistant prefix, in the model's chat format.
 

@@ -385,6 +385,10 @@ class CachedLM(LanguageModel):
     def has_chat_template(self) -> bool:
         return self.inner.has_chat_template
 
+    @property
+    def answers_remotely(self) -> bool:
+        return self.inner.answers_remotely
+
     def apply_chat_template(self, prompt: str) -> str:
         return self.inner.apply_chat_template(prompt)
 

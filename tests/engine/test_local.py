@@ -64,3 +64,27 @@ def test_cli_engine_flags_are_checked(capsys: pytest.CaptureFixture[str]) -> Non
     err = capsys.readouterr().err.strip()
     assert err.startswith("llmrec: error: runtime: ray_address: must be local, auto or host:port")
     assert len(err.splitlines()) == 1
+
+
+def test_an_lm_loaded_here_gets_its_batches_one_at_a_time_under_any_engine() -> None:
+    """A model given by hand (llama.cpp takes one call at a time) is never called from several
+    threads, even when the runtime asks for Ray; choosing so imports nothing."""
+    from llmrec.lm.fake import FakeLM
+
+    lm = FakeLM()
+    assert not lm.answers_remotely
+    assert engine.engine_of(RuntimeOptions(engine="ray"), lm).kind == "local"
+    assert engine.engine_of(None, lm).kind == "local"
+
+
+def test_a_cache_answers_where_its_model_does(tmp_path) -> None:
+    from llmrec.lm.cache import CachedLM
+    from llmrec.lm.fake import FakeLM
+
+    class Remote(FakeLM):
+        @property
+        def answers_remotely(self) -> bool:
+            return True
+
+    assert not CachedLM(FakeLM(), tmp_path / "a").answers_remotely
+    assert CachedLM(Remote(), tmp_path / "b").answers_remotely

@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from llmrec import progress
 from llmrec.config import StrictConfig, renamed_keys, validated
 from llmrec.data.dataset import Dataset, UserHistory
-from llmrec.engine import engine_for
+from llmrec.engine import engine_of
 from llmrec.errors import ConfigError, NotFittedError
 from llmrec.lm.base import LanguageModel
 from llmrec.models.query import QueryProfiles
@@ -217,6 +217,8 @@ class Ranker(ABC):
         if candidates.ndim != 2 or len(candidates) != len(users):
             raise ConfigError(f"candidates of shape {candidates.shape} for {len(users)} users")
         out = np.zeros(candidates.shape, dtype=np.float32)
+        if not len(users):
+            return out  # without loading the LM
         work = progress.LMWork.of("ranking", self.config.lm, self.kind, unit="user")
         slices = progress.batches(len(users), self.config.batch_size, desc="rank", work=work)
 
@@ -232,7 +234,7 @@ class Ranker(ABC):
             return rows, prompts, answer, 1000.0 * (time.perf_counter() - tic)
 
         before = self.lm.stats.as_dict()
-        for rows, prompts, answer, ms in engine_for(self.runtime).map(ask, slices):
+        for rows, prompts, answer, ms in engine_of(self.runtime, self.lm).map(ask, slices):
             out[rows] = self._finish(prompts, answer)
             self.stats.call_ms.append(ms)
         self._count_lm(before)

@@ -27,7 +27,7 @@ from pydantic import Field
 from llmrec import progress
 from llmrec.config import StrictConfig, make_config
 from llmrec.data.dataset import Dataset
-from llmrec.engine import engine_for
+from llmrec.engine import engine_of
 from llmrec.lm.pool import LMPool, default_pool
 from llmrec.lm.registry import backend_of
 from llmrec.models.base import ModelConfig
@@ -168,7 +168,7 @@ class TextEncoder:
         with _forced_progress(self.settings.progress):
             slices = progress.batches(len(cut.texts), size, desc=desc, unit="text", work=work)
             # each chunk is one LM call, on whichever engine: the same boundaries everywhere
-            run = engine_for(self.settings.runtime).map
+            run = engine_of(self.settings.runtime, lm).map
             chunks = list(run(lambda rows: self._encode_chunk(lm, cut.texts[rows]), slices))
         if chunks:
             vectors = normalize(np.concatenate(chunks))

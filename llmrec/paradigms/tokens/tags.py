@@ -271,7 +271,7 @@ def _run_prompts(
     errors = 0
     todo = list(range(n))
     work = progress.LMWork.of("tagging", lm.model_id, "tags", unit="prompt")
-    run = (engine or LocalEngine()).map
+    run = (engine if engine is not None and lm.answers_remotely else LocalEngine()).map
     for attempt in range(cfg.retries + 1):
         slices = progress.batches(len(todo), cfg.batch_size, desc="tags", work=work)
 
