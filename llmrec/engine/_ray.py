@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import queue
+import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -47,6 +48,8 @@ R = TypeVar("R")
 
 #: seconds to wait for a pool's actors to be placed and load their model
 START_TIMEOUT_S = 300.0
+#: seconds to wait for a cluster's head to accept a connection
+CONNECT_TIMEOUT_S = 10.0
 #: seconds one verb call may take on an actor before the run fails
 CALL_TIMEOUT_S = 3600.0
 #: restarts of a dead actor, and retries of the call it was answering
@@ -221,6 +224,7 @@ class RayEngine:
             args: dict[str, Any] = {"address": "local", "num_cpus": cpus,
                                     "include_dashboard": False}  # fmt: skip
         else:
+            _check_reachable(rt.ray_address)
             args = {"address": rt.ray_address}
         try:
             ray.init(logging_level=logging.WARNING, **args)
@@ -292,6 +296,22 @@ class RayEngine:
         if self._opened and ray.is_initialized():
             ray.shutdown()
         self._opened = False
+
+
+def _check_reachable(address: str) -> None:
+    """A one-line error when ``host:port`` does not answer within :data:`CONNECT_TIMEOUT_S`:
+    ``ray.init`` itself retries an unreachable address for minutes."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            return
+    except OSError as exc:
+        raise ConfigError(
+            f"ray: cannot reach the cluster at {address} ({exc}); is its head running "
+            "(ray start --head) and the address its GCS port?"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

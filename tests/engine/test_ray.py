@@ -28,6 +28,7 @@ from llmrec.cli import main  # noqa: E402
 from llmrec.data.splits import leave_one_out  # noqa: E402
 from llmrec.data.synthetic import synthetic  # noqa: E402
 from llmrec.engine._ray import RayLM  # noqa: E402
+from llmrec.errors import ConfigError  # noqa: E402
 from llmrec.lm._server import free_port  # noqa: E402
 from llmrec.lm.cache import CachedLM  # noqa: E402
 from llmrec.lm.fake import FakeLM  # noqa: E402
@@ -294,3 +295,11 @@ def test_compare_gives_identical_metrics_on_ray(cluster: RuntimeOptions, tmp_pat
 def _timed(metric: str) -> bool:
     """Metrics that measure time or memory (they differ between any two runs)."""
     return metric.endswith(("_s", "_ms", "_mb"))  # fit_s, latency_p95_ms, peak_rss_mb, ...
+
+
+def test_an_unreachable_cluster_is_a_one_line_error_not_a_hang() -> None:
+    """``ray.init`` retries an address nobody answers on for minutes; llmrec asks first."""
+    from llmrec.engine._ray import _check_reachable
+
+    with pytest.raises(ConfigError, match=r"^ray: cannot reach the cluster at 127\.0\.0\.1:\d+ "):
+        _check_reachable(f"127.0.0.1:{free_port()}")
