@@ -35,7 +35,7 @@ from llmrec.lm.fake import FakeLM  # noqa: E402
 from llmrec.lm.pool import default_pool  # noqa: E402
 from llmrec.models.popularity import Popularity  # noqa: E402
 from llmrec.paradigms.direct import TwoStage, make_ranker  # noqa: E402
-from llmrec.paradigms.embeddings.encoder import EncoderSettings, TextEncoder  # noqa: E402
+from llmrec.paradigms.embeddings.encoder import EncoderConfig, TextEncoder  # noqa: E402
 from llmrec.paradigms.tokens.tags import TagConfig, generate_item_tags  # noqa: E402
 from llmrec.runtime import RuntimeOptions  # noqa: E402
 
@@ -136,7 +136,7 @@ def test_encoding_is_bit_identical_and_only_cache_misses_travel(
     cluster: RuntimeOptions, tmp_path: Path
 ) -> None:
     texts = _texts(10_000)
-    settings = EncoderSettings(encoder="fake:32", cache=False, chunk_size=1024)
+    settings = EncoderConfig(encoder="fake:32", cache=False, chunk_size=1024)
     local, _ = TextEncoder(settings).encode(texts)
     on_ray = TextEncoder(settings.model_copy(update={"runtime": cluster}))
     remote, _ = on_ray.encode(texts)
@@ -167,7 +167,7 @@ def test_real_minilm_encoding_is_bit_identical(cluster: RuntimeOptions) -> None:
     changes the last bits (1.6e-7): each actor gets the local call whole, so none change."""
     pytest.importorskip("sentence_transformers")
     texts = _texts(1500)  # 3 to 11 words: lengths differ within every batch
-    settings = EncoderSettings(encoder="minilm-l6", cache=False, chunk_size=256)
+    settings = EncoderConfig(encoder="minilm-l6", cache=False, chunk_size=256)
     local, _ = TextEncoder(settings).encode(texts)
     remote, _ = TextEncoder(settings.model_copy(update={"runtime": cluster})).encode(texts)
     assert np.array_equal(remote, local)
