@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", exc_type=ImportError)  # not installed, or broken
 
 from llmrec import engine  # noqa: E402
 from llmrec.cli import main  # noqa: E402
