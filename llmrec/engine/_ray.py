@@ -3,7 +3,9 @@
 :class:`RayEngine` connects to a cluster (or starts a private one), runs a caller's batches
 concurrently (one driver thread per actor) and hands out :class:`RayLM`, a
 :class:`~llmrec.lm.base.LanguageModel` whose verbs are answered by a persistent pool of
-actors, each holding its own copy of the model, kept for the rest of the run. A verb call goes
+actors, each holding its own copy of the model: one pool per LM (spec and options), placed on
+the first request and shared by every model of the run that uses that LM, until
+:func:`llmrec.engine.shutdown`. A verb call goes
 to an idle actor with its inputs unchanged, so each actor makes the very call the local engine
 would make (same batch boundaries, same padding: bit-identical answers on the CPU).
 
@@ -25,11 +27,13 @@ Choices, each made against a trap met for real (``docs/distributed.md``):
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import logging
 import math
 import os
 import queue
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -85,29 +89,21 @@ class _LMWorker:
         return answer, {k: v - before.get(k, 0.0) for k, v in after.items()}
 
 
-class RayLM(LanguageModel):
-    """An LM whose verbs run on a pool of Ray actors (see the module docstring).
+class _ActorPool:
+    """The actors holding one LM (one spec, one set of options), each taken by one call at a
+    time. Shared by every :class:`RayLM` of that LM in a run, so a compare run places each
+    model's actors once, not once per stage."""
 
-    Concurrent callers (the engine's threads) each take an idle actor, so a pool of ``n``
-    actors answers ``n`` calls at once. ``stats`` sums the counters each answered call added
-    on its actor. Inside :func:`~llmrec.engine.run_locally` a copy loaded in this process
-    answers instead.
-    """
-
-    counts_calls = False  # the actors' models count; their counts are added here
-
-    def __init__(self, spec: str, options: dict[str, Any], actors: Sequence[Any]) -> None:
-        super().__init__()
-        self.spec, self.options = spec, dict(options)
-        self._actors = list(actors)
+    def __init__(self, spec: str, actors: Sequence[Any]) -> None:
+        self.spec = spec
+        self.actors = list(actors)
         self._idle: queue.Queue[Any] = queue.Queue()
-        self._local: LanguageModel | None = None
         try:
-            infos = ray.get([a.info.remote() for a in self._actors], timeout=START_TIMEOUT_S)
+            self.workers = ray.get([a.info.remote() for a in self.actors], timeout=START_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
             self.close()
             raise ConfigError(
-                f"ray: {len(self._actors)} actor(s) for {spec} were not placed and loaded within "
+                f"ray: {len(self.actors)} actor(s) for {spec} were not placed and loaded within "
                 f"{START_TIMEOUT_S:.0f} s (the cluster has {ray.available_resources()} free); "
                 "lower --ray-actors, --ray-actor-cpus or --ray-actor-gpus"
             ) from None
@@ -116,28 +112,64 @@ class RayLM(LanguageModel):
             raise BackendError(
                 f"ray: an actor for {spec} failed to start: {_first_line(exc)}"
             ) from None
-        self.workers = infos
-        self.model_id = str(infos[0]["model_id"])
-        for actor in self._actors:
+        for actor in self.actors:
             self._idle.put(actor)
 
-    def _call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
-        if is_local_only():
-            return getattr(self._local_lm(), verb)(*args, **kwargs)
+    def call(
+        self, verb: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """An idle actor's answer to ``verb`` and the usage counters it added."""
         actor = self._idle.get()
         try:
             ref = actor.call.remote(verb, args, kwargs)
             answer, used = ray.get(ref, timeout=CALL_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
             raise BackendError(
-                f"ray: {self.model_id} {verb} took over {CALL_TIMEOUT_S:.0f} s"
+                f"ray: {self.spec} {verb} took over {CALL_TIMEOUT_S:.0f} s"
             ) from None
         except ray.exceptions.RayTaskError as exc:
             raise _unwrapped(exc) from None
         except ray.exceptions.RayError as exc:  # an actor dead past its restarts
-            raise BackendError(f"ray: {self.model_id} {verb} failed: {_first_line(exc)}") from None
+            raise BackendError(f"ray: {self.spec} {verb} failed: {_first_line(exc)}") from None
         finally:
             self._idle.put(actor)
+        return answer, used
+
+    def pids(self) -> list[int]:
+        infos = ray.get([a.info.remote() for a in self.actors], timeout=START_TIMEOUT_S)
+        return [int(i["pid"]) for i in infos]
+
+    def close(self) -> None:
+        """End the actors; safe to call twice."""
+        if ray.is_initialized():  # after ray.shutdown() the actors are gone already
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
+        self.actors = []
+
+
+class RayLM(LanguageModel):
+    """An LM whose verbs run on a pool of Ray actors (see the module docstring).
+
+    Concurrent callers (the engine's threads) each take an idle actor, so a pool of ``n``
+    actors answers ``n`` calls at once. ``stats`` sums the counters each call answered for
+    this instance added on its actor. Inside :func:`~llmrec.engine.run_locally` a copy loaded
+    in this process answers instead.
+    """
+
+    counts_calls = False  # the actors' models count; their counts are added here
+
+    def __init__(self, spec: str, options: dict[str, Any], pool: _ActorPool) -> None:
+        super().__init__()
+        self.spec, self.options = spec, dict(options)
+        self._pool = pool
+        self._local: LanguageModel | None = None
+        self.workers = pool.workers
+        self.model_id = str(pool.workers[0]["model_id"])
+
+    def _call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+        if is_local_only():
+            return getattr(self._local_lm(), verb)(*args, **kwargs)
+        answer, used = self._pool.call(verb, args, kwargs)
         self._count(**used)
         return answer
 
@@ -189,15 +221,10 @@ class RayLM(LanguageModel):
 
     def pids(self) -> list[int]:
         """The process id of each actor now (tests kill one)."""
-        infos = ray.get([a.info.remote() for a in self._actors], timeout=START_TIMEOUT_S)
-        return [int(i["pid"]) for i in infos]
+        return self._pool.pids()
 
     def close(self) -> None:
-        """End the actors (and the local copy); safe to call twice."""
-        if ray.is_initialized():  # after ray.shutdown() the actors are gone already
-            for actor in self._actors:
-                ray.kill(actor, no_restart=True)
-        self._actors = []
+        """Release the local copy; the actors belong to the engine (:meth:`RayEngine.close`)."""
         if self._local is not None:
             self._local.close()
             self._local = None
@@ -210,7 +237,8 @@ class RayEngine:
 
     def __init__(self, runtime: RuntimeOptions) -> None:
         self.runtime = runtime
-        self._lms: list[RayLM] = []
+        self._pools: dict[str, _ActorPool] = {}
+        self._lock = threading.Lock()
         self._opened = False
 
     def connect(self) -> None:
@@ -259,6 +287,15 @@ class RayEngine:
                     future.cancel()
 
     def language_model(self, spec: str, options: dict[str, Any]) -> LanguageModel:
+        """A :class:`RayLM` of ``spec``: its own counters, on the run's actors of that LM
+        (placed on the first request)."""
+        key = json.dumps([spec, options], sort_keys=True, default=repr)
+        with self._lock:
+            if key not in self._pools:
+                self._pools[key] = self._start_pool(spec, options)
+            return RayLM(spec, options, self._pools[key])
+
+    def _start_pool(self, spec: str, options: dict[str, Any]) -> _ActorPool:
         self.connect()
         rt = self.runtime
         worker = ray.remote(
@@ -268,10 +305,7 @@ class RayEngine:
             max_task_retries=MAX_RESTARTS,
             scheduling_strategy="SPREAD",  # one model copy per machine before two on one
         )(_LMWorker)
-        actors = [worker.remote(spec, dict(options)) for _ in range(rt.ray_actors)]
-        lm = RayLM(spec, options, actors)
-        self._lms.append(lm)
-        return lm
+        return _ActorPool(spec, [worker.remote(spec, dict(options)) for _ in range(rt.ray_actors)])
 
     def describe(self) -> dict[str, Any]:
         rt = self.runtime
@@ -282,17 +316,18 @@ class RayEngine:
             "actors": rt.ray_actors,
             "actor_cpus": rt.ray_actor_cpus,
             "actor_gpus": rt.ray_actor_gpus,
-            "pools": len(self._lms),
+            "pools": len(self._pools),
         }
         if ray.is_initialized():
             out["nodes"] = sum(1 for n in ray.nodes() if n.get("Alive"))
-            out["actor_nodes"] = sorted({w["node"] for lm in self._lms for w in lm.workers})
+            nodes = {w["node"] for pool in self._pools.values() for w in pool.workers}
+            out["actor_nodes"] = sorted(nodes)
         return out
 
     def close(self) -> None:
-        for lm in self._lms:
-            lm.close()
-        self._lms = []
+        for pool in self._pools.values():
+            pool.close()
+        self._pools = {}
         if self._opened and ray.is_initialized():
             ray.shutdown()
         self._opened = False
