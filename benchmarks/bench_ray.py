@@ -7,8 +7,9 @@ and the backend sends one request at a time (``concurrency=1``), so one actor ra
 per ``delay``. With ``n`` actors, ``n`` users are in flight at once. Measured, for the local
 engine and 1, 2 and 4 actors on a private Ray instance:
 
-* ``init_s`` — the first LM load of a run: starting a private Ray instance, then the pool;
-* ``start_s`` — placing the actors and loading the backend in each (the pool's fixed cost);
+* ``init_s`` — starting a private Ray instance (once per run);
+* ``start_s`` — placing the LM's actors and loading the backend in each (once per run and
+  LM: the pool is kept and shared);
 * ``rank_s`` — ranking ``--users`` users with the delay; throughput in users/s;
 * ``per_call_ms`` — the engine's own cost per LM call: the same ranking with a 0 ms server,
   minus the local engine's time, per call.
@@ -113,9 +114,12 @@ def main() -> None:
     try:
         for name, rt in engines:
             server.delay_s = 0.0
-            init_s, bare_s, calls = _rank(rt, url, args.users)
+            tic = time.perf_counter()
+            engine.engine_for(rt).connect()
+            init_s = time.perf_counter() - tic
+            start_s, bare_s, calls = _rank(rt, url, args.users)
             server.delay_s = args.delay_ms / 1000.0
-            start_s, rank_s, _ = _rank(rt, url, args.users)
+            _, rank_s, _ = _rank(rt, url, args.users)  # on the pool already placed
             rows.append({"engine": name, "actors": rt.ray_actors if rt else 1, "init_s": init_s,
                          "start_s": start_s,
                          "rank_s": rank_s, "bare_s": bare_s, "calls": calls,

@@ -68,6 +68,10 @@ class Engine(Protocol):
         runs (no disk cache: the caller wraps one around it)."""
         ...
 
+    def connect(self) -> None:
+        """Join the cluster now (the first LM it loads does otherwise)."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """What ran, for records: ``kind`` and, for Ray, version, nodes and actors."""
         ...
@@ -90,6 +94,9 @@ class LocalEngine:
         from llmrec.lm.registry import load_lm
 
         return load_lm(spec, **options)
+
+    def connect(self) -> None:
+        """Nothing to join."""
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "local"}
