@@ -135,9 +135,9 @@ class _ActorPool:
             self._idle.put(actor)
         return answer, used
 
-    def pids(self) -> list[int]:
+    def where(self) -> list[tuple[str, int]]:
         infos = ray.get([a.info.remote() for a in self.actors], timeout=START_TIMEOUT_S)
-        return [int(i["pid"]) for i in infos]
+        return [(str(i["node"]), int(i["pid"])) for i in infos]
 
     def close(self) -> None:
         """End the actors; safe to call twice."""
@@ -219,9 +219,9 @@ class RayLM(LanguageModel):
     def apply_chat_template(self, prompt: str) -> str:
         return str(self._call("apply_chat_template", prompt))
 
-    def pids(self) -> list[int]:
-        """The process id of each actor now (tests kill one)."""
-        return self._pool.pids()
+    def where(self) -> list[tuple[str, int]]:
+        """(node address, process id) of each actor now: a restarted actor has new ones."""
+        return self._pool.where()
 
     def close(self) -> None:
         """Release the local copy; the actors belong to the engine (:meth:`RayEngine.close`)."""

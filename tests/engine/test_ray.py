@@ -212,7 +212,7 @@ def test_a_sigkilled_actor_mid_job_loses_and_doubles_nothing(cluster: RuntimeOpt
     model = _two_stage("verbaliser", cluster, split, batch_size=2)
     lm = model.ranker.lm
     assert isinstance(lm, RayLM)
-    victim = lm.pids()[0]
+    victim = lm.where()[0][1]
     killed = threading.Event()
 
     def kill_when_busy() -> None:
@@ -231,7 +231,7 @@ def test_a_sigkilled_actor_mid_job_loses_and_doubles_nothing(cluster: RuntimeOpt
     # every batch answered once: the calls counted on the actors are the batches, as locally
     assert stats.lm_calls == len(stats.call_ms) == local_stats["lm_calls"]
     assert stats.label_mass == local_stats["label_mass"]
-    assert victim not in lm.pids()  # the actor was restarted
+    assert victim not in [pid for _, pid in lm.where()]  # the actor was restarted
 
 
 def test_tags_are_identical_with_retries_and_vocabulary_on_the_driver(
