@@ -5,8 +5,9 @@ item's rank with no history or another user's).
 
 The LM probes rank under the entry's own protocol: a ``candidates`` entry its probe users'
 seeded candidates (:meth:`StageContext.probe_candidates`), any other the retriever's top n
-through :meth:`TwoStage.with_ranker`. The default prompt at the entry's own count asks the LM
-what the accuracy pass and the other probes asked, so the LM cache answers it."""
+through :meth:`TwoStage.with_ranker`. They share their lists, so the default prompt at the
+entry's own count is ranked once; under two-stage it is the evaluation's own lists (LM rankers
+do not use the LM answer cache, so every prompt asked again costs a forward pass)."""
 
 from __future__ import annotations
 
@@ -63,19 +64,13 @@ def run_validity(
     users = ctx.probe_users[: cfg.users]
     lm_entry = entry.paradigm == "direct"
     reads_history = lm_entry or entry.model in SEQUENTIAL_MODELS
-    lm_ranker = model if isinstance(model, TwoStage) and len(users) else None
     probes: dict[str, tuple[str, Callable[[], Any]]] = {}
     if "history" in cfg.probes and entry.protocol != "candidates" and reads_history:
         probes["history"] = ("history_length", partial(_history, model, ctx, users, cfg))
     if "memorisation" in cfg.probes and lm_entry and len(users):
         probes["memorisation"] = ("memorisation", partial(_memorisation, model, ctx, cfg.users))
-    if "prompt" in cfg.probes and lm_ranker is not None:
-        probes["prompt"] = ("prompt_sensitivity", partial(_prompt, entry, lm_ranker, ctx, cfg))
-    if "candidate_count" in cfg.probes and lm_ranker is not None:
-        probes["candidate_count"] = (
-            "candidate_count",
-            partial(_counts, entry, lm_ranker, ctx, cfg),
-        )
+    if isinstance(model, TwoStage) and len(users):
+        probes.update(_lm_probes(entry, model, ctx, result))
     seconds: dict[str, float] = {}
     for probe, (key, run) in probes.items():
         tic = time.perf_counter()
@@ -125,59 +120,105 @@ def _replaced(hist: UserHistory, users: np.ndarray, donors: np.ndarray) -> UserH
 
 
 # --- prompt and candidate-count sensitivity (LM rankers) ---------------------------------------
-def _prompt(
-    entry: CompareEntry, model: TwoStage, ctx: StageContext, cfg: ValidityConfig
-) -> dict[str, Any]:
-    """NDCG@10 of the entry's ranker under each of ``cfg.prompt_variants``."""
+#: ``(prompt variant, candidate count) -> (ranked (n, 10), drawn (n,))`` for the probe users
+Lists = Callable[[str, int], tuple[np.ndarray, np.ndarray]]
+
+
+def _prompt(lists: Lists, own: int, cfg: ValidityConfig, positives: np.ndarray) -> dict[str, Any]:
+    """NDCG@10 of the entry's ranker under each of ``cfg.prompt_variants`` at its own count."""
     from llmrec.eval.validity import prompt_sensitivity
-    from llmrec.paradigms.direct.variants import PROMPT_VARIANTS
 
-    users, positives = _probe_truth(ctx, cfg.users)
-
-    def rank_under(name: str) -> np.ndarray:
-        fields = PROMPT_VARIANTS[name].fields(model.ranker.kind)
-        ranker = model.ranker.with_prompt(**fields) if fields else model.ranker
-        return _ranked(entry, model.with_ranker(ranker), ctx, users, None)[0]
-
-    out = prompt_sensitivity(rank_under, cfg.prompt_variants, positives)
-    out["candidates"] = float(_own_count(entry, model, ctx))
+    out = prompt_sensitivity(lambda v: lists(v, own)[0], cfg.prompt_variants, positives)
+    out["candidates"] = float(own)
     return out
 
 
 def _counts(
-    entry: CompareEntry, model: TwoStage, ctx: StageContext, cfg: ValidityConfig
+    lists: Lists, limit: int | None, cfg: ValidityConfig, positives: np.ndarray
 ) -> dict[str, Any]:
-    """NDCG@10 of the entry's ranker with each of ``cfg.candidate_counts`` candidates that its
-    prompts can list, and a random order's; the others are listed as skipped."""
+    """NDCG@10 of the entry's ranker with each of ``cfg.candidate_counts`` candidates up to
+    ``limit``, and a random order's; the others are listed as skipped."""
     from llmrec.eval.validity import candidate_count_curve
-    from llmrec.paradigms.direct.two_stage import MAX_LM_CANDIDATES
 
-    users, positives = _probe_truth(ctx, cfg.users)
-    limit = model.ranker.max_candidates
-    if entry.protocol != "candidates":  # the retriever's top n: a TwoStage config caps n
-        limit = min(limit or MAX_LM_CANDIDATES, MAX_LM_CANDIDATES)
     counts = [n for n in cfg.candidate_counts if limit is None or n <= limit]
-
-    def rank_with(n: int) -> tuple[np.ndarray, np.ndarray]:
-        return _ranked(entry, model.with_ranker(n_candidates=n), ctx, users, n)
-
-    out: dict[str, Any] = candidate_count_curve(rank_with, counts, positives)
+    out: dict[str, Any] = candidate_count_curve(lambda n: lists("default", n), counts, positives)
     out["skipped"] = [float(n) for n in cfg.candidate_counts if n not in counts]
     out["limit"] = None if limit is None else float(limit)
     return out
 
 
+def _lm_probes(
+    entry: CompareEntry, model: TwoStage, ctx: StageContext, result: EvalResult
+) -> dict[str, tuple[str, Callable[[], Any]]]:
+    """The prompt and candidate-count probes that ``ctx``'s settings ask for, sharing one
+    :data:`Lists`: each (variant, count) is ranked once, and under two-stage the entry's own
+    prompt at its own count is read from the evaluation's lists (the LM is not asked again)."""
+    from llmrec.paradigms.direct.two_stage import MAX_LM_CANDIDATES
+
+    cfg = ctx.config.validity
+    assert cfg is not None
+    users = ctx.probe_users[: cfg.users]
+    positives = ctx.probe_candidates()[1][: len(users)]
+    own = 1 + ctx.config.eval.n_negatives
+    limit = model.ranker.max_candidates
+    if entry.protocol != "candidates":  # the retriever's top n: a TwoStage config caps n
+        own = model.config.n_candidates
+        limit = min(limit or MAX_LM_CANDIDATES, MAX_LM_CANDIDATES)
+    memo = _evaluated(entry, model, ctx, users, result)
+
+    def lists(variant: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if (variant, n) not in memo:
+            twin = _variant(model, variant, None if entry.protocol == "candidates" else n)
+            memo[variant, n] = _ranked(entry, twin, ctx, users, n)
+        return memo[variant, n]
+
+    probes: dict[str, tuple[str, Callable[[], Any]]] = {}
+    if "prompt" in cfg.probes:
+        probes["prompt"] = ("prompt_sensitivity", partial(_prompt, lists, own, cfg, positives))
+    if "candidate_count" in cfg.probes:
+        probes["candidate_count"] = (
+            "candidate_count",
+            partial(_counts, lists, limit, cfg, positives),
+        )
+    return probes
+
+
+def _variant(model: TwoStage, variant: str, n_candidates: int | None) -> TwoStage:
+    """``model`` with its ranker prompted by ``variant`` (and ``n_candidates``, if given)."""
+    from llmrec.paradigms.direct.variants import PROMPT_VARIANTS
+
+    fields = PROMPT_VARIANTS[variant].fields(model.ranker.kind)
+    ranker = model.ranker.with_prompt(**fields) if fields else model.ranker
+    return model.with_ranker(ranker, n_candidates=n_candidates)
+
+
+def _evaluated(
+    entry: CompareEntry, model: TwoStage, ctx: StageContext, users: np.ndarray, result: EvalResult
+) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+    """The probe users' lists of the evaluation itself, keyed as the entry's own prompt at its
+    own count, when the entry ranked all of them under two-stage; else nothing."""
+    from llmrec.eval.validity import positions_of
+
+    rows = {int(u): i for i, u in enumerate(result.users)}
+    if entry.protocol == "candidates" or not all(int(u) in rows for u in users):
+        return {}
+    n = model.config.n_candidates
+    ranked = result.ranked[[rows[int(u)] for u in users], :10]
+    positives = ctx.probe_candidates()[1][: len(users)]
+    drawn = model.candidates(users, ctx.hist, max(n, 10))
+    return {("default", n): (ranked, positions_of(drawn, positives))}
+
+
 def _ranked(
-    entry: CompareEntry, model: TwoStage, ctx: StageContext, users: np.ndarray, n: int | None
+    entry: CompareEntry, model: TwoStage, ctx: StageContext, users: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The probe users' top 10 under ``entry``'s protocol, and each user's held-out item's
-    1-based position in the list before the LM ordered it (0: absent). Under ``candidates``,
-    ``n`` candidates (default: the probe candidates); otherwise ``model``'s top
-    ``n_candidates``."""
+    """The probe users' top 10 under ``entry``'s protocol with ``n`` candidates (the probe
+    users' seeded candidates, or ``model``'s top ``n_candidates``), and each user's held-out
+    item's 1-based position in the list before the LM ordered it (0: absent)."""
     from llmrec.eval import bias
     from llmrec.eval.validity import positions_of
 
-    positives = _probe_truth(ctx, len(users))[1]
+    positives = ctx.probe_candidates()[1][: len(users)]
     if entry.protocol == "candidates":
         cands = ctx.probe_candidates(n)[0][: len(users)]
         scores = np.asarray(model.score_candidates(users, cands, history=ctx.hist))
@@ -186,16 +227,3 @@ def _ranked(
     ranked = np.asarray(model.recommend(users, 10, history=ctx.hist).items, dtype=np.int64)
     drawn = model.candidates(users, ctx.hist, max(model.config.n_candidates, 10))
     return ranked, positions_of(drawn, positives)
-
-
-def _probe_truth(ctx: StageContext, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n_users`` probe users and each one's first held-out item."""
-    _, positives = ctx.probe_candidates()
-    return ctx.probe_users[:n_users], positives[:n_users]
-
-
-def _own_count(entry: CompareEntry, model: TwoStage, ctx: StageContext) -> int:
-    """Candidates the entry's ranker orders under its protocol."""
-    if entry.protocol == "candidates":
-        return 1 + ctx.config.eval.n_negatives
-    return model.config.n_candidates

@@ -14,8 +14,8 @@ from llmrec.compare.context import StageContext
 from llmrec.compare.validity import run_validity
 from llmrec.data.dataset import UserHistory
 from llmrec.errors import ConfigError
-from llmrec.eval.protocols import evaluate_candidates, truth_for
-from llmrec.experiment import SplitConfig, split_data
+from llmrec.eval.protocols import truth_for
+from llmrec.experiment import SplitConfig, evaluate_protocol, split_data
 from llmrec.lm.fake import FakeLM
 from llmrec.models.popularity import Popularity
 from llmrec.models.query import QueryProfiles
@@ -81,7 +81,17 @@ def _setup(protocol: str, validity: dict[str, Any]) -> tuple[CompareEntry, TwoSt
 
 
 def _run(entry: CompareEntry, model: TwoStage, ctx: StageContext) -> dict[str, Any]:
-    result = evaluate_candidates(model, ctx.split, ks=(10,), n_negatives=9, users=ctx.probe_users)
+    result = evaluate_protocol(
+        model,
+        ctx.split,
+        phase="test",
+        protocol=entry.protocol,
+        ks=[10, 20],
+        n_negatives=9,
+        sampling="uniform",
+        seed=ctx.config.seed,
+        users=ctx.probe_users,
+    )
     extra: dict[str, Any] = {}
     run_validity(entry, model, ctx, result, extra)
     return extra
