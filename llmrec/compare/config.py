@@ -153,8 +153,13 @@ class ProbeConfig(StrictConfig):
     fairness_k: int = Field(default=5, ge=1)
 
 
-ValidityProbe = Literal["history", "memorisation"]
-VALIDITY_PROBES: tuple[ValidityProbe, ...] = ("history", "memorisation")
+ValidityProbe = Literal["history", "memorisation", "prompt", "candidate_count"]
+VALIDITY_PROBES: tuple[ValidityProbe, ...] = (
+    "history",
+    "memorisation",
+    "prompt",
+    "candidate_count",
+)
 
 
 class ValidityConfig(StrictConfig):
@@ -162,22 +167,55 @@ class ValidityConfig(StrictConfig):
 
     Attributes:
         probes: ``history`` (NDCG@10 with each user's history cut to its last L items, for
-            sequential and LM entries) and ``memorisation`` (the held-out item's rank among the
-            candidates with the history removed or replaced by another user's, LM rankers).
-            Invalid-output rates are always recorded: they cost nothing.
+            sequential and LM entries), ``memorisation`` (the held-out item's rank among the
+            candidates with the history removed or replaced by another user's, LM rankers),
+            ``prompt`` (NDCG@10 of each LM ranker under paraphrased prompts) and
+            ``candidate_count`` (NDCG@10 of each LM ranker with n candidates, beside a random
+            order's). Invalid-output rates are always recorded: they cost nothing.
         users: probe users (the first of the seeded probe sample).
         history_lengths: the L values of the history probe.
+        prompt_variants: the prompt probe's paraphrases, by name
+            (:data:`~llmrec.paradigms.direct.variants.PROMPT_VARIANTS`; ``default`` is the
+            entry's own prompt); two at least.
+        candidate_counts: the n values of the candidate-count probe (2 at least: the held-out
+            item and one other); counts above what a ranker's prompt can list (26 labels) are
+            skipped for that ranker.
     """
 
     probes: list[ValidityProbe] = Field(default_factory=lambda: list(VALIDITY_PROBES))
     users: int = Field(default=20, ge=1)
     history_lengths: list[int] = Field(default_factory=lambda: [5, 10, 20, 50])
+    prompt_variants: list[str] = Field(default_factory=lambda: ["default", "plain", "terse"])
+    candidate_counts: list[int] = Field(default_factory=lambda: [10, 20, 50])
 
     @field_validator("history_lengths")
     @classmethod
     def _positive(cls, value: list[int]) -> list[int]:
         if any(v < 1 for v in value):
             raise ValueError("history_lengths must be 1 or more")
+        return sorted(set(value))
+
+    @field_validator("prompt_variants")
+    @classmethod
+    def _known_variants(cls, value: list[str]) -> list[str]:
+        from llmrec.paradigms.direct.variants import PROMPT_VARIANTS
+
+        unknown = [v for v in value if v not in PROMPT_VARIANTS]
+        if unknown:
+            raise ValueError(
+                f"unknown prompt variant(s) {', '.join(unknown)}; "
+                f"variants are {', '.join(PROMPT_VARIANTS)}"
+            )
+        names = list(dict.fromkeys(value))
+        if len(names) < 2:
+            raise ValueError("prompt_variants needs two different variants at least")
+        return names
+
+    @field_validator("candidate_counts")
+    @classmethod
+    def _two_or_more(cls, value: list[int]) -> list[int]:
+        if not value or any(v < 2 for v in value):
+            raise ValueError("candidate_counts must be 2 or more (the held-out item and another)")
         return sorted(set(value))
 
 

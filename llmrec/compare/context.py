@@ -49,26 +49,31 @@ class StageContext:
         self.probe_users = np.sort(order[: p.probe_users])
         self.popularity = split.train.item_popularity().astype(np.float64)
         self.deciles = popularity_deciles(self.popularity)
-        self._candidates: np.ndarray | None = None
+        self._candidates: dict[int, np.ndarray] = {}
 
-    def probe_candidates(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(probe users, 1 + n_negatives)`` seeded candidates and ``(probe users,)`` positives."""
+    def probe_candidates(self, n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(probe users, n_candidates)`` seeded candidates and ``(probe users,)`` positives.
+
+        The default count, ``1 + eval.n_negatives``, is what the bias and memorisation probes
+        rank; the candidate-count probe asks for others, drawn with the same seed."""
         from llmrec.eval.protocols import truth_for
 
+        n = 1 + self.config.eval.n_negatives if n_candidates is None else n_candidates
         truth = truth_for(self.probe_users, self.split.test)
-        if self._candidates is None:
-            self._candidates = self._sample(self.probe_users, truth, self.config.seed + 1)
+        if n not in self._candidates:
+            self._candidates[n] = self._sample(self.probe_users, truth, self.config.seed + 1, n)
         positives = truth.items[truth.indptr[:-1]]
-        return self._candidates, positives
+        return self._candidates[n], positives
 
     def latency_candidates(self) -> np.ndarray:
         """Seeded candidates of the latency users (for candidate-protocol entries)."""
         from llmrec.eval.protocols import truth_for
 
         users = self.latency_users
-        return self._sample(users, truth_for(users, self.split.test), self.config.seed + 2)
+        truth = truth_for(users, self.split.test)
+        return self._sample(users, truth, self.config.seed + 2, 1 + self.config.eval.n_negatives)
 
-    def _sample(self, users: np.ndarray, truth: Truth, seed: int) -> np.ndarray:
+    def _sample(self, users: np.ndarray, truth: Truth, seed: int, n_candidates: int) -> np.ndarray:
         from llmrec.eval.protocols import sample_candidates
 
         ev = self.config.eval
@@ -77,7 +82,7 @@ class StageContext:
             truth,
             self.hist,
             self.split.train.n_items,
-            n_negatives=ev.n_negatives,
+            n_negatives=n_candidates - 1,
             sampling=ev.sampling,
             popularity=self.popularity,
             seed=seed,

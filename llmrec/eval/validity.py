@@ -6,21 +6,39 @@
 - :func:`truncate_history` and :func:`history_length_curve` — NDCG@10 when each user's
   query-time history is cut to its last L items: a sequential or LM model that reads history
   should gain from longer histories; a flat curve says it does not use them.
+- :func:`prompt_sensitivity` — NDCG@10 of one LM ranker under paraphrased prompts: the spread
+  says how much of a score is the wording of the prompt rather than the model.
+- :func:`candidate_count_curve` — NDCG@10 as the LM ranks more candidates, beside what a random
+  order would score on the same candidates (NDCG over n candidates falls with n by itself).
+
+The last two score one relevant item per user (the first held-out item, the one the candidate
+protocol samples around), so that the random expectation is exact; under leave-one-out that is
+the evaluation's own NDCG.
 
 Plain functions over arrays and a model's public ``recommend``; nothing here fits a model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from llmrec.data.dataset import UserHistory
 from llmrec.eval.metrics import Truth, hit_matrix, ndcg
 
-__all__ = ["history_length_curve", "invalid_output", "truncate_history"]
+__all__ = [
+    "candidate_count_curve",
+    "gain",
+    "history_length_curve",
+    "invalid_output",
+    "positions_of",
+    "prompt_sensitivity",
+    "random_gain",
+    "spread_of",
+    "truncate_history",
+]
 
 
 def invalid_output(
@@ -128,3 +146,133 @@ def _compact(ranked: np.ndarray, k: int) -> np.ndarray:
         valid = row[row >= 0][:k]
         out[i, : len(valid)] = valid
     return out
+
+
+# --- prompt and candidate-count sensitivity ---------------------------------------------------
+def positions_of(ranked: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """``(n,)`` int64 1-based position of ``positives[i]`` in row ``i`` of ``ranked``
+    ``(n, w)``; 0 where the row does not hold it."""
+    ranked = np.asarray(ranked, dtype=np.int64)
+    hits = ranked == np.asarray(positives, dtype=np.int64)[:, None]
+    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0).astype(np.int64)
+
+
+def gain(positions: np.ndarray, k: int = 10) -> np.ndarray:
+    """``(n,)`` NDCG@``k`` of a list whose one relevant item sits at each 1-based position
+    (0: absent): ``1 / log2(1 + p)`` for ``p <= k``, else 0.
+
+    Example:
+        >>> gain(np.array([1, 3, 0, 11])).round(3).tolist()
+        [1.0, 0.5, 0.0, 0.0]
+    """
+    p = np.asarray(positions, dtype=np.float64)
+    inside = (p >= 1) & (p <= k)
+    return np.where(inside, 1.0 / np.log2(1.0 + np.maximum(p, 1.0)), 0.0)
+
+
+def random_gain(positions: np.ndarray, n_candidates: int, k: int = 10) -> tuple[np.ndarray, ...]:
+    """Expected NDCG@``k`` and HR@``k`` per user when the first ``n_candidates`` items of a
+    list are put in a random order and the rest keep their places (the two-stage list: the LM
+    orders the retriever's top n, the retriever's order follows).
+
+    Args:
+        positions: ``(n,)`` 1-based position of each user's relevant item in the list before
+            the reordering (0: not in the list). Under the candidate protocol every position is
+            at most ``n_candidates``.
+
+    Returns ``(ndcg, hit)``, each ``(n,)`` float64.
+
+    Example:
+        >>> ndcg, hit = random_gain(np.array([5]), 20)
+        >>> round(float(ndcg[0]), 4), float(hit[0])  # sum of 1/log2(1+p), p <= 10, over 20
+        (0.2272, 0.5)
+    """
+    p = np.asarray(positions, dtype=np.int64)
+    reordered = (p >= 1) & (p <= n_candidates)
+    shuffled_ndcg = float(gain(np.arange(1, n_candidates + 1), k).sum()) / n_candidates
+    shuffled_hit = min(k, n_candidates) / n_candidates
+    ndcg_v = np.where(reordered, shuffled_ndcg, gain(p, k))
+    hit_v = np.where(reordered, shuffled_hit, ((p >= 1) & (p <= k)).astype(np.float64))
+    return ndcg_v, hit_v
+
+
+def spread_of(values: Sequence[float]) -> dict[str, float]:
+    """``mean``, ``spread`` (max - min) and ``sd`` (population standard deviation)."""
+    v = np.asarray(values, dtype=np.float64)
+    if not len(v):
+        return {"mean": 0.0, "spread": 0.0, "sd": 0.0}
+    return {"mean": float(v.mean()), "spread": float(v.max() - v.min()), "sd": float(v.std())}
+
+
+def prompt_sensitivity(
+    rank_under: Callable[[str], np.ndarray],
+    variants: Sequence[str],
+    positives: np.ndarray,
+    *,
+    k: int = 10,
+) -> dict[str, Any]:
+    """NDCG@``k`` of one ranker under each prompt variant, and their spread.
+
+    Args:
+        rank_under: ``variant -> (n_users, w)`` int64 ranked items of the probe users
+            (best first, -1 pads) with the ranker prompted by that variant.
+        variants: variant names, in the order to report.
+        positives: ``(n_users,)`` each user's relevant item.
+
+    Returns ``{"variants": [...], "ndcg": [...], "hit": [...], "mean", "spread", "sd",
+    "n_users"}`` (``hit``: HR@k per variant).
+    """
+    ndcg_v: list[float] = []
+    hit_v: list[float] = []
+    for name in variants:
+        pos = positions_of(rank_under(name), positives)
+        ndcg_v.append(_mean(gain(pos, k)))
+        hit_v.append(_mean(((pos >= 1) & (pos <= k)).astype(np.float64)))
+    return {
+        "variants": list(variants),
+        "ndcg": ndcg_v,
+        "hit": hit_v,
+        **spread_of(ndcg_v),
+        "n_users": float(len(positives)),
+    }
+
+
+def candidate_count_curve(
+    rank_with: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    counts: Sequence[int],
+    positives: np.ndarray,
+    *,
+    k: int = 10,
+) -> dict[str, list[float]]:
+    """NDCG@``k`` and HR@``k`` when the ranker orders ``n`` candidates, for each n in
+    ``counts``, beside a random order's expectation on the same candidates.
+
+    Args:
+        rank_with: ``n -> (ranked, drawn)``: ``(n_users, w)`` ranked items with ``n``
+            candidates, and ``(n_users,)`` 1-based positions of each user's relevant item in
+            the list as drawn, before the ranker ordered it (0: not drawn); see
+            :func:`random_gain`.
+        counts: candidate counts, in the order to report.
+        positives: ``(n_users,)`` each user's relevant item.
+
+    Returns ``{"counts", "ndcg", "hit", "random_ndcg", "random_hit", "recall", "n_users"}``,
+    one value per count (``recall``: share of users whose relevant item was among the ``n``
+    candidates; 1 under the candidate protocol, the retriever's recall@n under two-stage).
+    """
+    keys = ("ndcg", "hit", "random_ndcg", "random_hit", "recall")
+    out: dict[str, list[float]] = {"counts": [float(n) for n in counts], **{k_: [] for k_ in keys}}
+    for n in counts:
+        ranked, drawn = rank_with(n)
+        pos = positions_of(ranked, positives)
+        rnd_ndcg, rnd_hit = random_gain(drawn, n, k)
+        out["ndcg"].append(_mean(gain(pos, k)))
+        out["hit"].append(_mean(((pos >= 1) & (pos <= k)).astype(np.float64)))
+        out["random_ndcg"].append(_mean(rnd_ndcg))
+        out["random_hit"].append(_mean(rnd_hit))
+        out["recall"].append(_mean(((drawn >= 1) & (drawn <= n)).astype(np.float64)))
+    out["n_users"] = [float(len(positives))]
+    return out
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else 0.0

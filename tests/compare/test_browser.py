@@ -47,6 +47,13 @@ ERRBAR_PROBE = """JSON.stringify(Array.from(document.querySelectorAll('svg g.err
   return {h: r.height, lines: g.querySelectorAll('line').length};
 }))"""
 
+#: the LM probes' tables: rows drawn with a visible height after each heading
+TABLE_PROBE = """JSON.stringify(['prompt-sensitivity', 'candidate-count'].map(id => {
+  const t = document.getElementById(id).nextElementSibling;
+  return {tag: t.tagName, rows: Array.from(t.querySelectorAll('tr')).filter(
+    r => r.getBoundingClientRect().height > 5).length};
+}))"""
+
 
 class DevToolsPipe:
     """A minimal DevTools-protocol client over chromium's debugging pipe."""
@@ -168,6 +175,7 @@ def test_report_loads_without_console_errors_and_draws_every_plot(
     with open_page(html_path.resolve().as_uri(), tmp_path / "profile") as (browser, session):
         svgs = json.loads(evaluate(browser, session, SVG_PROBE))
         errbars = json.loads(evaluate(browser, session, ERRBAR_PROBE))
+        tables = json.loads(evaluate(browser, session, TABLE_PROBE))
         title = evaluate(browser, session, "document.title")
     assert "llmrec compare" in title
     assert console_errors(browser.events) == []
@@ -182,6 +190,8 @@ def test_report_loads_without_console_errors_and_draws_every_plot(
         assert svg["w"] > 100 and svg["h"] > 50, svg
         assert svg["marks"] > 10, svg
         assert svg["nodata"] == 0, svg  # the tiny run has data for every plot
+    # one LM entry: a header and a row of prompt variants; a header and a row per count
+    assert tables == [{"tag": "TABLE", "rows": 2}, {"tag": "TABLE", "rows": 4}], tables
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

@@ -92,3 +92,25 @@ def test_report_rerenders_with_new_constraints_without_models(
     after = json.loads(json_path.read_text())
     assert after["choice"]["recommended"] is None
     assert after["tables"] == before["tables"]
+
+
+def test_lm_probes_in_the_report_are_the_records_own(
+    rendered: tuple[Path, dict], tiny_compare: Path
+) -> None:
+    html_path, data = rendered
+    records = {r.run_id: r for _, r in iter_records(tiny_compare) if r is not None}
+    validity = data["validity"]
+    assert [r["entry"] for r in validity["prompt_sensitivity"]] == ["lm-rerank"]
+    assert [r["entry"] for r in validity["candidate_count"]] == ["lm-rerank"]
+    html = html_path.read_text()
+    for key in ("prompt_sensitivity", "candidate_count"):
+        for row in validity[key]:
+            stored = records[row["run_id"]].extra[key]
+            assert {k: row[k] for k in stored} == stored
+    prompt = validity["prompt_sensitivity"][0]
+    assert f"<td>{prompt['spread']:.4f}</td>" in html
+    counts = validity["candidate_count"][0]
+    assert counts["counts"] == [10.0, 20.0] and counts["skipped"] == [50.0]
+    for value in (*counts["ndcg"], *counts["random_ndcg"]):
+        assert f"<td>{value:.4f}</td>" in html
+    assert "not run: the prompt lists at most 26 candidates" in html

@@ -95,3 +95,19 @@ def test_two_stage_recommends_valid_unseen_items(smollm, split):
     for row, user in enumerate([0, 1]):
         got = recs.items[row].tolist()
         assert len(set(got)) == 5 and not set(got) & set(hist.of(user).tolist())
+
+
+@pytest.mark.parametrize("name", ["plain", "terse", "detailed"])
+def test_every_paraphrase_keeps_the_labels_the_likely_answer(smollm, split, name):
+    """The prompt-sensitivity probe compares wordings, not broken prompts: under each shipped
+    paraphrase the real model still puts most of its next-token mass on the candidate labels."""
+    from llmrec.paradigms.direct.variants import PROMPT_VARIANTS
+
+    ranker = VerbaliserRanker(lm=smollm, batch_size=3).fit(split.train)
+    twin = ranker.with_prompt(**PROMPT_VARIANTS[name].fields("verbaliser"))
+    cands = _cands(3, split.train.n_items)
+    scores = twin.rank(np.arange(3), split.train.history(), cands)
+    assert scores.shape == (3, N_CAND) and np.isfinite(scores).all()
+    assert np.mean(twin.stats.label_mass) > 0.3, twin.stats.label_mass
+    own = ranker.rank(np.arange(3), split.train.history(), cands)
+    assert not np.allclose(own, scores)  # another wording, other answers

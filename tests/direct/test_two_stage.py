@@ -220,3 +220,33 @@ def _catalogue(n_items: int, histories: list[list[int]]) -> Dataset:
         item_text=pd.DataFrame({"title": [f"Movie {i}" for i in range(n_items)]}),
         name="small",
     )
+
+
+def test_candidates_are_the_retrievers_best_unseen_items_padded() -> None:
+    split = leave_one_out(tiny_dataset(n_users=12, n_items=20))
+    model = _two_stage(5).fit(split.train)
+    users, hist = split.test.active_users(), split.train.history()
+    alone = Popularity().fit(split.train).recommend(users, 8, history=hist).items
+    assert model.candidates(users, hist, 8).tolist() == alone.tolist()
+    small = _two_stage(2).fit(_catalogue(4, [[0, 1, 2], [3]]))
+    got = small.candidates(np.array([0]), small.fit_history(), 3)
+    assert got.tolist() == [[3, -1, -1]]  # one unseen item, then padding
+
+
+def test_with_ranker_shares_the_fitted_retriever_and_counts_apart() -> None:
+    split = leave_one_out(tiny_dataset(n_users=12, n_items=20))
+    model = _two_stage(5).fit(split.train)
+    users, hist = split.test.active_users()[:4], split.train.history()
+    before = model.recommend(users, 5, history=hist).items
+    same = model.with_ranker()
+    assert same.retriever is model.retriever and same.ranker is model.ranker
+    assert same.recommend(users, 5, history=hist).items.tolist() == before.tolist()
+    three = model.with_ranker(VerbaliserRanker(lm=LastLabelLM()).fit(split.train), n_candidates=3)
+    got = three.recommend(users, 5, history=hist).items
+    top = model.candidates(users, hist, 5)
+    # the LM puts the last of the retriever's top 3 first; 4th and 5th keep their places
+    assert got.tolist() == top[:, [2, 0, 1, 3, 4]].tolist()
+    assert model.diagnostics()["users"] == len(users)  # the copies counted their own users
+    with pytest.raises(ConfigError) as caught:
+        model.with_ranker(n_candidates=27)
+    assert "n_candidates" in str(caught.value) and "\n" not in str(caught.value)

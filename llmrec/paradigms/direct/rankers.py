@@ -36,7 +36,13 @@ from llmrec.errors import ConfigError, NotFittedError
 from llmrec.lm.base import LanguageModel
 from llmrec.models.query import QueryProfiles
 from llmrec.paradigms.direct.grounding import Grounder
-from llmrec.paradigms.direct.prompts import Prompt, PromptBuilder, PromptConfig, user_profiles
+from llmrec.paradigms.direct.prompts import (
+    LABELS,
+    Prompt,
+    PromptBuilder,
+    PromptConfig,
+    user_profiles,
+)
 from llmrec.paradigms.direct.ranker_stats import RankerStats
 
 __all__ = [
@@ -199,6 +205,23 @@ class Ranker(ABC):
         if self._builder is None:
             raise NotFittedError(f"{self.kind} ranker is not fitted; call fit(train) first")
         return self._builder
+
+    @property
+    def max_candidates(self) -> int | None:
+        """The most candidates one prompt can hold: one index label each when the prompt lists
+        them (26), no limit when it does not."""
+        return len(LABELS) if self._shows_candidates() else None
+
+    def with_prompt(self, **fields: Any) -> Self:
+        """A fitted copy whose :class:`PromptConfig` has ``fields`` replaced, on the same LM
+        instance, item texts, profiles and few-shot pool (what the prompt-sensitivity probe
+        ranks with); its stats start at zero."""
+        data = self.config.model_dump()
+        data["prompt"] = {**data["prompt"], **fields}
+        twin = type(self)(data, lm=self.lm)
+        twin.runtime = self.runtime
+        builder = self.builder
+        return twin.bind(self._titles, builder.profiles, builder.shot_history)
 
     # --- ranking -------------------------------------------------------------------------------
     def rank(

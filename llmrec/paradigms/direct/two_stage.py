@@ -41,10 +41,10 @@ from llmrec.models.base import ModelConfig, Recommender
 from llmrec.models.query import QueryProfiles
 from llmrec.models.registry import get_model_class, registered_model_class
 from llmrec.models.saved import BYTES, expect
-from llmrec.paradigms.direct.prompts import user_profiles
+from llmrec.paradigms.direct.prompts import LABELS, user_profiles
 from llmrec.paradigms.direct.rankers import Ranker, RankerSpec, VerbaliserConfig, make_ranker
 
-__all__ = ["TwoStage", "TwoStageConfig"]
+__all__ = ["MAX_LM_CANDIDATES", "TwoStage", "TwoStageConfig"]
 
 #: Sub-folder and file of a saved two-stage model.
 RETRIEVER_DIR = "retriever"
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: the fewest candidates the LM is asked to order (one candidate has a single order)
 MIN_LM_CANDIDATES = 2
+#: the most: one index label each
+MAX_LM_CANDIDATES = len(LABELS)
 
 
 class TwoStageConfig(ModelConfig):
@@ -67,7 +69,7 @@ class TwoStageConfig(ModelConfig):
     retriever: str = "popularity"
     retriever_config: dict[str, Any] = Field(default_factory=dict)
     ranker: RankerSpec = Field(default_factory=VerbaliserConfig)
-    n_candidates: int = Field(default=20, ge=1, le=26)
+    n_candidates: int = Field(default=20, ge=1, le=MAX_LM_CANDIDATES)
 
 
 @dataclass
@@ -148,9 +150,7 @@ class TwoStage(Recommender):
         self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None
     ) -> np.ndarray:
         """:meth:`score`, the ranker's prompts showing ``profiles`` when given."""
-        base = np.asarray(self.retriever.score(users, history), dtype=np.float32).copy()
-        seen_mask = _seen(users, history, self.n_items)
-        base[seen_mask] = -np.inf
+        base, seen_mask = self._retrieved(users, history)
         order = np.argsort(-base, axis=1, kind="stable")
         out = np.empty_like(base)
         np.put_along_axis(out, order, -np.arange(self.n_items, dtype=np.float32)[None, :], 1)
@@ -170,6 +170,35 @@ class TwoStage(Recommender):
         self._count(len(users), int(ranked.sum()), int((~warm).sum()))
         return out
 
+    def candidates(self, users: np.ndarray, history: UserHistory, n: int) -> np.ndarray:
+        """``(len(users), n)`` int64: each user's ``n`` best unseen items by the retriever, best
+        first, -1 padding a user with fewer. The LM orders the first ``n_candidates`` of them;
+        :meth:`score` keeps the rest in this order below.
+
+        Example::
+
+            model.candidates(np.array([0, 1]), history, 30)   # two rows of 30 item indices
+        """
+        base, _ = self._retrieved(np.asarray(users, dtype=np.int64), history)
+        order = np.argsort(-base, axis=1, kind="stable")[:, :n]
+        return np.where(np.take_along_axis(base, order, axis=1) > -np.inf, order, -1)
+
+    def with_ranker(self, ranker: Ranker | None = None, *, n_candidates: int | None = None) -> Self:
+        """A fitted copy that shares this model's retriever, catalogue and texts, with
+        ``ranker`` (default: this one) ordering ``n_candidates`` (default: this model's) — what
+        the prompt and candidate-count probes rank with. Its counts start at zero.
+
+        Raises:
+            ConfigError: ``n_candidates`` outside 1-26.
+        """
+        n = self.config.n_candidates if n_candidates is None else n_candidates
+        twin = type(self)(
+            self.retriever, ranker or self.ranker, n_candidates=n, runtime=self.runtime
+        )
+        twin.share_catalogue(self)
+        twin._texts, twin._profiles = self._texts, self._profiles
+        return twin
+
     def score_candidates(
         self,
         users: np.ndarray,
@@ -184,6 +213,14 @@ class TwoStage(Recommender):
         scores = self.ranker.rank(users_arr, hist, cands, profiles=profiles)
         self._count(len(users_arr), len(users_arr), 0)
         return scores
+
+    def _retrieved(self, users: np.ndarray, history: UserHistory) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, n_items)`` float32 retriever scores with seen items at -inf, and the
+        ``(n, n_items)`` bool mask of those seen items."""
+        base = np.asarray(self.retriever.score(users, history), dtype=np.float32).copy()
+        seen_mask = _seen(users, history, self.n_items)
+        base[seen_mask] = -np.inf
+        return base, seen_mask
 
     @classmethod
     def nested_models(cls, config: ModelConfig) -> list[str]:
