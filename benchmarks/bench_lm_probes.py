@@ -43,15 +43,12 @@ def main() -> None:
         model = build_model(entry, config.seed)
         model.fit(ctx.split.train, ctx.split.valid)
         tic = time.perf_counter()
-        ev = config.eval
         result = evaluate_protocol(
             model,
             ctx.split,
+            config.eval,
+            entry.protocol,
             phase="test",
-            protocol=entry.protocol,
-            ks=ev.ks,
-            n_negatives=ev.n_negatives,
-            sampling=ev.sampling,
             seed=config.seed,
             users=users,
         )

@@ -15,7 +15,7 @@ from llmrec.compare.validity import run_validity
 from llmrec.data.dataset import UserHistory
 from llmrec.errors import ConfigError
 from llmrec.eval.protocols import truth_for
-from llmrec.experiment import SplitConfig, evaluate_protocol, split_data
+from llmrec.experiment import EvalOptions, SplitConfig, evaluate_protocol, split_data
 from llmrec.lm.fake import FakeLM
 from llmrec.models.popularity import Popularity
 from llmrec.models.query import QueryProfiles
@@ -84,11 +84,9 @@ def _run(entry: CompareEntry, model: TwoStage, ctx: StageContext) -> dict[str, A
     result = evaluate_protocol(
         model,
         ctx.split,
+        EvalOptions(ks=[10, 20], n_negatives=9, sampling="uniform"),
+        entry.protocol,
         phase="test",
-        protocol=entry.protocol,
-        ks=[10, 20],
-        n_negatives=9,
-        sampling="uniform",
         seed=ctx.config.seed,
         users=ctx.probe_users,
     )
