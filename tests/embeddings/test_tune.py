@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmrec.compare.measure import tuning_cost
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import leave_one_out
 from llmrec.errors import ConfigError
@@ -197,6 +198,9 @@ def test_tuned_text_knn_reports_cost_and_round_trips(tiny_encoder, split, tmp_pa
     assert cost["tokens_seen"] > 128 and cost["weights_bytes"] > 0 and cost["cached"] == 0
     assert cost["cpu_seconds"] > 0 and cost["device"] == "cpu"
     assert zero.diagnostics() == {}
+    # what compare's report puts beside the gain
+    spent = {"tune_cpu_s": cost["cpu_seconds"], "tune_tokens": float(cost["tokens_seen"])}
+    assert tuning_cost(model) == spent and tuning_cost(zero) == {}
     folder = model.save(tmp_path / "knn")
     assert (folder / ENCODER_DIR / "model.safetensors").is_file()
     assert (folder / ENCODER_DIR / TUNING_FILE).is_file()
