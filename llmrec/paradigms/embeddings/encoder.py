@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from llmrec import progress
 from llmrec.data.dataset import Dataset
@@ -216,9 +217,10 @@ class TextEncodingConfig(BaseModel):
     @model_validator(mode="after")
     def _tunable(self) -> TextEncodingConfig:
         if self.tune is not None and backend_of(self.encoder) != "st":
-            raise ValueError(
-                "tune needs a sentence-transformers encoder (minilm-l6 or st:PATH), "
-                f"not {self.encoder!r}"
+            raise PydanticCustomError(  # no "Value error," before the message
+                "tune_encoder",
+                "tune needs a sentence-transformers encoder (minilm-l6 or st:PATH), not {spec}",
+                {"spec": repr(self.encoder)},
             )
         return self
 
