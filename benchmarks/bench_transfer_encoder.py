@@ -51,6 +51,7 @@ def evaluate_model(name: str, model: Any, split: Any, args: argparse.Namespace) 
     fit_s, fit_cpu_s = time.perf_counter() - tic, time.process_time() - cpu
     result = evaluate(model, split, phase="test", ks=(10, 20))
     cold = cold_item_mask(result, split, max_item_count=args.max_item_count)
+    wide = cold_item_mask(result, split, max_item_count=args.wide_item_count)
     row: dict[str, Any] = {
         "model": name,
         "params": model.config.model_dump(mode="json"),
@@ -59,11 +60,14 @@ def evaluate_model(name: str, model: Any, split: Any, args: argparse.Namespace) 
         "cold_ndcg@10": result.slice(cold)["ndcg@10"],
         "cold_recall@10": result.slice(cold)["recall@10"],
         "cold_users": int(cold.sum()),
+        "wide_ndcg@10": result.slice(wide)["ndcg@10"],
+        "wide_users": int(wide.sum()),
         "fit_s": fit_s,
         "fit_cpu_s": fit_cpu_s,
         "_users": result.users,
         "_ndcg": result.per_user["ndcg@10"],
         "_cold": cold,
+        "_wide": wide,
     }
     tuning = model.diagnostics().get("tuning")
     if tuning:
@@ -115,16 +119,17 @@ def sasrec_rows(split: Any, args: argparse.Namespace, runtime: Any) -> list[dict
 
 
 def paired(a: dict[str, Any], b: dict[str, Any], mask: str | None = None) -> dict[str, Any]:
-    """A minus B on NDCG@10 over the same users (``mask``: only A's ``_cold`` users)."""
+    """A minus B on NDCG@10 over the same users (``mask``: only A's ``_cold`` or ``_wide``
+    users)."""
     from llmrec.eval.stats import paired_test
 
     assert np.array_equal(a["_users"], b["_users"])
-    keep = a["_cold"] if mask == "cold" else np.ones(len(a["_users"]), dtype=bool)
+    keep = a[f"_{mask}"] if mask else np.ones(len(a["_users"]), dtype=bool)
     test = paired_test(a["_ndcg"][keep], b["_ndcg"][keep], seed=0)
     out = {
         "a": a["model"],
         "b": b["model"],
-        "users": "cold items" if mask else "all",
+        "users": {"cold": "cold items", "wide": "items <= 20"}.get(mask or "", "all"),
         "mean_a": float(a["_ndcg"][keep].mean()),
         "mean_b": float(b["_ndcg"][keep].mean()),
         "diff": test.mean_diff,
@@ -146,6 +151,7 @@ def tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.append(paired(r, by["textknn"]))
             if "itemknn" in by:
                 out.append(paired(r, by["itemknn"], "cold"))
+                out.append(paired(r, by["itemknn"], "wide"))
         if r["model"].startswith("lm-sasrec-tuned") and "sasrec" in by:
             out.append(paired(r, by["sasrec"]))
     return out
@@ -153,9 +159,9 @@ def tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def table(record: dict[str, Any]) -> str:
     lines = [
-        "| model | NDCG@10 | Recall@10 | cold NDCG@10 | cold users | fit s | tuning CPU s | "
-        "pairs | tokens seen | weights MB |",
-        "|---" * 10 + "|",
+        "| model | NDCG@10 | Recall@10 | cold NDCG@10 | cold users | NDCG@10 items ≤ 20 | fit s | "
+        "tuning CPU s | pairs | tokens seen | weights MB |",
+        "|---" * 11 + "|",
     ]
     for r in record["models"]:
         t = r.get("tuning") or {}
@@ -167,7 +173,8 @@ def table(record: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {r['model']} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | "
-            f"{r['cold_ndcg@10']:.4f} | {r['cold_users']} | {r['fit_s']:.0f} | {cost} |"
+            f"{r['cold_ndcg@10']:.4f} | {r['cold_users']} | {r['wide_ndcg@10']:.4f} | "
+            f"{r['fit_s']:.0f} | {cost} |"
         )
     head = "| A | B | users | A NDCG@10 | B NDCG@10 | A − B [95% CI] | p |"
     lines += ["", head, "|---" * 7 + "|"]
@@ -187,6 +194,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "users": row["_users"].tolist(),
         "ndcg@10": row["_ndcg"].tolist(),
         "cold": row["_cold"].tolist(),
+        "wide": row["_wide"].tolist(),
     }
     return out
 
@@ -203,6 +211,7 @@ def _merge(path: Path, fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
         old["_users"] = np.asarray(per["users"], dtype=np.int64)
         old["_ndcg"] = np.asarray(per["ndcg@10"], dtype=np.float64)
         old["_cold"] = np.asarray(per["cold"], dtype=bool)
+        old["_wide"] = np.asarray(per["wide"], dtype=bool)
         kept.append(old)
     return kept + fresh
 
@@ -218,6 +227,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sasrec-epochs", type=int, default=None, help="cap (smoke tests)")
     parser.add_argument("--max-item-count", type=int, default=5)
+    parser.add_argument("--wide-item-count", type=int, default=20, help="a wider cold slice")
     parser.add_argument("--cache-dir", default=None, help="LM cache (default: a fresh temp dir)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -241,6 +251,7 @@ def main() -> None:
         "dataset": "ml-100k, leave-one-out by time, full ranking",
         "item_template": TEMPLATE,
         "cold_items_definition": f"test item with <= {args.max_item_count} training interactions",
+        "wide_definition": f"test item with <= {args.wide_item_count} training interactions",
         "args": {k: v for k, v in vars(args).items() if k != "out"},
         "models": [_public(r) for r in rows],
         "paired": tests(rows),
