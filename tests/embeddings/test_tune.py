@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmrec.compare.evidence import is_seeded
 from llmrec.compare.measure import tuning_cost
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import leave_one_out
@@ -174,6 +175,12 @@ def test_pairs_follow_the_histories_and_the_draw_is_seeded():
     assert len(a.anchors) == 20 and a.n_available == 40 * 7
     assert a.anchors == b.anchors and a.positives == b.positives
     assert (a.anchors, a.positives) != (c.anchors, c.positives)
+
+
+def test_a_tuned_entry_is_run_on_every_seed_of_a_compare():
+    assert is_seeded("textknn", {"encoder": "minilm-l6", "tune": {}})
+    assert not is_seeded("textknn", {"encoder": "minilm-l6"})
+    assert not is_seeded("textknn", {"tune": {"seed": 3}})  # a fixed tuning seed
 
 
 def test_tuning_needs_a_sentence_transformers_encoder():
