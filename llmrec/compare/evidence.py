@@ -53,8 +53,10 @@ class PerUser:
 
 
 def is_seeded(model: str, params: dict[str, Any]) -> bool:
-    """Whether an entry's fit depends on its seed (its numbers move from seed to seed)."""
-    return model in SEEDED_MODELS
+    """Whether an entry's fit depends on its seed (its numbers move from seed to seed): the
+    trained models, and any text model whose encoder is tuned with the model's seed."""
+    tune = params.get("tune")
+    return model in SEEDED_MODELS or (isinstance(tune, dict) and tune.get("seed") is None)
 
 
 def seed_dir(out_dir: Path, name: str, seed: int) -> Path:

@@ -6,6 +6,7 @@ Everything here asks the model through its public hooks (:meth:`Recommender.lang
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -32,6 +33,7 @@ __all__ = [
     "ranker_stats",
     "save_model",
     "training_summary",
+    "tuning_cost",
 ]
 
 #: the usage counters summed over a model's LMs
@@ -157,6 +159,18 @@ def training_summary(model: Recommender) -> dict[str, Any]:
         "best_epoch": int(log.best_epoch),
         "best_valid_ndcg@10": float(log.best_score),
         "time_to_best_s": float(log.time_to_best_s),
+    }
+
+
+def tuning_cost(model: Recommender) -> dict[str, float]:
+    """What adapting an LM in ``fit`` cost (``tune_cpu_s``, ``tune_tokens``), read from the
+    ``tuning`` entry of the model's diagnostics; empty for a model that tuned nothing."""
+    tuning = model.diagnostics().get("tuning")
+    if not isinstance(tuning, dict):
+        return {}
+    return {
+        "tune_cpu_s": float(tuning.get("cpu_seconds", math.nan)),
+        "tune_tokens": float(tuning.get("tokens_seen", math.nan)),
     }
 
 

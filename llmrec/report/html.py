@@ -241,6 +241,7 @@ def _fmt(value: Any, key: str) -> str:
         "lm_calls_per_1k",
         "lm_tokens_per_1k",
         "fit_lm_tokens",
+        "tune_tokens",
         "peak_delta_mb",
         "throughput_users_s",
     ):

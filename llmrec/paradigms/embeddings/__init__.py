@@ -3,7 +3,8 @@
 A language model encodes item and user text into vectors; conventional recommenders consume
 them: :class:`TextKNN` (nearest items to the user's history), :class:`LMSASRec` (SASRec over an
 item table adapted from the LM vectors) and :class:`UserTower` (the user's own text, for users
-without history). The encoder is one config value (``encoder="minilm-l6"``).
+without history). The encoder is one config value (``encoder="minilm-l6"``); ``tune:``
+(:class:`EncoderTuneConfig`) tunes it on the training split first.
 
 Torch is imported only when :class:`LMSASRec` is used; faiss only when an index is built.
 """
@@ -23,11 +24,14 @@ from llmrec.paradigms.embeddings.text_views import (
     UserView,
     truncate_to_tokens,
 )
+from llmrec.paradigms.embeddings.tune import EncoderTuneConfig, EncoderTuneReport, TunedEncoder
 from llmrec.paradigms.embeddings.user_tower import UserTower, UserTowerConfig
 
 __all__ = [
     "EncodeInfo",
     "EncoderConfig",
+    "EncoderTuneConfig",
+    "EncoderTuneReport",
     "IndexConfig",
     "ItemView",
     "LMSASRec",
@@ -37,6 +41,7 @@ __all__ = [
     "TextKNNConfig",
     "TextModelConfig",
     "TruncatedTexts",
+    "TunedEncoder",
     "UserTower",
     "UserTowerConfig",
     "UserView",

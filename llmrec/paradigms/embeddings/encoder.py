@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from llmrec import progress
 from llmrec.config import StrictConfig, make_config
@@ -33,6 +34,7 @@ from llmrec.lm.registry import backend_of
 from llmrec.models.base import ModelConfig
 from llmrec.paradigms.embeddings.index import normalize
 from llmrec.paradigms.embeddings.text_views import ItemView, truncate_to_tokens
+from llmrec.paradigms.embeddings.tune import EncoderTuneConfig, TunedEncoder
 from llmrec.runtime import RuntimeOptions, lm_backend_options
 
 if TYPE_CHECKING:
@@ -114,11 +116,14 @@ def encoder_lm(
     runtime: RuntimeOptions | None,
     lm: LanguageModel | None = None,
     lm_pool: LMPool | None = None,
+    tuned: TunedEncoder | None = None,
 ) -> LanguageModel:
-    """The LM a model encodes its texts with: ``lm`` when it was handed one, else the one
-    ``config.encoder`` names, from ``lm_pool`` (what :meth:`Recommender.language_models`
-    reports, so that its usage can be counted)."""
-    return lm if lm is not None else load_encoder(config.encoder_settings(runtime), lm_pool)
+    """The LM a model encodes its texts with: ``lm`` when it was handed one, else ``tuned``
+    (the encoder tuned in its fit) or the one ``config.encoder`` names, from ``lm_pool``
+    (what :meth:`Recommender.language_models` reports, so that its usage can be counted)."""
+    if lm is not None:
+        return lm
+    return load_encoder(config.encoder_settings(runtime, tuned), lm_pool)
 
 
 def _cache_dir(settings: EncoderConfig) -> Path | None:
@@ -211,7 +216,11 @@ class TextEncodingConfig(StrictConfig):
         item_fields: fields joined when there is no template (``None``: all).
         max_tokens: token budget per text (``None``: the encoder's context length).
         encode_batch_size: texts per LM forward.
-        cache: keep encodings on disk (in the runtime options' ``cache_dir``).
+        cache: keep encodings on disk (in the runtime options' ``cache_dir``), and tuned
+            weights too.
+        tune: tune the encoder contrastively on the training split in ``fit`` before encoding
+            (:mod:`~llmrec.paradigms.embeddings.tune`; ``None``: zero-shot). Sentence-transformers
+            encoders only.
 
     Where the cache lives, progress bars and backend options (device, dtype, threads) are
     runtime options (:class:`~llmrec.runtime.RuntimeOptions`), given to
@@ -225,19 +234,38 @@ class TextEncodingConfig(StrictConfig):
     max_tokens: int | None = Field(default=None, ge=1)
     encode_batch_size: int = Field(default=64, ge=1)
     cache: bool = True
+    tune: EncoderTuneConfig | None = None
 
-    def encoder_settings(self, runtime: RuntimeOptions | None = None) -> EncoderConfig:
-        """The encoder these fields name, run as ``runtime`` says (default options)."""
+    @model_validator(mode="after")
+    def _tunable(self) -> TextEncodingConfig:
+        if self.tune is not None and backend_of(self.encoder) != "st":
+            raise PydanticCustomError(  # no "Value error," before the message
+                "tune_encoder",
+                "tune needs a sentence-transformers encoder (minilm-l6 or st:PATH), not {spec}",
+                {"spec": repr(self.encoder)},
+            )
+        return self
+
+    def encoder_settings(
+        self, runtime: RuntimeOptions | None = None, tuned: TunedEncoder | None = None
+    ) -> EncoderConfig:
+        """The encoder these fields name (``tuned`` instead, when given), run as ``runtime``
+        says (default options)."""
         rt = runtime or RuntimeOptions()
+        identity = {} if tuned is None else {"model_id": tuned.model_id}
         return EncoderConfig(
-            encoder=self.encoder,
+            encoder=self.encoder if tuned is None else tuned.spec,
             pooling=self.pooling,
             max_tokens=self.max_tokens,
             batch_size=self.encode_batch_size,
             cache=self.cache,
             cache_dir=rt.cache_dir,
             progress=rt.progress,
-            lm_options={**rt.lm_options, **lm_backend_options(rt, backend_of(self.encoder))},
+            lm_options={
+                **rt.lm_options,
+                **lm_backend_options(rt, backend_of(self.encoder)),
+                **identity,
+            },
             runtime=rt,
         )
 
@@ -256,10 +284,33 @@ def encode_items(
     lm: LanguageModel | None = None,
     lm_pool: LMPool | None = None,
     runtime: RuntimeOptions | None = None,
+    tuned: TunedEncoder | None = None,
 ) -> tuple[np.ndarray, EncodeInfo]:
     """``(n_items, dim)`` float32 unit vectors of ``data``'s item texts, as ``config`` says,
-    through ``lm`` or the LM ``config.encoder`` names (from ``lm_pool``), run as ``runtime``
-    says."""
+    through ``lm``, else ``tuned``, else the LM ``config.encoder`` names (from ``lm_pool``), run
+    as ``runtime`` says."""
     texts = config.item_view().render(data)
-    encoder = TextEncoder(config.encoder_settings(runtime), lm=lm, lm_pool=lm_pool)
+    encoder = TextEncoder(config.encoder_settings(runtime, tuned), lm=lm, lm_pool=lm_pool)
     return encoder.encode(texts, desc="encoding items")
+
+
+def tune_for(
+    config: TextEncodingConfig,
+    train: Dataset,
+    *,
+    seed: int,
+    runtime: RuntimeOptions | None = None,
+) -> TunedEncoder | None:
+    """The encoder ``config.tune`` asks for, tuned on ``train`` (pairs of its item texts as
+    ``config`` renders them; ``seed`` unless ``tune.seed`` is set); ``None`` for a zero-shot
+    config. Tuned weights are cached beside the encodings when ``config.cache`` is on."""
+    if config.tune is None:
+        return None
+    from llmrec.paradigms.embeddings.tune_train import tune_encoder
+
+    rt = runtime or RuntimeOptions()
+    cache = _cache_dir(config.encoder_settings(rt))
+    texts = config.item_view().render(train)
+    return tune_encoder(
+        config.encoder, texts, train, config.tune, seed=seed, runtime=rt, cache_dir=cache
+    )

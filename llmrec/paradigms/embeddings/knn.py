@@ -31,8 +31,19 @@ from llmrec.lm.base import LanguageModel
 from llmrec.lm.pool import LMPool
 from llmrec.models.base import Recommender
 from llmrec.models.saved import FLOAT, expect
-from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, encoder_lm
+from llmrec.paradigms.embeddings.encoder import (
+    TextModelConfig,
+    encode_items,
+    encoder_lm,
+    tune_for,
+)
 from llmrec.paradigms.embeddings.index import IndexConfig, VectorIndex, normalize
+from llmrec.paradigms.embeddings.tune import (
+    TunedEncoder,
+    restore_tuned,
+    save_tuned,
+    tuning_diagnostics,
+)
 
 INDEX_FILE = "items.faiss"
 
@@ -75,15 +86,23 @@ class TextKNN(Recommender):
         self.item_vectors: np.ndarray | None = None
         self.index: VectorIndex | None = None
         self.fit_info: dict[str, float] = {}
+        self.tuned: TunedEncoder | None = None
         self._lms: list[LanguageModel] = []
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
-        """Encode every item's text (interactions play no part beyond the fallback)."""
+        """Encode every item's text (interactions play no part beyond the fallback, and the
+        encoder's tuning when ``tune`` is set)."""
         self._remember_catalogue(train)
+        self.tuned = tune_for(self.config, train, seed=self.config.seed, runtime=self.runtime)
         vectors, info = encode_items(
-            self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+            self.config,
+            train,
+            lm=self._lm,
+            lm_pool=self._lm_pool,
+            runtime=self.runtime,
+            tuned=self.tuned,
         )
-        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
+        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool, self.tuned)]
         self.item_vectors = vectors
         self.fit_info = info.as_dict()
         self.index = self._build_index(vectors)
@@ -92,6 +111,10 @@ class TextKNN(Recommender):
     def language_models(self) -> list[LanguageModel]:
         """The encoder the last :meth:`fit` encoded the items with."""
         return list(self._lms)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What tuning the encoder cost, when it was tuned."""
+        return tuning_diagnostics(self.tuned)
 
     def _build_index(self, vectors: np.ndarray) -> VectorIndex:
         index = VectorIndex(self.config.index)
@@ -142,12 +165,15 @@ class TextKNN(Recommender):
         return VectorIndex(self.config.index).resolve_kind(self.n_items) == "flat"
 
     def _save_files(self, folder: Path) -> None:
-        """``items.faiss`` beside the arrays, for an approximate index."""
+        """``items.faiss`` beside the arrays, for an approximate index; the tuned encoder in
+        ``encoder/``."""
         if self.index is not None and len(self.index):
             self.index.save(folder / INDEX_FILE)
+        save_tuned(self.tuned, folder)
 
     def _load_files(self, folder: Path) -> None:
         """Read the saved faiss index instead of rebuilding it (minutes at 1M items)."""
+        self.tuned = restore_tuned(folder, self.config.tune)
         if (folder / INDEX_FILE).is_file():
             index = VectorIndex.load(folder / INDEX_FILE)
             assert self.item_vectors is not None

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -30,7 +31,18 @@ from llmrec.lm.base import LanguageModel
 from llmrec.lm.pool import LMPool
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import FLOAT, NUMBER, expect
-from llmrec.paradigms.embeddings.encoder import TextModelConfig, encode_items, encoder_lm
+from llmrec.paradigms.embeddings.encoder import (
+    TextModelConfig,
+    encode_items,
+    encoder_lm,
+    tune_for,
+)
+from llmrec.paradigms.embeddings.tune import (
+    TunedEncoder,
+    restore_tuned,
+    save_tuned,
+    tuning_diagnostics,
+)
 
 
 class LMSASRecConfig(SASRecConfig, TextModelConfig):
@@ -73,14 +85,22 @@ class LMSASRec(SASRec):
         self._text: np.ndarray | None = None
         self._has_id: np.ndarray | None = None
         self.fit_info: dict[str, float] = {}
+        self.tuned: TunedEncoder | None = None
         self._lms: list[LanguageModel] = []
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
-        """Encode and whiten the item texts, then train SASRec around the adaptor."""
+        """Tune the encoder on ``train`` when ``tune`` is set; encode and whiten the item
+        texts, then train SASRec around the adaptor."""
+        self.tuned = tune_for(self.config, train, seed=self.config.seed, runtime=self.runtime)
         vectors, info = encode_items(
-            self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+            self.config,
+            train,
+            lm=self._lm,
+            lm_pool=self._lm_pool,
+            runtime=self.runtime,
+            tuned=self.tuned,
         )
-        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
+        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool, self.tuned)]
         self._text = whiten(vectors, self.config.whiten_dim)
         self._has_id = train.item_popularity() >= self.config.id_min_count
         self.fit_info = info.as_dict()
@@ -89,6 +109,19 @@ class LMSASRec(SASRec):
     def language_models(self) -> list[LanguageModel]:
         """The encoder the last :meth:`fit` encoded the items with."""
         return list(self._lms)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What tuning the encoder cost, when it was tuned."""
+        return tuning_diagnostics(self.tuned)
+
+    def _save_files(self, folder: Path) -> None:
+        """The tuned encoder in ``encoder/`` (the vectors are in the state)."""
+        super()._save_files(folder)
+        save_tuned(self.tuned, folder)
+
+    def _load_files(self, folder: Path) -> None:
+        super()._load_files(folder)
+        self.tuned = restore_tuned(folder, self.config.tune)
 
     def _build_net(self) -> Any:
         """The network, its item table made from the whitened text vectors."""

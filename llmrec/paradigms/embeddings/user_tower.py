@@ -40,8 +40,15 @@ from llmrec.paradigms.embeddings.encoder import (
     TextModelConfig,
     encode_items,
     encoder_lm,
+    tune_for,
 )
 from llmrec.paradigms.embeddings.text_views import UserView
+from llmrec.paradigms.embeddings.tune import (
+    TunedEncoder,
+    restore_tuned,
+    save_tuned,
+    tuning_diagnostics,
+)
 
 
 class UserTowerConfig(TextModelConfig):
@@ -91,6 +98,7 @@ class UserTower(Recommender):
         self._titles: list[str] = []
         self._encoder: TextEncoder | None = None
         self.fit_info: dict[str, float] = {}
+        self.tuned: TunedEncoder | None = None
         self._lms: list[LanguageModel] = []
 
     @property
@@ -104,7 +112,9 @@ class UserTower(Recommender):
     def encoder(self) -> TextEncoder:
         if self._encoder is None:
             self._encoder = TextEncoder(
-                self.config.encoder_settings(self.runtime), lm=self._lm, lm_pool=self._lm_pool
+                self.config.encoder_settings(self.runtime, self.tuned),
+                lm=self._lm,
+                lm_pool=self._lm_pool,
             )
         return self._encoder
 
@@ -117,12 +127,16 @@ class UserTower(Recommender):
         return list({id(lm): lm for lm in lms}.values())
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
-        """Encode the item texts and keep the user profiles and item titles as text."""
+        """Tune the encoder on ``train`` when ``tune`` is set; encode the item texts and keep
+        the user profiles and item titles as text (users are encoded by the same encoder)."""
         self._remember_catalogue(train)
+        self.tuned = tune_for(self.config, train, seed=self.config.seed, runtime=self.runtime)
+        self._encoder = None
+        rt, tuned = self.runtime, self.tuned
         self.item_vectors, info = encode_items(
-            self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
+            self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=rt, tuned=tuned
         )
-        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool)]
+        self._lms = [encoder_lm(self.config, rt, self._lm, self._lm_pool, tuned)]
         self.fit_info = info.as_dict()
         self._profiles = self.view.profiles(train.user_attrs)
         field = self.config.title_field
@@ -157,6 +171,10 @@ class UserTower(Recommender):
     def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
         return self.score_with_profiles(users, history, None)
 
+    def diagnostics(self) -> dict[str, Any]:
+        """What tuning the encoder cost, when it was tuned."""
+        return tuning_diagnostics(self.tuned)
+
     def score_with_profiles(
         self, users: np.ndarray, history: UserHistory, profiles: QueryProfiles | None
     ) -> np.ndarray:
@@ -184,6 +202,7 @@ class UserTower(Recommender):
         """Item titles and user profiles go to ``texts.json`` (arrays stay in the state)."""
         texts = {"titles": self._titles, "profiles": self._profiles}
         atomic_write_text(folder / TEXTS_FILE, dumps_json(texts))
+        save_tuned(self.tuned, folder)
 
     def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Item vectors ``(n_items, dim)``; in the old layout also titles (one per item) and
@@ -201,6 +220,9 @@ class UserTower(Recommender):
             self._titles = _array_text(state["titles_json"], "titles_json")
 
     def _load_files(self, folder: Path) -> None:
+        # users are encoded at query time: by the tuned encoder the folder holds, if tuned
+        self.tuned = restore_tuned(folder, self.config.tune)
+        self._encoder = None
         if self._titles:  # read from the old layout by _load_state
             return
         path = folder / TEXTS_FILE

@@ -16,7 +16,14 @@ from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.lm.pool import LMPool
-from llmrec.paradigms.embeddings.encoder import TextEncodingConfig, encode_items, encoder_lm
+from llmrec.paradigms.embeddings.encoder import (
+    TextEncodingConfig,
+    encode_items,
+    encoder_lm,
+    load_encoder,
+    tune_for,
+)
+from llmrec.paradigms.embeddings.tune import EncoderTuneConfig, TunedEncoder
 from llmrec.paradigms.tokens.quantize import (
     RQVAE,
     RQKMeans,
@@ -101,14 +108,41 @@ def encoder_for(
     lm: LanguageModel | None,
     lm_pool: LMPool | None = None,
     runtime: RuntimeOptions | None = None,
+    tuned: TunedEncoder | None = None,
 ) -> LanguageModel | None:
-    """The LM :func:`make_semantic_ids` encodes with: ``lm``, else the one ``cfg.encoder`` names
-    (from ``lm_pool``, loaded now if needed); ``None`` when a saved table (``cfg.semantic_ids``)
-    makes encoding needless. Models keep it so that its usage can be counted
-    (``Recommender.language_models``)."""
+    """The LM :func:`make_semantic_ids` encodes with: ``tuned`` when given, else ``lm``, else
+    the one ``cfg.encoder`` names (from ``lm_pool``, loaded now if needed); ``None`` when a
+    saved table (``cfg.semantic_ids``) makes encoding needless. Models keep it so that its
+    usage can be counted (``Recommender.language_models``)."""
+    if tuned is not None:
+        return load_encoder(cfg.encoder_settings(runtime, tuned), lm_pool)
     if lm is None and cfg.semantic_ids is not None:
         return None
     return encoder_lm(cfg, runtime, lm, lm_pool)
+
+
+def fit_semantic_ids(
+    train: Dataset,
+    cfg: SemanticIDConfig,
+    seed: int,
+    *,
+    lm: LanguageModel | None,
+    lm_pool: LMPool | None,
+    runtime: RuntimeOptions | None,
+) -> tuple[SemanticIDs, LanguageModel | None, TunedEncoder | None]:
+    """``(semantic IDs of train's items, the LM that encoded them, the tuned encoder)``: the
+    encoder is tuned on ``train`` first when ``cfg.tune`` is set and no saved table is named."""
+    tuned = None
+    if cfg.semantic_ids is None:
+        tuned = tune_for(cfg, train, seed=seed, runtime=runtime)
+    lm = encoder_for(cfg, lm, lm_pool, runtime, tuned)
+    ids = make_semantic_ids(train, cfg, seed, lm=lm, lm_pool=lm_pool, runtime=runtime)
+    return ids, lm, tuned
+
+
+def saved_tune(cfg: SemanticIDConfig) -> EncoderTuneConfig | None:
+    """The tuning a saved model's folder must hold an encoder for (none with a saved table)."""
+    return cfg.tune if cfg.semantic_ids is None else None
 
 
 def make_semantic_ids(

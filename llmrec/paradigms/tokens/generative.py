@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -40,7 +41,13 @@ from llmrec.models._torch import (
 )
 from llmrec.models.base import Recommender
 from llmrec.models.trainlog import TrainLog
-from llmrec.paradigms.tokens._ids import SemanticIDConfig, encoder_for, make_semantic_ids
+from llmrec.paradigms.embeddings.tune import (
+    TunedEncoder,
+    restore_tuned,
+    save_tuned,
+    tuning_diagnostics,
+)
+from llmrec.paradigms.tokens._ids import SemanticIDConfig, fit_semantic_ids, saved_tune
 from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
 
 if TYPE_CHECKING:
@@ -150,6 +157,7 @@ class GenerativeRetrieval(Recommender):
         self._net: Any = None
         self._trie: Trie | None = None
         self._lm, self._lm_pool = lm, lm_pool
+        self.tuned: TunedEncoder | None = None
         self.decode_stats: dict[str, int] = {"users": 0, "beams": 0, "invalid": 0}
         self.train_log: TrainLog | None = None
 
@@ -184,8 +192,7 @@ class GenerativeRetrieval(Recommender):
         cfg = self.config
         self._remember_catalogue(train)
         if self.ids is None or self.ids.n_items != train.n_items:
-            self._lm = encoder_for(cfg, self._lm, self._lm_pool, self.runtime)
-            self.ids = make_semantic_ids(
+            self.ids, self._lm, self.tuned = fit_semantic_ids(
                 train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
             )
         self._trie = Trie(self.ids.codes, max(self.ids.vocab_sizes))
@@ -424,9 +431,17 @@ class GenerativeRetrieval(Recommender):
         return scores
 
     def diagnostics(self) -> dict[str, Any]:
-        """Semantic-ID diagnostics and the decode counters so far."""
+        """Semantic-ID diagnostics, the decode counters so far and what tuning cost."""
         assert self.ids is not None
-        return {"ids": self.ids.diagnostics.as_dict(), "decode": dict(self.decode_stats)}
+        out = {"ids": self.ids.diagnostics.as_dict(), "decode": dict(self.decode_stats)}
+        return out | tuning_diagnostics(self.tuned)
+
+    def _save_files(self, folder: Path) -> None:
+        """The tuned encoder in ``encoder/`` (the semantic IDs are in the state)."""
+        save_tuned(self.tuned, folder)
+
+    def _load_files(self, folder: Path) -> None:
+        self.tuned = restore_tuned(folder, saved_tune(self.config))
 
     # --- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

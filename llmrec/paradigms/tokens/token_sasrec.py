@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -30,7 +31,13 @@ from llmrec.lm.pool import LMPool
 from llmrec.models._torch import torch_session
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import INTEGER, expect
-from llmrec.paradigms.tokens._ids import SemanticIDConfig, encoder_for, make_semantic_ids
+from llmrec.paradigms.embeddings.tune import (
+    TunedEncoder,
+    restore_tuned,
+    save_tuned,
+    tuning_diagnostics,
+)
+from llmrec.paradigms.tokens._ids import SemanticIDConfig, fit_semantic_ids, saved_tune
 from llmrec.paradigms.tokens.quantize import SemanticIDs, semantic_ids_from_state
 
 
@@ -71,6 +78,7 @@ class TokenSASRec(SASRec):
         self.tag_index: np.ndarray | None = None  # (n_items, max_tags) int64, -1 = none
         self.tag_vocab: list[str] = []
         self._lm, self._lm_pool = lm, lm_pool
+        self.tuned: TunedEncoder | None = None
         super().__init__(config, **overrides)
         if tags is not None:
             self.tag_vocab = sorted({t for item in tags for t in item})
@@ -84,6 +92,19 @@ class TokenSASRec(SASRec):
         """The LM the item texts were encoded with for the semantic IDs (none when they were
         given or loaded)."""
         return [self._lm] if self._lm is not None else []
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What tuning the encoder cost, when it was tuned."""
+        return tuning_diagnostics(self.tuned)
+
+    def _save_files(self, folder: Path) -> None:
+        """The tuned encoder in ``encoder/`` (the semantic IDs are in the state)."""
+        super()._save_files(folder)
+        save_tuned(self.tuned, folder)
+
+    def _load_files(self, folder: Path) -> None:
+        super()._load_files(folder)
+        self.tuned = restore_tuned(folder, saved_tune(self.config))
 
     def _build_net(self) -> Any:
         """SASRec's network with the item table replaced by summed code (and tag) embeddings."""
@@ -102,8 +123,7 @@ class TokenSASRec(SASRec):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         if self.ids is None or self.ids.n_items != train.n_items:
             cfg = self.config
-            self._lm = encoder_for(cfg, self._lm, self._lm_pool, self.runtime)
-            self.ids = make_semantic_ids(
+            self.ids, self._lm, self.tuned = fit_semantic_ids(
                 train, cfg, cfg.seed, lm=self._lm, lm_pool=self._lm_pool, runtime=self.runtime
             )
         if self.tag_index is not None and len(self.tag_index) != train.n_items:
