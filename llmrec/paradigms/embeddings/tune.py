@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmrec._io import atomic_write_text, dumps_json, read_json_object, staged_dir
+from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError
 
@@ -60,7 +61,7 @@ TUNING_FILE = "tuning.json"
 _ST_MODULES = ("sentence_transformers.",)
 
 
-class EncoderTuneConfig(BaseModel):
+class EncoderTuneConfig(StrictConfig):
     """How the encoder is tuned on the training split (``tune:`` in a text model's config).
 
     Attributes:
@@ -76,8 +77,6 @@ class EncoderTuneConfig(BaseModel):
         max_seq_length: token budget per text while training.
         seed: seed of the pair draw and the trainer; ``None`` is the model's ``seed``.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     pairs: Literal["co-interaction", "next-item"] = "co-interaction"
     window: int = Field(default=1, ge=1)
