@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -36,6 +37,13 @@ from llmrec.models.query import QueryProfiles
 from llmrec.paradigms.direct.grounding import Grounder
 from llmrec.paradigms.direct.prompts import Prompt, PromptBuilder, PromptConfig, user_profiles
 from llmrec.paradigms.direct.ranker_stats import RankerStats
+from llmrec.paradigms.direct.tuning import (
+    TuneConfig,
+    TuneReport,
+    load_tuned,
+    save_tuned,
+    tune_ranker,
+)
 
 __all__ = [
     "GenerationConfig",
@@ -81,10 +89,12 @@ class VerbaliserConfig(RankerConfig):
         candidate ``"N/A"``) from each prompt's label log-probabilities — contextual
         calibration (Zhao et al., 2021) against the model's preference for some labels.
         Costs one extra forward per candidate-list length, not per user.
+    tune: adapt the LM on the training split in :meth:`Ranker.fit` (``None``: zero-shot).
     """
 
     kind: Literal["verbaliser"] = "verbaliser"
     calibrate: bool = False
+    tune: TuneConfig | None = None
 
 
 class LikelihoodConfig(RankerConfig):
@@ -295,6 +305,22 @@ class VerbaliserRanker(Ranker):
     kind = "verbaliser"
     config_class = VerbaliserConfig
     config: VerbaliserConfig
+    tune_report: TuneReport | None = None
+
+    def fit(self, train: Dataset) -> Self:
+        """Bind ``train``; with ``tune`` set, adapt the LM on it too (:mod:`.tuning`)."""
+        super().fit(train)
+        if self.config.tune is not None:
+            self.tune_report = tune_ranker(self, train, self.config.tune)
+        return self
+
+    def save_tuned(self, folder: Path) -> None:
+        """The tuned weights (safetensors) and :class:`TuneReport` into ``folder``."""
+        save_tuned(self.lm, folder, self.tune_report)
+
+    def load_tuned(self, folder: Path) -> None:
+        """Apply the tuned weights :meth:`save_tuned` wrote to this ranker's LM."""
+        self.tune_report = load_tuned(self.lm, folder)
 
     def _rank_batch(self, prompts: list[Prompt]) -> np.ndarray:
         labels = prompts[0].labels
