@@ -17,6 +17,7 @@ from llmrec.paradigms.direct.rankers import (
     VerbaliserRanker,
     make_ranker,
 )
+from llmrec.paradigms.direct.tuning import TuneConfig, TuneReport
 from llmrec.paradigms.direct.two_stage import TwoStage, TwoStageConfig
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "Ranker",
     "RankerConfig",
     "RankerStats",
+    "TuneConfig",
+    "TuneReport",
     "TwoStage",
     "TwoStageConfig",
     "VerbaliserConfig",

@@ -23,13 +23,13 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal, Self
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from llmrec import progress
-from llmrec.config import StrictConfig, renamed_keys, validated
+from llmrec.config import validated
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.engine import engine_of
 from llmrec.errors import ConfigError, NotFittedError
@@ -40,10 +40,22 @@ from llmrec.paradigms.direct.prompts import (
     LABELS,
     Prompt,
     PromptBuilder,
-    PromptConfig,
     user_profiles,
 )
+from llmrec.paradigms.direct.ranker_config import (
+    GenerationConfig,
+    LikelihoodConfig,
+    RankerConfig,
+    RankerSpec,
+    VerbaliserConfig,
+)
 from llmrec.paradigms.direct.ranker_stats import RankerStats
+from llmrec.paradigms.direct.tuning import (
+    TuneReport,
+    load_tuned,
+    save_tuned,
+    tune_ranker,
+)
 
 __all__ = [
     "GenerationConfig",
@@ -61,73 +73,6 @@ __all__ = [
 
 _LABEL_INSTRUCTION = "Which candidate will the user choose next? Answer with its letter."
 _NEXT_INSTRUCTION = "Which item will the user choose next?"
-
-
-class RankerConfig(StrictConfig):
-    """Settings shared by every ranker.
-
-    Attributes:
-        lm: the LM spec for :func:`~llmrec.lm.registry.load_lm` (used when no LM instance is
-            given; also what a saved model reloads). Given an instance whose ``model_id`` is a
-            spec (``smollm2-135m``, ``openai:URL#MODEL``), it defaults to that id.
-        lm_options: options for ``load_lm``.
-        prompt: the prompt templates.
-        batch_size: users per LM call.
-    """
-
-    lm: str = "fake"
-    lm_options: dict[str, Any] = Field(default_factory=dict)
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
-    batch_size: int = Field(default=8, ge=1)
-
-
-class VerbaliserConfig(RankerConfig):
-    """Attributes:
-    calibrate: subtract the label prior of a content-free prompt (no history, every
-        candidate ``"N/A"``) from each prompt's label log-probabilities — contextual
-        calibration (Zhao et al., 2021) against the model's preference for some labels.
-        Costs one extra forward per candidate-list length, not per user.
-    """
-
-    kind: Literal["verbaliser"] = "verbaliser"
-    calibrate: bool = False
-
-
-class LikelihoodConfig(RankerConfig):
-    """Attributes:
-    show_candidates: also list the candidates in the prompt (costs tokens, adds position bias).
-    normalize: divide each log-likelihood by the continuation's token count (``normalise``,
-        the older spelling, is still read, with a :class:`DeprecationWarning`).
-    """
-
-    kind: Literal["likelihood"] = "likelihood"
-    show_candidates: bool = False
-    normalize: bool = True
-
-    @model_validator(mode="before")
-    @classmethod
-    def _older_spelling(cls, data: Any) -> Any:
-        return renamed_keys(data, {"normalise": "normalize"}, "likelihood ranker")
-
-
-class GenerationConfig(RankerConfig):
-    """Attributes:
-    top_n: how many candidates the LM is asked to list (the rest keep the given order).
-    answer: ask for titles (grounded by fuzzy match) or for index labels.
-    max_new_tokens: generation budget; ``None`` allows 16 tokens per title, 3 per label.
-    min_similarity: difflib ratio for a fuzzy title match.
-    """
-
-    kind: Literal["generation"] = "generation"
-    top_n: int = Field(default=5, ge=1, le=26)
-    answer: Literal["titles", "labels"] = "titles"
-    max_new_tokens: int | None = Field(default=None, ge=1)
-    min_similarity: float = Field(default=0.75, gt=0.0, le=1.0)
-
-
-RankerSpec = Annotated[
-    VerbaliserConfig | LikelihoodConfig | GenerationConfig, Field(discriminator="kind")
-]
 
 
 class Ranker(ABC):
@@ -339,6 +284,22 @@ class VerbaliserRanker(Ranker):
     kind = "verbaliser"
     config_class = VerbaliserConfig
     config: VerbaliserConfig
+    tune_report: TuneReport | None = None
+
+    def fit(self, train: Dataset) -> Self:
+        """Bind ``train``; with ``tune`` set, adapt the LM on it too (:mod:`.tuning`)."""
+        super().fit(train)
+        if self.config.tune is not None:
+            self.tune_report = tune_ranker(self, train, self.config.tune)
+        return self
+
+    def save_tuned(self, folder: Path) -> None:
+        """The tuned weights (safetensors) and :class:`TuneReport` into ``folder``."""
+        save_tuned(self.lm, folder, self.tune_report)
+
+    def load_tuned(self, folder: Path) -> None:
+        """Apply the tuned weights :meth:`save_tuned` wrote to this ranker's LM."""
+        self.tune_report = load_tuned(self.lm, folder)
 
     def _ask(self, prompts: list[Prompt]) -> np.ndarray:
         return self.lm.score_next_batch([p.score_text for p in prompts], prompts[0].labels)

@@ -15,9 +15,11 @@ Example::
     model.fit(split.train)
     recs = model.recommend(users, k=10, history=split.known_at_test())
 
-Saving writes the retriever into ``retriever/`` through its own ``save`` and the rendered item
-texts and user profiles into ``texts.json``; loading rebuilds the LM from ``ranker.lm`` (a
-registered spec such as ``smollm2-135m``). Folders of the old layout (everything in
+Saving writes the retriever into ``retriever/`` through its own ``save``, the rendered item
+texts and user profiles into ``texts.json`` and a tuned ranker's weights into ``ranker/``
+(LoRA adapters or the whole model, as safetensors: :mod:`~llmrec.paradigms.direct.tuning`);
+loading rebuilds the LM from ``ranker.lm`` (a registered spec such as ``smollm2-135m``) and
+applies those weights to it. Folders of the old layout (everything in
 ``state.safetensors``) still load.
 """
 
@@ -42,13 +44,20 @@ from llmrec.models.query import QueryProfiles
 from llmrec.models.registry import get_model_class, registered_model_class
 from llmrec.models.saved import BYTES, expect
 from llmrec.paradigms.direct.prompts import LABELS, user_profiles
-from llmrec.paradigms.direct.rankers import Ranker, RankerSpec, VerbaliserConfig, make_ranker
+from llmrec.paradigms.direct.rankers import (
+    Ranker,
+    RankerSpec,
+    VerbaliserConfig,
+    VerbaliserRanker,
+    make_ranker,
+)
 
 __all__ = ["MAX_LM_CANDIDATES", "TwoStage", "TwoStageConfig"]
 
 #: Sub-folder and file of a saved two-stage model.
 RETRIEVER_DIR = "retriever"
 TEXTS_FILE = "texts.json"
+RANKER_DIR = "ranker"
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +286,9 @@ class TwoStage(Recommender):
         self.retriever.save(folder / RETRIEVER_DIR)
         texts = {"texts": self._texts, "profiles": self._profiles}
         atomic_write_text(folder / TEXTS_FILE, dumps_json(texts))
+        tuned = self._tuned()
+        if tuned is not None:
+            tuned.save_tuned(folder / RANKER_DIR)
 
     def _check_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Only folders of the old layout hold arrays of their own: ``texts_json`` (bytes) and
@@ -293,7 +305,9 @@ class TwoStage(Recommender):
     def _load_files(self, folder: Path) -> None:
         if self._texts:  # read from the old layout by _load_state
             return
-        for part in (RETRIEVER_DIR, TEXTS_FILE):
+        tuned = self._tuned()
+        parts = (RETRIEVER_DIR, TEXTS_FILE, *((RANKER_DIR,) if tuned is not None else ()))
+        for part in parts:
             if not (folder / part).exists():
                 raise ConfigError(f"two_stage: {part} is missing (saved incompletely?)")
         retriever = registered_model_class(self.config.retriever).load(folder / RETRIEVER_DIR)
@@ -304,6 +318,15 @@ class TwoStage(Recommender):
             )
         self.retriever = retriever
         self._bind(_SavedTexts.from_json(read_json_object(folder / TEXTS_FILE, "item texts")))
+        if tuned is not None:
+            tuned.load_tuned(folder / RANKER_DIR)
+
+    def _tuned(self) -> VerbaliserRanker | None:
+        """The ranker when it adapts its LM (its tuned weights are saved in ``ranker/``)."""
+        ranker = self.ranker
+        if isinstance(ranker, VerbaliserRanker) and ranker.config.tune is not None:
+            return ranker
+        return None
 
     def _bind(self, saved: _SavedTexts) -> None:
         if len(saved.texts) != self.n_items:
