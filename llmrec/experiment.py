@@ -38,7 +38,7 @@ from llmrec.runtime import RuntimeOptions
 if TYPE_CHECKING:
     import numpy as np
 
-    from llmrec.eval.protocols import Phase
+    from llmrec.eval.protocols import Phase, SeenMask
     from llmrec.models.base import Recommender
 
 #: the largest cutoff a config may ask for: evaluation holds (users, max k) arrays
@@ -63,10 +63,19 @@ def check_cutoffs(ks: list[int]) -> list[int]:
 
 
 class SplitConfig(_Strict):
+    """Attributes:
+    core: k-core filtering before splitting (users and items with fewer interactions are
+        dropped until none is left; 0 = none; 5 is LlamaRec's "5-core").
+    ties: order of same-time interactions: ``input`` (file order) or ``item`` (by item id,
+        as LlamaRec sorts histories).
+    """
+
     kind: Literal["loo", "temporal", "random"] = "loo"
     valid_frac: float = 0.1
     test_frac: float = 0.1
     min_history: int = 3
+    core: int = Field(default=0, ge=0)
+    ties: Literal["input", "item"] = "input"
 
 
 class EvalConfig(_Strict):
@@ -79,6 +88,10 @@ class EvalConfig(_Strict):
     ks: list[int] = Field(default_factory=lambda: [10, 20])
     n_negatives: int = Field(default=19, ge=1)
     sampling: Literal["uniform", "popularity"] = "uniform"
+    #: full ranking: which known items are left out (``known``: all; ``window``: the last
+    #: ``mask_window``, as HSTU and LlamaRec; ``none``)
+    mask: Literal["known", "window", "none"] = "known"
+    mask_window: int = Field(default=200, ge=1)
 
     @field_validator("ks")
     @classmethod
@@ -193,7 +206,14 @@ def _given_settings(config: RunConfig, width: int = 100) -> str:
 
 
 def split_data(data: Dataset, settings: SplitConfig, seed: int) -> Split:
-    """``data`` split as ``settings`` say (``seed`` drives the random and temporal kinds)."""
+    """``data`` split as ``settings`` say (``seed`` drives the random and temporal kinds),
+    after the k-core filter and tie order they name."""
+    from llmrec.data.filters import k_core, ties_by_item
+
+    if settings.core:
+        data = k_core(data, min_user=settings.core, min_item=settings.core)
+    if settings.ties == "item":
+        data = ties_by_item(data)
     if settings.kind == "loo":
         return make_split(data, "loo", min_history=settings.min_history)
     return make_split(
@@ -212,9 +232,12 @@ def evaluate_protocol(
     sampling: Literal["uniform", "popularity"],
     seed: int,
     users: np.ndarray | None = None,
+    mask: SeenMask = "known",
+    mask_window: int = 200,
 ) -> EvalResult:
     """``model`` evaluated on ``phase``: ``candidates`` ranks 1 held-out + ``n_negatives``
-    seeded negatives; any other protocol ranks the full catalogue (optionally ``users`` only)."""
+    seeded negatives; any other protocol ranks the full catalogue (optionally ``users`` only)
+    without the known items ``mask`` names."""
     if protocol == "candidates":
         return evaluate_candidates(
             model,
@@ -226,7 +249,9 @@ def evaluate_protocol(
             users=users,
             seed=seed,
         )
-    return evaluate(model, split, phase=phase, ks=tuple(ks), users=users)
+    return evaluate(
+        model, split, phase=phase, ks=tuple(ks), users=users, mask=mask, mask_window=mask_window
+    )
 
 
 def slice_metrics(
@@ -303,4 +328,6 @@ def _evaluate(model: Recommender, split: Split, config: RunConfig, phase: Phase)
         n_negatives=ev.n_negatives,
         sampling=ev.sampling,
         seed=config.seed,
+        mask=ev.mask,
+        mask_window=ev.mask_window,
     )

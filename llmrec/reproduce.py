@@ -23,15 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, leave_one_out
 from llmrec.errors import ConfigError
-from llmrec.eval.protocols import EvalResult, SeenMask, evaluate, evaluate_candidates
+from llmrec.eval.protocols import EvalResult, evaluate
+from llmrec.experiment import EvalConfig, SplitConfig, evaluate_protocol, split_data
 from llmrec.models.base import Recommender
 from llmrec.runtime import RuntimeOptions
 
@@ -50,6 +50,10 @@ SASREC_ML1M: dict[str, Any] = {
 }
 
 
+#: full ranking, only the last 200 known items masked (HSTU's and LlamaRec's evaluations)
+WINDOW_200 = EvalConfig(ks=[10], mask="window", mask_window=200)
+
+
 @dataclass(frozen=True)
 class Anchor:
     """A paper's protocol as llmrec options, and the figures it reports.
@@ -62,9 +66,8 @@ class Anchor:
         metrics: the metrics the paper reports, as llmrec names them (``recall@10`` = HR@10).
         paper: model -> metric -> the paper's figure (on the paper's scale).
         scale: the paper's scale over llmrec's (100 for LLMRank's NDCG x 100).
-        core: k-core threshold applied before splitting (0: none).
-        ties_by_item: same-time interactions ordered by item id before splitting.
-        mask: ``window`` (the last ``mask_window`` known items masked) or ``candidates``.
+        split: the anchor's filtering and split, as ``llmrec run``'s ``split:`` options.
+        eval: the anchor's evaluation, as ``llmrec run``'s ``eval:`` options.
         sasrec: our SASRec's settings on this dataset.
     """
 
@@ -75,10 +78,8 @@ class Anchor:
     metrics: tuple[str, ...]
     paper: dict[str, dict[str, float]]
     scale: float = 1.0
-    core: int = 0
-    ties_by_item: bool = False
-    mask: Literal["window", "candidates"] = "window"
-    mask_window: int = 200
+    split: SplitConfig = field(default_factory=SplitConfig)
+    eval: EvalConfig = field(default_factory=lambda: WINDOW_200)
     sasrec: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,8 +110,7 @@ ANCHORS: dict[str, Anchor] = {
                 "LRURec": {"ndcg@10": 0.0705},
                 "LlamaRec (7B)": {"ndcg@10": 0.0759},
             },
-            core=5,
-            ties_by_item=True,
+            split=SplitConfig(core=5, ties="item"),
         ),
         Anchor(
             name="llmrank-ml1m",
@@ -126,7 +126,7 @@ ANCHORS: dict[str, Anchor] = {
                 "BM25": {"ndcg@10": 17.88},
             },
             scale=100.0,
-            mask="candidates",
+            eval=EvalConfig(protocol="candidates", ks=[10], n_negatives=19),
             sasrec=SASREC_ML1M,
         ),
     )
@@ -185,9 +185,8 @@ def reproduce(
     anchor = config.spec()
     data = load_dataset(config.dataset or anchor.dataset, data_dir=data_dir)
     strict = leave_one_out(data)
-    theirs = (
-        leave_one_out(_prepared(anchor, data)) if anchor.core or anchor.ties_by_item else strict
-    )
+    same = anchor.split == SplitConfig()
+    theirs = strict if same else split_data(data, anchor.split, config.seed)
     log(f"{anchor.name}: {anchor.protocol}")
     rows: list[Row] = [
         {"model": m, "protocol": "paper", **figs} for m, figs in anchor.paper.items()
@@ -202,17 +201,9 @@ def reproduce(
     strict_result = evaluate(sasrec, strict, ks=(10,), users=_users(config, anchor, strict))
     rows.append(_row("SASRec (ours)", "strict", strict_result, anchor))
     rows[-1]["fit_cpu_s"] = fit_cpu
-    if anchor.mask == "candidates":
+    if anchor.eval.protocol == "candidates":
         rows += _candidate_rows(config, anchor, strict, log)
     return rows
-
-
-def _prepared(anchor: Anchor, data: Dataset) -> Dataset:
-    from llmrec.data.filters import k_core, ties_by_item
-
-    if anchor.core:
-        data = k_core(data, min_user=anchor.core, min_item=anchor.core)
-    return ties_by_item(data) if anchor.ties_by_item else data
 
 
 def _sasrec(
@@ -243,7 +234,7 @@ def _sasrec(
 
 def _users(config: ReproduceConfig, anchor: Anchor, split: Split) -> np.ndarray | None:
     """The seeded user sample of the candidate protocol (every user otherwise)."""
-    if anchor.mask != "candidates" or not config.users:
+    if anchor.eval.protocol != "candidates" or not config.users:
         return None
     active = split.test.active_users().astype(np.int64)
     order = np.random.default_rng(config.seed).permutation(active)
@@ -251,13 +242,20 @@ def _users(config: ReproduceConfig, anchor: Anchor, split: Split) -> np.ndarray 
 
 
 def _score(anchor: Anchor, config: ReproduceConfig, model: Recommender, split: Split) -> EvalResult:
-    users = _users(config, anchor, split)
-    if anchor.mask == "candidates":
-        return evaluate_candidates(
-            model, split, ks=(10,), n_negatives=19, users=users, seed=config.seed
-        )
-    mask: SeenMask = "window"
-    return evaluate(model, split, ks=(10,), users=users, mask=mask, mask_window=anchor.mask_window)
+    ev = anchor.eval
+    return evaluate_protocol(
+        model,
+        split,
+        phase="test",
+        protocol=ev.protocol,
+        ks=ev.ks,
+        n_negatives=ev.n_negatives,
+        sampling=ev.sampling,
+        seed=config.seed,
+        users=_users(config, anchor, split),
+        mask=ev.mask,
+        mask_window=ev.mask_window,
+    )
 
 
 def _candidate_rows(

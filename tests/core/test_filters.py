@@ -68,3 +68,21 @@ def test_ties_by_item_orders_same_time_interactions_by_item_id():
     # time first, then item id: 30 (t=1), 10, 20, 30 (t=5)
     assert ordered.item_ids[ordered.history().of(0)].tolist() == [30, 10, 20, 30]
     assert ordered.item_ids[leave_one_out(ordered).test.items].tolist() == [30]
+
+
+def test_run_configs_name_the_filter_the_tie_order_and_the_mask(tmp_path):
+    """``llmrec run``'s split and eval options reach the filter, the split and the mask: a
+    window of one known item leaves the others rankable, which popularity then recommends."""
+    from llmrec.experiment import RunConfig, run_experiment
+
+    def ndcg(split: dict, ev: dict, name: str) -> float:
+        config = RunConfig.model_validate(
+            {"dataset": "synthetic:60x40x900", "split": split, "eval": ev, "save_model": False}
+        )
+        return run_experiment(config, run_dir=tmp_path / name).metrics["ndcg@10"]
+
+    strict = ndcg({}, {}, "strict")
+    assert ndcg({"core": 1, "ties": "input"}, {"mask": "known"}, "same") == strict
+    assert ndcg({}, {"mask": "window", "mask_window": 1}, "window") < strict
+    with pytest.raises(DataError, match="leaves no interaction"):
+        ndcg({"core": 1000}, {}, "empty")
