@@ -116,7 +116,7 @@ ANCHORS: dict[str, Anchor] = {
             name="llmrank-ml1m",
             source="Hou et al., ECIR 2024 (RUCAIBox/LLMRank)",
             dataset="ml-1m",
-            protocol="leave-one-out; the held-out item among 19 random negatives; NDCG@10 x 100",
+            protocol="leave-one-out; the held-out item among 19 random negatives (20 candidates)",
             metrics=("ndcg@10",),
             paper={
                 "ChatGPT": {"ndcg@10": 48.80},

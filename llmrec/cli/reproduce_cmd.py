@@ -61,7 +61,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"anchor": anchor.name, "protocol": anchor.protocol, "rows": rows})
         return 0
-    scale = " (x 100)" if anchor.scale != 1 else ""
+    scale = f" (figures x {anchor.scale:g})" if anchor.scale != 1 else ""
     print(f"{anchor.name}: {anchor.source}\nprotocol: {anchor.protocol}{scale}")
     columns = ["model", "protocol", "users", *anchor.metrics, "fit_cpu_s"]
     print(table(rows, columns))
