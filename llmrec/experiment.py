@@ -40,7 +40,7 @@ from llmrec.runtime import RuntimeOptions
 if TYPE_CHECKING:
     import numpy as np
 
-    from llmrec.eval.protocols import Phase
+    from llmrec.eval.protocols import Phase, SeenMask
     from llmrec.models.base import Recommender
 
 #: the largest cutoff a config may ask for: evaluation holds (users, max k) arrays
@@ -61,10 +61,19 @@ def check_cutoffs(ks: list[int]) -> list[int]:
 
 
 class SplitConfig(StrictConfig):
+    """Attributes:
+    core: k-core filtering before splitting (users and items with fewer interactions are
+        dropped until none is left; 0 = none; 5 is LlamaRec's "5-core").
+    ties: order of same-time interactions: ``input`` (file order) or ``item`` (by item id,
+        as LlamaRec sorts histories).
+    """
+
     kind: Literal["loo", "temporal", "random"] = "loo"
     valid_frac: float = 0.1
     test_frac: float = 0.1
     min_history: int = 3
+    core: int = Field(default=0, ge=0)
+    ties: Literal["input", "item"] = "input"
 
 
 class EvalOptions(StrictConfig):
@@ -95,6 +104,10 @@ class EvalConfig(EvalOptions):
     names its own)."""
 
     protocol: Literal["full", "candidates"] = "full"
+    #: full ranking: which known items are left out (``known``: all; ``window``: the last
+    #: ``mask_window``, as HSTU and LlamaRec; ``none``)
+    mask: Literal["known", "window", "none"] = "known"
+    mask_window: int = Field(default=200, ge=1)
 
 
 class RunConfig(StrictConfig):
@@ -154,8 +167,26 @@ def run_experiment(
         model.fit(split.train, split.valid)
     ev = config.eval
     with timer("evaluate"):
-        valid = evaluate_protocol(model, split, ev, ev.protocol, phase="valid", seed=config.seed)
-        test = evaluate_protocol(model, split, ev, ev.protocol, phase="test", seed=config.seed)
+        valid = evaluate_protocol(
+            model,
+            split,
+            ev,
+            ev.protocol,
+            phase="valid",
+            seed=config.seed,
+            mask=ev.mask,
+            mask_window=ev.mask_window,
+        )
+        test = evaluate_protocol(
+            model,
+            split,
+            ev,
+            ev.protocol,
+            phase="test",
+            seed=config.seed,
+            mask=ev.mask,
+            mask_window=ev.mask_window,
+        )
     metrics = flat_metrics(test, split, ev, slice_keys=("ndcg@10", "recall@10", "n_users"))
     metrics.update({f"valid_{k}": v for k, v in valid.metrics.items() if "@" in k})
     timings = dict(timer.seconds)
@@ -202,7 +233,14 @@ def _given_settings(config: RunConfig, width: int = 100) -> str:
 
 
 def split_data(data: Dataset, settings: SplitConfig, seed: int) -> Split:
-    """``data`` split as ``settings`` say (``seed`` drives the random and temporal kinds)."""
+    """``data`` split as ``settings`` say (``seed`` drives the random and temporal kinds),
+    after the k-core filter and tie order they name."""
+    from llmrec.data.filters import k_core, ties_by_item
+
+    if settings.core:
+        data = k_core(data, min_user=settings.core, min_item=settings.core)
+    if settings.ties == "item":
+        data = ties_by_item(data)
     if settings.kind == "loo":
         return make_split(data, "loo", min_history=settings.min_history)
     return make_split(
@@ -227,10 +265,12 @@ def evaluate_protocol(
     phase: Phase,
     seed: int,
     users: np.ndarray | None = None,
+    mask: SeenMask = "known",
+    mask_window: int = 200,
 ) -> EvalResult:
     """``model`` evaluated on ``phase`` as ``settings`` say: ``candidates`` ranks 1 held-out
     + ``n_negatives`` seeded negatives; any other protocol ranks the full catalogue
-    (optionally ``users`` only)."""
+    (optionally ``users`` only) without the known items ``mask`` names."""
     ks = tuple(settings.ks)
     if protocol == "candidates":
         return evaluate_candidates(
@@ -243,7 +283,9 @@ def evaluate_protocol(
             users=users,
             seed=seed,
         )
-    return evaluate(model, split, phase=phase, ks=ks, users=users)
+    return evaluate(
+        model, split, phase=phase, ks=ks, users=users, mask=mask, mask_window=mask_window
+    )
 
 
 def flat_metrics(

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "llmrec.cli.models_cmd",
     "llmrec.cli.run_cmd",
     "llmrec.cli.compare_cmd",
+    "llmrec.cli.reproduce_cmd",
     "llmrec.cli.serve_cmd",
 )
 

@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help="the quick preset (user samples, fewer epochs)"
     )
     cmp_.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a shipped preset: quick (= --quick), full (the default) or ml-1m (MovieLens-1M)",
+    )
+    cmp_.add_argument(
         "--only",
         action="append",
         default=[],
@@ -95,8 +100,17 @@ def build_compare_config(args: argparse.Namespace) -> tuple[Any, str]:
     """The compare config and a short label of its source (for the default folder name)."""
     from llmrec.compare import load_compare_config, preset_config
 
-    if args.config is not None and args.quick:
-        raise ConfigError("give --config or --quick, not both")
+    chosen = [
+        flag
+        for flag, given in (
+            ("--config", args.config is not None),
+            ("--quick", args.quick),
+            ("--preset", args.preset is not None),
+        )
+        if given
+    ]
+    if len(chosen) > 1:
+        raise ConfigError(f"give one of --config, --quick and --preset, not {' and '.join(chosen)}")
     overrides: dict[str, Any] = {}
     if args.dataset:
         overrides["dataset"] = args.dataset
@@ -106,7 +120,7 @@ def build_compare_config(args: argparse.Namespace) -> tuple[Any, str]:
         label = args.config.stem
         config = load_compare_config(args.config, overrides)
     else:
-        label = "quick" if args.quick else "full"
+        label = "quick" if args.quick else args.preset or "full"
         config = preset_config(label, overrides)
     flags = runtime_flags(args)
     if flags:

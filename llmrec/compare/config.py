@@ -25,7 +25,7 @@ from llmrec.models.catalogue import Paradigm, PipelineLevel, find_spec
 from llmrec.runtime import RuntimeOptions
 
 #: The presets shipped in ``llmrec/compare/presets/``.
-PRESETS = ("quick", "full")
+PRESETS = ("quick", "full", "ml-1m")
 
 __all__ = [
     "CompareConfig",
@@ -269,7 +269,8 @@ def load_compare_config(
 
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> CompareConfig:
     """A preset shipped in the package (``llmrec/compare/presets/<name>.yaml``: ``quick``, the
-    ``--quick`` preset, or ``full``, the default), with top-level overrides."""
+    ``--quick`` preset, ``full``, the default, or ``ml-1m``, every paradigm on MovieLens-1M),
+    with top-level overrides."""
     if name not in PRESETS:
         raise ConfigError(f"unknown compare preset {name!r}; presets are {list(PRESETS)}")
     shipped = resources.files("llmrec.compare") / "presets" / f"{name}.yaml"

@@ -102,7 +102,7 @@ def stage_key(
     parts: dict[str, Any] = {
         "entry": _identity(entry),
         "dataset": [data.name, data.n_users, data.n_items, data.n_interactions],
-        "split": config.split.model_dump(mode="json"),
+        "split": _split_identity(config),
         "eval": config.eval.model_dump(mode="json"),
         "probes": config.probes.model_dump(mode="json"),
         "seed": config.seed if seed is None else seed,
@@ -114,6 +114,16 @@ def stage_key(
         parts["extra_seed"] = True
     blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: split options added after compare folders were first written, with their defaults: left out
+#: of the key while at the default, so that those folders stay valid
+_LATER_SPLIT_OPTIONS = {"core": 0, "ties": "input"}
+
+
+def _split_identity(config: CompareConfig) -> dict[str, Any]:
+    split = config.split.model_dump(mode="json")
+    return {k: v for k, v in split.items() if _LATER_SPLIT_OPTIONS.get(k, object()) != v}
 
 
 def _identity(entry: CompareEntry) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.data.films import enrich_with_films, fetch_films, read_films
+from llmrec.data.filters import k_core, ties_by_item
 from llmrec.data.loaders import (
     ColumnMap,
     _check_regular_file,
@@ -36,6 +37,7 @@ __all__ = [
     "fetch_movielens_1m",
     "fetch_movielens_100k",
     "from_frame",
+    "k_core",
     "leave_one_out",
     "load_dataset",
     "load_movielens_1m",
@@ -50,6 +52,7 @@ __all__ = [
     "side_paths",
     "synthetic",
     "temporal",
+    "ties_by_item",
     "to_frames",
     "write_parquet",
 ]

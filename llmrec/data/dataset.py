@@ -82,6 +82,14 @@ class UserHistory:
         mat.data[:] = 1.0
         return mat
 
+    def recent(self, length: int) -> UserHistory:
+        """The same users with only their ``length`` most recent items each."""
+        lengths = np.minimum(self.lengths(), length)
+        keep = np.arange(len(self.items)) >= np.repeat(self.indptr[1:] - lengths, self.lengths())
+        indptr = np.zeros_like(self.indptr)
+        np.cumsum(lengths, out=indptr[1:])
+        return UserHistory(indptr, self.items[keep], self.timestamps[keep], self.n_items)
+
     def last(self, users: np.ndarray, length: int) -> np.ndarray:
         """``(len(users), length)`` int64 matrix of each user's most recent items, right-aligned.
 

@@ -6,6 +6,7 @@ Models never import this package; it imports them.
 from llmrec.eval.metrics import Truth, per_user_metrics
 from llmrec.eval.protocols import (
     EvalResult,
+    SeenMask,
     check_ks,
     clean_rankings,
     evaluate,
@@ -15,6 +16,7 @@ from llmrec.eval.protocols import (
 
 __all__ = [
     "EvalResult",
+    "SeenMask",
     "Truth",
     "check_ks",
     "clean_rankings",

@@ -28,6 +28,10 @@ from llmrec.eval import metrics as M
 from llmrec.models.base import Recommender
 
 Phase = Literal["valid", "test"]
+#: which of a user's known items full ranking leaves out: ``known`` all of them (llmrec's strict
+#: protocol), ``window`` only the most recent ``mask_window`` (the items a sequence model reads:
+#: HSTU's and LlamaRec's protocols), ``none`` none
+SeenMask = Literal["known", "window", "none"]
 
 #: users per call to a model that queries an LM at query time: small enough that progress
 #: moves every few LM batches (a ranker's default batch is 8 users), so a log shows the phase
@@ -104,13 +108,8 @@ def clean_rankings(
     np.put_along_axis(dup, order, dup_sorted, axis=1)
     ranked[dup] = -1
     seen_count = 0
-    if history is not None and history.items.size and len(users):
-        span = n_items + 1
-        starts, ends = history.indptr[users], history.indptr[users + 1]
-        rows = np.repeat(np.arange(len(users), dtype=np.int64), ends - starts)
-        seen_items = np.concatenate([history.items[s:e] for s, e in zip(starts, ends, strict=True)])
-        codes = np.arange(len(users), dtype=np.int64)[:, None] * span + ranked
-        seen = np.isin(codes, rows * span + seen_items) & (ranked >= 0)
+    if history is not None:
+        seen = _seen(ranked, users, history, n_items)
         seen_count = int(seen.sum())
         ranked[seen] = -1
     violations = {
@@ -122,6 +121,30 @@ def clean_rankings(
     return ranked, violations
 
 
+def _seen(ranked: np.ndarray, users: np.ndarray, history: UserHistory, n_items: int) -> np.ndarray:
+    """``ranked``'s shape, True where row ``i`` holds an item of ``users[i]`` in ``history``."""
+    if not history.items.size or not len(users):
+        return np.zeros(ranked.shape, dtype=bool)
+    span = n_items + 1
+    starts, ends = history.indptr[users], history.indptr[users + 1]
+    rows = np.repeat(np.arange(len(users), dtype=np.int64), ends - starts)
+    seen_items = np.concatenate([history.items[s:e] for s, e in zip(starts, ends, strict=True)])
+    codes = np.arange(len(users), dtype=np.int64)[:, None] * span + ranked
+    return np.isin(codes, rows * span + seen_items) & (ranked >= 0)
+
+
+def _apply_mask(
+    ranked: np.ndarray, users: np.ndarray, hist: UserHistory, n_items: int, window: int
+) -> np.ndarray:
+    """The lists with each user's ``window`` most recent known items taken out, the rest moved
+    up in order (rows end in -1 where too few items remain)."""
+    drop = _seen(ranked, users, hist.recent(window), n_items) | (ranked < 0)
+    order = np.argsort(drop, axis=1, kind="stable")  # kept items first, in rank order
+    out = np.take_along_axis(ranked, order, axis=1)
+    out[np.take_along_axis(drop, order, axis=1)] = -1
+    return out
+
+
 def evaluate(
     model: Recommender,
     split: Split,
@@ -130,8 +153,15 @@ def evaluate(
     ks: tuple[int, ...] = (10, 20),
     users: np.ndarray | None = None,
     batch_size: int = 1024,
+    mask: SeenMask = "known",
+    mask_window: int = 200,
 ) -> EvalResult:
     """Full-ranking evaluation: rank all items except the user's known ones.
+
+    With ``mask="window"`` only each user's ``mask_window`` most recent known items are left
+    out (the input sequence of HSTU's and LlamaRec's evaluations); with ``mask="none"`` nothing
+    is, and the held-out item may rank below items the user already has. Under both the model
+    is asked for its lists with nothing excluded, and known items in them are not violations.
 
     Args:
         model: a fitted recommender.
@@ -145,22 +175,40 @@ def evaluate(
         ConfigError: a cutoff that is not a whole number >= 1, or an unknown phase.
     """
     ks = check_ks(ks)
+    if mask not in ("known", "window", "none") or mask_window < 1:
+        raise ConfigError(
+            f"mask must be known, window or none and mask_window >= 1; got {mask!r}, {mask_window}"
+        )
     history, heldout = phase_data(split, phase)
     eval_users = _eval_users(heldout, users)
-    width = min(max(ks), split.train.n_items)  # a longer list cannot hold more items
+    n_items = split.train.n_items
+    width = min(max(ks), n_items)  # a longer list cannot hold more items
+    # room for the known items the protocol takes out of the model's unmasked lists
+    asked = min(width + mask_window, n_items) if mask == "window" else width
     hist = history.history()
     start = time.perf_counter()
-    parts = [np.zeros((0, width), dtype=np.int64)]
+    parts = [np.zeros((0, asked), dtype=np.int64)]
     for rows in _chunks(model, eval_users, phase, batch_size):
         recs = model.recommend(
-            eval_users[rows], width, history=hist, exclude_seen=True, batch_size=batch_size
+            eval_users[rows],
+            asked,
+            history=hist,
+            exclude_seen=mask == "known",
+            batch_size=batch_size,
         )
-        parts.append(_fit_width(np.asarray(recs.items, dtype=np.int64), width))
+        parts.append(_fit_width(np.asarray(recs.items, dtype=np.int64), asked))
     ranked = np.concatenate(parts)
     elapsed = time.perf_counter() - start
-    ranked, violations = clean_rankings(ranked, eval_users, hist, split.train.n_items)
+    if mask == "window":
+        ranked = _apply_mask(ranked, eval_users, hist, n_items, mask_window)
+    ranked, violations = clean_rankings(
+        ranked, eval_users, hist if mask == "known" else None, n_items
+    )
+    ranked = _fit_width(ranked, width)
     violations["short_lists"] = int((ranked < 0).any(axis=1).sum())
-    return _summarise(ranked, eval_users, heldout, split.train, ks, violations, elapsed, "full")
+    result = _summarise(ranked, eval_users, heldout, split.train, ks, violations, elapsed, "full")
+    result.extra["mask"] = mask if mask != "window" else f"window:{mask_window}"
+    return result
 
 
 def sample_candidates(

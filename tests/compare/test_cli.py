@@ -125,3 +125,37 @@ def test_presets_load_without_the_repository(tmp_path: Path) -> None:
 def test_unknown_preset_is_a_one_line_error() -> None:
     with pytest.raises(ConfigError, match="unknown compare preset 'huge'"):
         preset_config("huge")
+
+
+def test_preset_option_runs_a_shipped_preset(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ml1m"
+    argv = ["compare", "--preset", "ml-1m", "--dataset", "synthetic:60x40x600"]
+    argv += ["--only", "popularity", "--out", str(out), "--store", str(tmp_path / "r.sqlite")]
+    assert main([*argv, "--json"]) == 0
+    stages = json.loads(capsys.readouterr().out)["stages"]
+    names = [e.name for e in preset_config("ml-1m").entries]
+    assert [s["name"] for s in stages] == names
+    assert [s["name"] for s in stages if s["status"] == "done"] == ["popularity"]
+
+
+def test_ml1m_preset_is_movielens_1m_with_film_facts_and_sampled_lm_rankers() -> None:
+    config = preset_config("ml-1m")
+    assert config.dataset == "ml-1m+wikidata"
+    lm = [e for e in config.entries if e.model == "two_stage"]
+    assert lm and all(e.sample for e in lm)
+    assert {e.protocol for e in lm} == {"two-stage", "candidates"}
+    classic = {e.model for e in config.entries if e.paradigm == "classic"}
+    assert {"popularity", "itemknn", "transition", "sasrec"} <= classic
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--quick", "--preset", "full"], "not --quick and --preset"),
+        (["--preset", "huge"], "unknown compare preset 'huge'"),
+    ],
+)
+def test_preset_errors_are_one_line(flags: list[str], said: str, tmp_path: Path, capsys) -> None:
+    assert main(["compare", *flags, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1

@@ -45,3 +45,29 @@ def test_an_old_threads_param_does_not_change_the_stage_key(tmp_path: Path) -> N
 def test_compare_refuses_an_unknown_dtype(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         _args(tmp_path / "c.yaml", "--dtype", "int8")
+
+
+def test_the_later_split_options_keep_old_keys_until_set(tmp_path: Path) -> None:
+    """``split.core`` and ``split.ties`` at their defaults leave a stage's key as it was before
+    they existed (the key below is composed the old way); set, they change it."""
+    import hashlib
+    import json
+
+    from llmrec.compare import load_compare_config
+
+    raw = {"dataset": "tiny", "entries": [{"name": "p", "model": "popularity"}]}
+    config = load_compare_config(raw)
+    data = tiny_dataset()
+    entry = config.entries[0]
+    old_parts = {
+        "entry": entry.model_dump(mode="json", exclude={"enabled", "pipeline"}),
+        "dataset": [data.name, data.n_users, data.n_items, data.n_interactions],
+        "split": {"kind": "loo", "valid_frac": 0.1, "test_frac": 0.1, "min_history": 3},
+        "eval": config.eval.model_dump(mode="json"),
+        "probes": config.probes.model_dump(mode="json"),
+        "seed": 0,
+    }
+    old_key = hashlib.sha256(json.dumps(old_parts, sort_keys=True).encode()).hexdigest()[:16]
+    assert stage_key(entry, config, data) == old_key
+    cored = load_compare_config({**raw, "split": {"kind": "loo", "core": 2}})
+    assert stage_key(cored.entries[0], cored, data) != old_key

@@ -24,6 +24,9 @@ def test_history_is_time_ordered_and_ties_keep_input_order():
     assert hist.of(0).tolist() == [1, 3, 2, 0]
     assert hist.of(1).tolist() == [3, 2]
     assert hist.last(np.array([0, 1]), 3).tolist() == [[3, 2, 0], [-1, 3, 2]]
+    recent = hist.recent(3)
+    assert [recent.of(u).tolist() for u in (0, 1)] == [[3, 2, 0], [3, 2]]
+    assert recent.timestamps.tolist() == [2, 3, 4, 5, 5]
 
 
 def test_id_lookup_and_unknown_ids():

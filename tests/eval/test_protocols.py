@@ -1,5 +1,7 @@
 """Protocols check what models return instead of trusting them."""
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,61 @@ def test_an_empty_held_out_part_gives_an_empty_result_without_asking_the_model(p
     assert model.asked is None and len(result.users) == 0
     assert result.metrics["n_users"] == 0.0
     assert run(model, split, phase="test").metrics["n_users"] > 0
+
+
+class Replayer(Recommender):
+    """Ranks the user's known items (oldest first) above the test item: where the test item
+    lands says which known items the protocol took out."""
+
+    name = "replayer"
+    config_class = ModelConfig
+
+    def __init__(self, split, **kw):
+        super().__init__(**kw)
+        self.split = split
+
+    def fit(self, train, valid=None):
+        self._remember_catalogue(train)
+        return self
+
+    def score(self, users, history):
+        raise AssertionError("not used")
+
+    def recommend(self, users, k=10, *, history=None, exclude_seen=True, batch_size=1024):
+        hist = self.split.known_at_test().history()
+        test = self.split.test.history()
+        rows = []
+        for u in users:
+            known = [] if exclude_seen else hist.of(int(u)).tolist()
+            row = ([*known, int(test.of(int(u))[0])] + [-1] * k)[:k]
+            rows.append(row)
+        items = np.array(rows, dtype=np.int64)
+        return Recommendations(np.asarray(users), items, np.zeros(items.shape, np.float32))
+
+
+@pytest.mark.parametrize("mask", ["known", "window", "none"])
+def test_seen_mask_takes_out_the_known_items_it_names_and_no_others(mask):
+    split = leave_one_out(tiny_dataset())
+    model = Replayer(split).fit(split.train)
+    k, window = split.train.n_items, 3
+    result = evaluate(model, split, ks=(k,), mask=mask, mask_window=window)
+    lengths = split.known_at_test().history().lengths()[result.users]
+    before = {"known": 0 * lengths, "window": np.maximum(lengths - window, 0), "none": lengths}
+    assert result.metrics[f"mrr@{k}"] == pytest.approx(np.mean(1 / (before[mask] + 1)))
+    assert result.violations["seen_items"] == 0
+    assert result.extra["mask"] == (f"window:{window}" if mask == "window" else mask)
+
+
+def test_a_window_mask_shorter_than_every_history_is_not_the_strict_protocol():
+    split = leave_one_out(tiny_dataset())
+    model = Replayer(split).fit(split.train)
+    strict = evaluate(model, split, ks=(5,))
+    windowed = evaluate(model, split, ks=(5,), mask="window", mask_window=1)
+    assert windowed.metrics["ndcg@5"] < strict.metrics["ndcg@5"]
+
+
+def test_an_unknown_mask_is_a_config_error():
+    unknown: Any = "some"
+    split = leave_one_out(tiny_dataset())
+    with pytest.raises(ConfigError, match="mask must be"):
+        evaluate(Popularity().fit(split.train), split, mask=unknown)
