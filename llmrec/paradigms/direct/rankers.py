@@ -4,17 +4,17 @@ Three methods, one interface (:meth:`Ranker.rank`, ``(n, c)`` candidates in, ``(
 float32 scores out, higher is better):
 
 * :class:`VerbaliserRanker` — one forward pass per prompt; the next-token log-probabilities of
-  the candidates' index labels are the scores (LlamaRec). Prompts are batched.
+  the candidates' index labels are the scores (LlamaRec).
 * :class:`LikelihoodRanker` — each candidate's quoted title is scored by its log-likelihood
-  after the shared prompt (the backend reuses the prompt's KV cache), divided by its length in
-  tokens.
+  after the shared prompt (the backend reuses the prompt's KV cache), divided by its length.
 * :class:`GenerationRanker` — the LM writes a ranked list; it is parsed and grounded to the
   candidates (:mod:`~llmrec.paradigms.direct.grounding`); candidates it did not rank keep the
   order they were given in (a retriever's order), after the ranked ones.
 
 A ranker is fitted on the training data (item texts, user attributes, few-shot examples) and
 is then usable as the second stage of :class:`~llmrec.paradigms.direct.two_stage.TwoStage` or
-directly in the candidate protocol via :meth:`Ranker.score_candidates`. Each keeps
+directly in the candidate protocol via :meth:`Ranker.score_candidates`. All three send a
+batch of users to the LM in one call (``batch_size``, sized from the device). Each keeps
 :class:`RankerStats` (LM calls, tokens, wall time per call, parse failures) for reports.
 """
 
@@ -36,6 +36,7 @@ from llmrec.lm.base import LanguageModel
 from llmrec.models.query import QueryProfiles
 from llmrec.paradigms.direct.grounding import Grounder
 from llmrec.paradigms.direct.prompts import Prompt, PromptBuilder, PromptConfig, user_profiles
+from llmrec.runtime import BatchSize, runtime_options
 
 __all__ = [
     "GenerationConfig",
@@ -64,7 +65,7 @@ class RankerConfig(BaseModel):
             spec (``smollm2-135m``, ``openai:URL#MODEL``), it defaults to that id.
         lm_options: options for ``load_lm``.
         prompt: the prompt templates.
-        batch_size: users per LM call.
+        batch_size: users per LM call; ``auto``: 8 on the CPU, 128 on a GPU (runtime options).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -72,7 +73,7 @@ class RankerConfig(BaseModel):
     lm: str = "fake"
     lm_options: dict[str, Any] = Field(default_factory=dict)
     prompt: PromptConfig = Field(default_factory=PromptConfig)
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: BatchSize = "auto"
 
 
 class VerbaliserConfig(RankerConfig):
@@ -203,6 +204,11 @@ class Ranker(ABC):
             self._lm = load_lm(self.config.lm, runtime=self.runtime, **self.config.lm_options)
         return self._lm
 
+    @property
+    def batch_size(self) -> int:
+        """Users per LM call: ``config.batch_size``, or sized from the runtime's device."""
+        return runtime_options(self.runtime).batch_users(self.config.batch_size)
+
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset) -> Self:
         """Bind the item texts, user attributes and few-shot pool of ``train``."""
@@ -257,7 +263,7 @@ class Ranker(ABC):
             raise ConfigError(f"candidates of shape {candidates.shape} for {len(users)} users")
         out = np.zeros(candidates.shape, dtype=np.float32)
         work = progress.LMWork.of("ranking", self.config.lm, self.kind, unit="user")
-        for rows in progress.batches(len(users), self.config.batch_size, desc="rank", work=work):
+        for rows in progress.batches(len(users), self.batch_size, desc="rank", work=work):
             prompts = [
                 self.prompt(int(u), history.of(int(u)), c, profile=self._profile(int(u), profiles))
                 for u, c in zip(users[rows], candidates[rows], strict=True)
@@ -392,14 +398,13 @@ class LikelihoodRanker(Ranker):
         return "title"
 
     def _rank_batch(self, prompts: list[Prompt]) -> np.ndarray:
-        out = np.zeros((len(prompts), len(prompts[0].candidates)), dtype=np.float32)
         items = self.builder.items
-        for row, p in enumerate(prompts):
-            conts = [f" {items[int(i)]}" for i in p.candidates]
-            scores = np.asarray(self.lm.loglikelihood(p.score_text, conts), dtype=np.float32)
-            if self.config.normalise:
-                scores = scores / self._lengths(p.score_text, conts)
-            out[row] = scores
+        texts = [p.score_text for p in prompts]
+        conts = [[f" {items[int(i)]}" for i in p.candidates] for p in prompts]
+        answers = self.lm.loglikelihood_batch(texts, conts)  # one call for the users' batch
+        out = np.stack([np.asarray(a, dtype=np.float32) for a in answers])
+        if self.config.normalise:
+            out = out / np.stack([self._lengths(t, c) for t, c in zip(texts, conts, strict=True)])
         return out
 
     def _lengths(self, prompt: str, conts: list[str]) -> np.ndarray:
