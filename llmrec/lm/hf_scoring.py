@@ -108,8 +108,11 @@ class HFScoring(HFBase):
             prefix_cache = res.cache if self._cache_kw == "cache" else res.past_key_values
             vocab = int(res.logits.shape[-1])
             per_user = max(len(plan.split) for plan in plans)
-            for chunk in self._row_chunks(rows, vocab, batch["input_ids"].shape[1], per_user):
-                scores = self._score_chunk(prefix_cache, batch, [rows[j] for j in chunk])
+            chunks = list(self._row_chunks(rows, vocab, batch["input_ids"].shape[1], per_user))
+            for n, chunk in enumerate(chunks):
+                # the last chunk may consume the prefix cache itself: no copy to make
+                cache = prefix_cache if n == len(chunks) - 1 else copy.deepcopy(prefix_cache)
+                scores = self._score_chunk(cache, batch, [rows[j] for j in chunk])
                 owner = self._long([rows[j][0] for j in chunk])
                 heads = self._long([rows[j][1][0] if rows[j][1] else 0 for j in chunk])
                 heads_lp = first[owner, heads].cpu().numpy()
@@ -133,10 +136,11 @@ class HFScoring(HFBase):
             yield list(range(start, min(len(rows), start + per_chunk)))
 
     def _score_chunk(
-        self, prefix_cache: Any, batch: dict[str, Any], rows: list[tuple[int, list[int]]]
+        self, cache: Any, batch: dict[str, Any], rows: list[tuple[int, list[int]]]
     ) -> np.ndarray:
         """Log-probs of tokens 1.. of each row's continuation (token 0 is scored from the
-        prompt), each row reading a copy of its own prompt's (left-padded) KV cache."""
+        prompt), each row reading its own prompt's (left-padded) KV cache; ``cache`` (the
+        prompts' cache, or a copy) is consumed."""
         import torch
 
         conts = [c for _, c in rows]
@@ -149,7 +153,6 @@ class HFScoring(HFBase):
             ids[row, : len(c)] = torch.tensor(c, dtype=torch.long)
             cont_mask[row, : len(c)] = 1
         owner = self._long([r for r, _ in rows])
-        cache = copy.deepcopy(prefix_cache)
         cache.batch_select_indices(owner)
         prefix_mask = batch["attention_mask"][owner]
         mask = torch.cat([prefix_mask, cont_mask], 1)

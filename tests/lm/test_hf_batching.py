@@ -103,3 +103,18 @@ def test_auto_sizes_on_a_pretend_gpu(tiny_llama_dir: Path, monkeypatch: pytest.M
     monkeypatch.setattr(runtime, "_free_memory", lambda device: 2**30)
     lm._resolve_batches()
     assert lm.max_batch_tokens == (2**29) // 5120
+
+
+def test_one_row_per_forward_still_reads_each_prompts_own_cache(
+    tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmrec.lm import hf_scoring
+
+    ref = HFCausalLM(tiny_llama_dir).loglikelihood_batch(PROMPTS, CONTS)
+    monkeypatch.setattr(hf_scoring, "_MAX_LOGIT_ELEMENTS", 1)  # the logits cap: a row a forward
+    lm = HFCausalLM(tiny_llama_dir)
+    seen = _forwards(lm)
+    got = lm.loglikelihood_batch(PROMPTS, CONTS)
+    assert seen[0] == len(PROMPTS) and seen[1:] == [1] * sum(len(c) for c in CONTS)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)
