@@ -337,8 +337,8 @@ def sized(tokenizer_dir: Path, device: str, quick: bool) -> dict[str, Any]:
     for name in G.SIZED:
         with tempfile.TemporaryDirectory() as tmp:
             folder = G.sized_model(name, tokenizer_dir, Path(tmp), quick)
-            if folder is None:
-                out[name] = {"skipped": "does not fit in memory"}
+            if isinstance(folder, str):
+                out[name] = {"skipped": folder}
                 continue
             dtype = resolve_dtype("auto", device)
             out[name] = G.sized_verbaliser(folder, device, quick, prompts, dtype)

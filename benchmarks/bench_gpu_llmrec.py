@@ -56,9 +56,10 @@ def free_bytes(device: str) -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def sized_model(name: str, tokenizer_dir: Path, out: Path, quick: bool) -> Path | None:
+def sized_model(name: str, tokenizer_dir: Path, out: Path, quick: bool) -> Path | str:
     """Save ``SIZED[name]`` with random weights (float32 on disk) and ``tokenizer_dir``'s
-    tokenizer into ``out``; ``None`` when it would not fit in memory (twice: build + load)."""
+    tokenizer into ``out``; the reason, instead, when it would not fit in memory (twice: build
+    and load) or, with ``quick``, over 4 GiB."""
     import torch
     import transformers
 
@@ -67,8 +68,10 @@ def sized_model(name: str, tokenizer_dir: Path, out: Path, quick: bool) -> Path 
         cfg["num_hidden_layers"] = 2
     device = "cpu"  # built and saved on the CPU; loaded by HFCausalLM on the bench's device
     need = 2 * 4 * n_params(cfg)
-    if need > 0.8 * free_bytes(device) or (quick and need > 4 * 2**30):
-        return None
+    if need > 0.8 * free_bytes(device):
+        return f"needs {need / 2**30:.1f} GiB, more than the memory free"
+    if quick and need > 4 * 2**30:
+        return f"needs {need / 2**30:.1f} GiB, over --quick's 4 GiB"
     config = transformers.AutoConfig.for_model(**cfg)
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
