@@ -20,7 +20,14 @@ import re
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from llmrec.errors import ConfigError
 
@@ -28,8 +35,20 @@ log = logging.getLogger(__name__)
 
 Device = str  # "auto" | "cpu" | "cuda" | "cuda:N"
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def _batch_size(value: object) -> object:
+    """``value`` when it is ``"auto"`` or a whole number >= 1 (digits in a string too); else
+    one error naming both choices (pydantic's union would name each branch's failure)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"must be a whole number >= 1 or 'auto', not {value!r}")
+
+
 #: a batch size given as a number, or ``"auto"``: sized from the device (:func:`batch_users`)
-BatchSize = Annotated[int, Field(ge=1)] | Literal["auto"]
+BatchSize = Annotated[int | Literal["auto"], BeforeValidator(_batch_size)]
 
 #: users per LM call and padded tokens per forward on the CPU: the sizes llmrec has always used
 #: there, so ``auto`` on the CPU gives today's outputs exactly

@@ -9,7 +9,7 @@ the device (:func:`~llmrec.runtime.batch_users`, :func:`~llmrec.runtime.batch_to
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,7 +51,7 @@ class HFConfig(BaseModel):
     device: str = "cpu"
     n_threads: int | None = Field(default=None, ge=1)
     batch_size: BatchSize = "auto"
-    max_batch_tokens: Annotated[int, Field(ge=16)] | Literal["auto"] = "auto"
+    max_batch_tokens: BatchSize = "auto"
     pooling: Literal["mean", "last"] = "mean"
     normalize: bool = True
     max_length: int | None = Field(default=None, ge=8)

@@ -131,3 +131,14 @@ def test_stage_keys_ignore_the_ranker_batch_size() -> None:
         _identity(entry(batch_size=64)) == _identity(entry()) == _identity(entry(batch_size="auto"))
     )
     assert _identity(entry(calibrate=True)) != _identity(entry())
+
+
+@pytest.mark.parametrize("bad", ["big", 0, True, -3])
+def test_a_bad_batch_size_is_one_line_naming_both_choices(bad: object) -> None:
+    from llmrec.errors import ConfigError
+    from llmrec.models.registry import create_model
+
+    with pytest.raises(ConfigError) as err:
+        create_model("two_stage", {"ranker": {"kind": "verbaliser", "batch_size": bad}})
+    assert "\n" not in str(err.value)
+    assert "batch_size" in str(err.value) and "whole number >= 1 or 'auto'" in str(err.value)
