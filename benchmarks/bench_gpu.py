@@ -10,10 +10,21 @@ tokenizer files into ``DIR``; the GPU run reads them from there::
     python benchmarks/bench_gpu.py --device cpu --quick                     # the CPU check
 
 It measures: verbaliser users/s (last-position logits of a ~530-token prompt) at batch 1 and at
-the best batch, raw transformers and through llmrec's ``HFCausalLM.score_next_batch``; MiniLM
-encoding texts/s; SASRec epoch time on ML-100K through llmrec (``RuntimeOptions(device=...)``);
-and CPU-vs-device agreement of one random model (fp32: max abs logit difference <= 1e-4; bf16:
-the same top-10 tokens for >= 95% of prompts).
+the best batch, raw transformers and through llmrec's ``HFCausalLM.score_next_batch``, for the
+SmolLM2 and Gemma architectures and Qwen2.5-1.5B- and Llama-7B-sized configs (skipped where
+they do not fit in memory); each ranker kind (verbaliser, likelihood, generation) over the
+943-user ML-100K evaluation through llmrec's ``evaluate``; the service's micro-batcher at 1 vs
+64 clients; MiniLM encoding texts/s; SASRec and TIGER epoch times through llmrec
+(``RuntimeOptions(device=...)``); and CPU-vs-device agreement of one random model (fp32: max
+abs logit difference <= 1e-4; bf16: the same top-10 of 20 candidate labels for >= 95% of users).
+
+Why the agreement model is not the stock random init: with tied random embeddings the labels'
+logits after a prompt are all but tied (the 10th and 11th of 20 labels differ by less than
+bf16 rounding), so bf16 reorders them whatever the device — 69-86% of users kept their top-10
+on this CPU in bf16 vs fp32, a fact about the random model, not about a device. A trained
+verbaliser's labels stand apart. The check therefore gives the model its own seeded LM head
+(untied) whose label rows' norms differ by up to half a decade, which separates the label
+logits as a trained head's are while each user still gets their own top-10.
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import bench_gpu_llmrec as G
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_gpu.json"
@@ -63,7 +76,16 @@ def prepare(out: Path) -> None:
         print(f"{name}: {sorted(p.name for p in target.iterdir())}")
 
 
-def _random_causal(folder: Path, dtype: Any, device: str, quick: bool, seed: int = 0) -> Any:
+def _random_causal(
+    folder: Path,
+    dtype: Any,
+    device: str,
+    quick: bool,
+    seed: int = 0,
+    labels: list[int] | None = None,
+) -> Any:
+    """A seeded random model of ``folder``'s architecture; with ``labels``, an untied LM head
+    whose label rows are scaled by 10**(0..0.5) (see the module docstring)."""
     import torch
     import transformers
 
@@ -72,8 +94,14 @@ def _random_causal(folder: Path, dtype: Any, device: str, quick: bool, seed: int
         config.num_hidden_layers = 2
         if hasattr(config, "layer_types") and config.layer_types:
             config.layer_types = config.layer_types[:2]
+    if labels is not None:
+        config.tie_word_embeddings = False
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if labels is not None:
+        spread = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed + 1))
+        with torch.no_grad():
+            model.lm_head.weight[labels] *= 10 ** (0.5 * spread.float() / len(labels))[:, None]
     return model.to(dtype=dtype, device=device).eval()
 
 
@@ -149,26 +177,44 @@ def verbaliser(name: str, folder: Path, device: str, quick: bool) -> dict[str, A
 
 
 def agreement(folder: Path, device: str, quick: bool) -> dict[str, Any]:
-    """The same random model on the CPU (fp32) and on ``device`` (fp32, bf16)."""
+    """The same seeded random model on the CPU (fp32) and on ``device`` (fp32, bf16): the max
+    abs difference of the 20 candidate labels' logits, and the share of users whose top-10
+    labels (their top-10 candidates) are the same; the whole vocabulary's top-10 for reference."""
     import torch
     import transformers
 
     tok = transformers.AutoTokenizer.from_pretrained(folder)
-    enc = tok(
-        _prompts(tok, 16 if quick else 64, 40 if quick else 200), return_tensors="pt", padding=True
-    )
+    labels = [tok(f" {chr(ord('A') + i)}", add_special_tokens=False)["input_ids"][-1]
+              for i in range(20)]  # fmt: skip
+    words = _prompts(tok, 1, 12)[0].split(": ", 1)[1].split()[:12]
+    n, length = (64, 40) if quick else (128, 200)
+    prompts = [
+        f"User {u}: "
+        + " ".join(words[(7 * u + i * (u % 5 + 1)) % len(words)] for i in range(length))
+        + " Answer:"
+        for u in range(n)
+    ]
+    enc = tok(prompts, return_tensors="pt", padding=True)
+
+    def top10(logits: Any) -> Any:
+        return logits.topk(10).indices.sort().values
+
     with torch.inference_mode():
-        cpu = _random_causal(folder, torch.float32, "cpu", quick)(**enc, logits_to_keep=1).logits
-        out: dict[str, Any] = {}
+        model = _random_causal(folder, torch.float32, "cpu", quick, labels=labels)
+        cpu = model(**enc, logits_to_keep=1).logits[:, -1].float()
+        out: dict[str, Any] = {"users": n}
         for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
-            model = _random_causal(folder, dtype, device, quick)
-            got = model(**enc.to(device), logits_to_keep=1).logits.float().cpu()
+            model = _random_causal(folder, dtype, device, quick, labels=labels)
+            got = model(**enc.to(device), logits_to_keep=1).logits[:, -1].float().cpu()
             enc = enc.to("cpu")
-            same = got.topk(10).indices.sort().values == cpu.topk(10).indices.sort().values
             out[name] = {
-                "max_abs_diff": float((got - cpu).abs().max()),
-                "same_top10_share": float(same.all(dim=-1).float().mean()),
+                "max_abs_diff": float((got[:, labels] - cpu[:, labels]).abs().max()),
+                "same_top10_share": float(
+                    (top10(got[:, labels]) == top10(cpu[:, labels])).all(-1).float().mean()
+                ),
+                "same_vocab_top10_share": float((top10(got) == top10(cpu)).all(-1).float().mean()),
             }
+        out["distinct_top10"] = len({tuple(r) for r in top10(cpu[:, labels]).tolist()})
     out["fp32_ok"] = out["float32"]["max_abs_diff"] <= 1e-4
     out["bf16_ok"] = out["bfloat16"]["same_top10_share"] >= 0.95
     return out
@@ -229,26 +275,92 @@ def main() -> None:
     if args.prepare:
         prepare(args.prepare)
         return
-    from llmrec.runtime import resolve_device
+    from llmrec.runtime import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     if not args.inputs.is_dir():
         prepare(args.inputs)
     record: dict[str, Any] = {"device": device, "quick": args.quick}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        tic = time.perf_counter()
+        out = fn()
+        timings[name] = time.perf_counter() - tic
+        return out
+
+    smol = args.inputs / "smollm2-135m"
     record["verbaliser"] = [
-        verbaliser(name, args.inputs / name, device, args.quick)
+        timed(name, lambda name=name: verbaliser(name, args.inputs / name, device, args.quick))
         for name in ("smollm2-135m", "gemma3-270m")
     ]
-    record["agreement"] = agreement(args.inputs / "smollm2-135m", device, args.quick)
-    record["encoding"] = encoding(args.inputs / "minilm-l6", device, args.quick)
-    record["sasrec"] = sasrec(device, args.quick)
+    record["sized"] = timed("sized", lambda: sized(smol, device, args.quick))
+    record["agreement"] = timed("agreement", lambda: agreement(smol, device, args.quick))
+    with tempfile.TemporaryDirectory() as tmp:  # one random SmolLM2 for the llmrec paths
+        import torch
+
+        model = _random_causal(smol, torch.float32, "cpu", args.quick)
+        model.save_pretrained(tmp)
+        transformers_tokenizer(smol).save_pretrained(tmp)
+        del model
+        dtype = resolve_dtype("auto", device)
+        record["rankers"] = timed(
+            "rankers", lambda: G.rankers(Path(tmp), device, args.quick, dtype)
+        )
+        record["service"] = timed(
+            "service", lambda: G.service(Path(tmp), device, args.quick, dtype)
+        )
+    record["encoding"] = timed(
+        "encoding", lambda: encoding(args.inputs / "minilm-l6", device, args.quick)
+    )
+    record["sasrec"] = timed("sasrec", lambda: sasrec(device, args.quick))
+    record["tiger"] = timed("tiger", lambda: G.tiger(device, args.quick))
+    record["seconds"] = timings
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
+    report(record)
+
+
+def transformers_tokenizer(folder: Path) -> Any:
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def sized(tokenizer_dir: Path, device: str, quick: bool) -> dict[str, Any]:
+    """llmrec's verbaliser at batch 1 and at its auto batch on the larger sized configs."""
+    from llmrec.runtime import resolve_dtype
+
+    tok = transformers_tokenizer(tokenizer_dir)
+    prompts = _prompts(tok, 8 if quick else 128, 60 if quick else 530)
+    out: dict[str, Any] = {}
+    for name in G.SIZED:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = G.sized_model(name, tokenizer_dir, Path(tmp), quick)
+            if isinstance(folder, str):
+                out[name] = {"skipped": folder}
+                continue
+            dtype = resolve_dtype("auto", device)
+            out[name] = G.sized_verbaliser(folder, device, quick, prompts, dtype)
+    return out
+
+
+def report(record: dict[str, Any]) -> None:
+    """The table on stdout."""
     for row in record["verbaliser"]:
         raw = ", ".join(f"b{b}: {v:.0f}" for b, v in row["raw_users_per_s"].items())
         print(f"{row['model']:14} users/s {raw}; llmrec {row['llmrec_users_per_s']:.0f}")
-    print(f"agreement {record['agreement']}")
+    for name, row in record["sized"].items():
+        print(f"{name:14} {row}")
+    agree = record["agreement"]
+    print(f"agreement fp32 {agree['float32']}; bf16 {agree['bfloat16']}")
+    for kind in ("verbaliser", "likelihood", "generation"):
+        r = record["rankers"][kind]
+        rate = f"{r['users_per_s']:.1f}/s, batch {r['batch']}, {r['lm_calls']} LM calls"
+        print(f"ranker {kind:10} {r['users']} users in {r['seconds']:.1f} s ({rate})")
+    print(f"service {record['service']}")
     print(f"encoding {record['encoding']['texts_per_s']:.0f} texts/s; sasrec {record['sasrec']}")
+    print(f"tiger {record['tiger']}; seconds {record['seconds']}")
 
 
 if __name__ == "__main__":

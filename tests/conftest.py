@@ -28,3 +28,15 @@ def _progress_off():
     progress.disable()
     yield
     progress.disable()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A folder holding a tiny random-weight Llama and its tokenizer (tests/tiny_lm.py)."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        pytest.skip("transformers is not installed")
+    from tests.tiny_lm import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))

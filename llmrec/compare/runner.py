@@ -128,9 +128,13 @@ def _split_identity(config: CompareConfig) -> dict[str, Any]:
 
 def _identity(entry: CompareEntry) -> dict[str, Any]:
     """The entry as its numbers depend on it: runtime keys an older config put in ``params``
-    (threads, cache_dir, ...) are left out, as the runtime options are."""
+    (threads, cache_dir, ...) are left out, as the runtime options are, and so is a ranker's
+    ``batch_size`` (sized from the device; it changes speed, not scores)."""
     out = entry.model_dump(mode="json", exclude={"enabled", "pipeline"})
     out["params"] = {k: v for k, v in out["params"].items() if k not in LEGACY_KEYS}
+    ranker = out["params"].get("ranker")
+    if isinstance(ranker, dict) and "batch_size" in ranker:  # how many users a call, not what
+        out["params"]["ranker"] = {k: v for k, v in ranker.items() if k != "batch_size"}
     return out
 
 

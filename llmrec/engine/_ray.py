@@ -201,6 +201,13 @@ class RayLM(LanguageModel):
     def loglikelihood(self, prompt: str, continuations: Sequence[str]) -> np.ndarray:
         return np.array(self._call("loglikelihood", prompt, list(continuations)))
 
+    def loglikelihood_batch(
+        self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        # one actor call for the users' batch, as the local call is one LM call
+        conts = [list(c) for c in continuations]
+        return [np.array(a) for a in self._call("loglikelihood_batch", list(prompts), conts)]
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return list(self._call("count_tokens", list(texts)))
 

@@ -33,9 +33,9 @@ Phase = Literal["valid", "test"]
 #: HSTU's and LlamaRec's protocols), ``none`` none
 SeenMask = Literal["known", "window", "none"]
 
-#: users per call to a model that queries an LM at query time: small enough that progress
-#: moves every few LM batches (a ranker's default batch is 8 users), so a log shows the phase
-#: alive even at ~10 s per user
+#: users per call to a model that queries an LM at query time and names no batch size of its
+#: own (:meth:`~llmrec.models.base.Recommender.lm_batch_size`): small enough that progress moves
+#: every few LM batches, so a log shows the phase alive even at ~10 s per user
 LM_CHUNK = 8
 
 
@@ -362,8 +362,9 @@ def _eval_users(heldout: Dataset, users: np.ndarray | None) -> np.ndarray:
 
 def _chunks(model: Recommender, users: np.ndarray, phase: str, size: int) -> Iterator[slice]:
     """Row slices of ``users`` to ask ``model`` about in turn, with progress (users done):
-    ``size`` users at a time, or :data:`LM_CHUNK` for a model that queries an LM."""
-    step = min(size, LM_CHUNK) if model.queries_lm else size
+    ``size`` users at a time; a model that queries an LM gets one LM batch at a time (its
+    :meth:`~llmrec.models.base.Recommender.lm_batch_size`, else :data:`LM_CHUNK`)."""
+    step = min(size, model.lm_batch_size() or LM_CHUNK) if model.queries_lm else size
     return progress.batches(len(users), max(1, step), desc=f"evaluate {phase}", unit="user")
 
 

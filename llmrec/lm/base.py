@@ -9,6 +9,10 @@ Four batched verbs cover the three paradigms:
 * :meth:`LanguageModel.loglikelihood` — summed log-probabilities of continuations after one
   shared prompt (the likelihood ranker).
 
+``score_next_batch`` and ``loglikelihood_batch`` are the many-prompt forms the rankers call: the
+defaults loop over the one-prompt verbs, and backends that can batch a forward across prompts
+(transformers) override them. Either way one batched call counts as one call.
+
 A backend that cannot do a verb (an encoder-only model cannot generate) raises
 :class:`~llmrec.errors.BackendError` saying so. Backends are deterministic given their seed.
 
@@ -39,7 +43,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: the verbs whose every outermost call adds one to ``stats.calls`` (see
 #: :meth:`LanguageModel.__init_subclass__`); ``loglikelihood_full`` is HF's reference scorer
 COUNTED_VERBS = ("encode", "generate", "score_next", "score_next_batch", "loglikelihood",
-                 "loglikelihood_full")  # fmt: skip
+                 "loglikelihood_batch", "loglikelihood_full")  # fmt: skip
 
 #: the largest log-probability accepted: log(1) = 0 plus room for float32 rounding of a
 #: certain token (a server that sums or re-normalises in float32 can land a hair above 0)
@@ -285,6 +289,23 @@ class LanguageModel(ABC):
         """``(len(continuations),)`` float32 summed log-probabilities of each continuation
         given the shared ``prompt``. Backends reuse the prompt's KV cache where they can."""
         raise BackendError(f"{self.model_id} cannot score log-likelihoods")
+
+    @_counted  # one call, however many prompts: as the backends that batch the forward
+    def loglikelihood_batch(
+        self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        """One ``(len(continuations[i]),)`` float32 array per prompt: :meth:`loglikelihood` of
+        each prompt's own continuations. Backends override to batch the forward across prompts.
+
+        Example::
+
+            lm.loglikelihood_batch(["p1", "p2"], [[" a", " b"], [" c"]])   # [(2,), (1,)]
+        """
+        if len(prompts) != len(continuations):
+            raise BackendError(
+                f"{len(prompts)} prompt(s) but {len(continuations)} continuation list(s)"
+            )
+        return [self.loglikelihood(p, c) for p, c in zip(prompts, continuations, strict=True)]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text (used to fit prompts into a token budget)."""

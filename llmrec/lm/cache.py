@@ -373,6 +373,42 @@ class CachedLM(LanguageModel):
         values = self._cached_map(keys, compute, max(1, len(continuations)), _logprob_row(1))
         return np.array([np.frombuffer(v, dtype=np.float32)[0] for v in values], np.float32)
 
+    def loglikelihood_batch(
+        self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        """As the inner model; each (prompt, continuation) score is cached on its own (the keys
+        of :meth:`loglikelihood`, so either verb reads the other's answers), and every uncached
+        row of every prompt goes to the inner model in one batched call."""
+        if len(prompts) != len(continuations):
+            raise BackendError(
+                f"{len(prompts)} prompt(s) but {len(continuations)} continuation list(s)"
+            )
+        rows = [(i, c) for i, conts in enumerate(continuations) for c in conts]
+        keys = [_key(self.model_id, "loglikelihood", prompts[i], c) for i, c in rows]
+
+        def compute(idx: list[int]) -> list[bytes]:
+            wanted: dict[int, list[int]] = {}  # prompt -> positions in ``rows``, in order
+            for j in idx:
+                wanted.setdefault(rows[j][0], []).append(j)
+            answer = self.inner.loglikelihood_batch(
+                [prompts[i] for i in wanted], [[rows[j][1] for j in js] for js in wanted.values()]
+            )
+            if len(answer) != len(wanted):
+                raise BackendError(
+                    f"{self.model_id} loglikelihood answered {len(answer)} list(s) for "
+                    f"{len(wanted)} prompt(s)"
+                )
+            got: dict[int, bytes] = {}
+            for js, scores in zip(wanted.values(), answer, strict=True):
+                checked = check_logprobs(scores, (len(js),), f"{self.model_id} loglikelihood")
+                got.update((j, s.tobytes()) for j, s in zip(js, checked, strict=True))
+            return [got[j] for j in idx]
+
+        values = self._cached_map(keys, compute, max(1, len(keys)), _logprob_row(1))
+        flat = np.array([np.frombuffer(v, dtype=np.float32)[0] for v in values], np.float32)
+        ends = np.cumsum([len(c) for c in continuations])
+        return [part.copy() for part in np.split(flat, ends[:-1])] if len(prompts) else []
+
     # --- pass-through --------------------------------------------------------------------------
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(texts)

@@ -136,6 +136,16 @@ class LMConformance:
         batch = lm.loglikelihood(CONTEXT, list(CONTINUATIONS))
         np.testing.assert_allclose(batch, alone, atol=self.atol)
 
+    def test_loglikelihood_across_prompts_equals_each_prompt_alone(self, lm: LanguageModel) -> None:
+        self._supports("loglikelihood")
+        prompts = [CONTEXT, *self.prompts]
+        conts = [list(CONTINUATIONS[: 1 + i % len(CONTINUATIONS)]) for i in range(len(prompts))]
+        batch = lm.loglikelihood_batch(prompts, conts)
+        assert len(batch) == len(prompts) and lm.loglikelihood_batch([], []) == []
+        for got, p, c in zip(batch, prompts, conts, strict=True):
+            assert got.shape == (len(c),) and got.dtype == np.float32
+            np.testing.assert_allclose(got, lm.loglikelihood(p, c), atol=self.atol)
+
     def test_greedy_generate_batch_equals_each_prompt_alone(self, lm: LanguageModel) -> None:
         self._supports("generate")
         if not self.generate_batch_invariant:

@@ -320,6 +320,12 @@ class Recommender(ABC):
         """
         return []
 
+    def lm_batch_size(self) -> int | None:
+        """Users this model sends to its LM in one call at query time (a ranker's batch size,
+        sized from the device); ``None`` when it does not say (evaluation then asks 8 at a
+        time)."""
+        return None
+
     def fallback(self) -> Recommender | None:
         """The model that answers when this one's LM fails or is too slow (a two-stage's
         retriever); ``None`` when there is none."""

@@ -27,3 +27,8 @@ def test_bench_gpu_quick_on_the_cpu(tmp_path: Path) -> None:
     assert record["device"] == "cpu" and record["agreement"]["fp32_ok"]
     assert not any(p.suffix == ".safetensors" for p in (tmp_path / "inputs").rglob("*"))
     assert all(r["llmrec_users_per_s"] > 0 for r in record["verbaliser"])
+    assert all(record["rankers"][k]["users_per_s"] > 0 for k in ("verbaliser", "likelihood"))
+    assert record["rankers"]["generation"]["lm_calls"] >= 1
+    assert record["service"]["req_per_s_64_clients"] > 0 and record["tiger"]["epoch_s"] > 0
+    assert set(record["sized"]) == {"qwen2.5-1.5b", "llama-7b"}
+    assert 0.0 <= record["agreement"]["bfloat16"]["same_top10_share"] <= 1.0

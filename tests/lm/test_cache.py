@@ -115,3 +115,47 @@ def test_a_cache_written_by_earlier_llmrec_is_read(tmp_path: Path) -> None:
     vecs = CachedLM(inner, tmp_path).encode(["a b"])
     np.testing.assert_array_equal(vecs[0], stored)
     assert inner.stats.calls == 0 and inner.stats.cache_hits == 1
+
+
+def test_loglikelihood_batch_caches_each_row_and_sends_only_misses(tmp_path: Path) -> None:
+    class Recording(FakeLM):
+        asked: list[tuple[list[str], list[list[str]]]]
+
+        def loglikelihood_batch(self, prompts, continuations):
+            self.asked.append((list(prompts), [list(c) for c in continuations]))
+            return super().loglikelihood_batch(prompts, continuations)
+
+    inner = Recording()
+    inner.asked = []
+    lm = CachedLM(inner, tmp_path)
+    ref = FakeLM()
+    prompts = ["liked: star wars", "liked: toy story", "liked: heat"]
+    conts = [[" star", " x"], [" toy", " y", " z"], [" heat"]]
+    lm.loglikelihood(prompts[0], [" star"])  # the one-prompt verb's rows serve the batch
+    lm.loglikelihood_batch(prompts[1:2], [[" y"]])
+    inner.asked.clear()
+    hits = lm.stats.cache_hits
+    got = lm.loglikelihood_batch(prompts, conts)
+    for g, p, c in zip(got, prompts, conts, strict=True):
+        np.testing.assert_array_equal(g, ref.loglikelihood(p, c))
+    # one inner call, holding only the rows not cached, grouped by prompt
+    assert inner.asked == [(prompts, [[" x"], [" toy", " z"], [" heat"]])]
+    assert lm.stats.cache_hits == hits + 2
+    again = lm.loglikelihood_batch(prompts, conts)
+    assert len(inner.asked) == 1  # everything cached now
+    for a, g in zip(again, got, strict=True):
+        np.testing.assert_array_equal(a, g)
+    assert lm.loglikelihood_batch([], []) == []
+    with pytest.raises(BackendError, match="1 prompt"):
+        lm.loglikelihood_batch(prompts[:1], conts)
+
+
+def test_loglikelihood_batch_stores_nothing_from_a_bad_answer(tmp_path: Path) -> None:
+    class Broken(FakeLM):
+        def loglikelihood_batch(self, prompts, continuations):
+            return [np.full(len(c), np.nan, dtype=np.float32) for c in continuations]
+
+    lm = CachedLM(Broken(), tmp_path)
+    with pytest.raises(BackendError):
+        lm.loglikelihood_batch(["p"], [[" a", " b"]])
+    assert len(lm) == 0

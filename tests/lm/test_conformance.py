@@ -1,6 +1,7 @@
 """The LM conformance kit on every in-process backend: the fake (and the fake behind the disk
-cache) here in milliseconds; transformers (SmolLM2) and sentence-transformers (MiniLM) on the
-real models (slow). llama.cpp and the OpenAI-compatible client run it in tests/lm_server."""
+cache) here in milliseconds, transformers on a tiny random Llama in seconds; transformers
+(SmolLM2) and sentence-transformers (MiniLM) on the real models (slow). llama.cpp and the
+OpenAI-compatible client run it in tests/lm_server."""
 
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ class TestCachedFakeLM(LMConformance):
         self, lm: LanguageModel, tmp_path: Path
     ) -> None:
         pytest.skip("the outer cache already answered: asked again, its model sees nothing")
+
+
+class TestTinyLlamaTransformers(LMConformance):
+    """The transformers backend on a tiny random-weight Llama (tests/tiny_lm.py): seconds."""
+
+    atol = 1e-4  # left-padded batched forwards vs one sequence: float32 rounding
+    generate_batch_invariant = False  # padding can flip a near-tie in greedy decoding
+
+    @pytest.fixture
+    def lm(self, tiny_llama_dir: Path) -> LanguageModel:
+        from llmrec.lm.hf import HFCausalLM
+
+        return HFCausalLM(tiny_llama_dir)
 
 
 @pytest.mark.slow

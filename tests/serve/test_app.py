@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -220,6 +221,47 @@ def test_concurrent_lm_requests_share_batches_and_metrics_count_them(
     assert _metric(metrics, "llmrec_batch_size_count", entry="lm-rerank") < 8
     assert _metric(metrics, "llmrec_batch_size_sum", entry="lm-rerank") == 8
     assert _metric(metrics, "llmrec_lm_calls_total", entry="lm-rerank") >= 1
+
+
+class CountingLM(FakeLM):
+    """A fake LM recording how many prompts reach each of its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts_per_call: list[int] = []
+
+    def score_next_batch(self, prompts: Any, labels: Any) -> Any:
+        self.prompts_per_call.append(len(prompts))
+        return super().score_next_batch(prompts, labels)
+
+
+@pytest.mark.parametrize("n", [16, 24])
+def test_concurrent_requests_reach_the_lm_as_one_batched_call_per_batch(
+    client_for: Callable[..., Any], serve_data: Dataset, n: int
+) -> None:
+    batch = 8  # the service's max_batch and the ranker's auto batch on the CPU
+    client = client_for(batching={"window_ms": 500, "max_batch": batch, "max_queue": 64})
+    model = client.service.entry("lm-rerank").model
+    assert model.ranker.batch_size == batch
+    lm = CountingLM()
+    model.ranker._lm = lm
+    users = [serve_data.user_ids[i % serve_data.n_users] for i in range(n)]
+
+    def ask(user: str) -> int:
+        r = client.post("/v1/recommend", json={"user_id": user, "k": 3, "paradigm": "direct"})
+        assert r.status_code == 200 and not r.json()["degraded"]
+        return int(r.json()["batch_size"])
+
+    with ThreadPoolExecutor(n) as pool:
+        sizes = list(pool.map(ask, users))
+    # every queued user of a service batch reaches the LM in the same call
+    assert sum(lm.prompts_per_call) == n
+    assert len(lm.prompts_per_call) <= -(-n // batch)
+    # each service batch (s requests answered with batch_size s) is one LM call of s prompts
+    per_size = Counter(sizes)
+    assert sorted(lm.prompts_per_call) == sorted(
+        size for size, count in per_size.items() for _ in range(count // size)
+    )
 
 
 def test_a_full_queue_answers_503_with_retry_after(client_for: Callable[..., Any]) -> None:

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from llmrec.config import StrictConfig, renamed_keys
 from llmrec.paradigms.direct.prompts import PromptConfig
 from llmrec.paradigms.direct.tuning import TuneConfig
+from llmrec.runtime import BatchSize
 
 __all__ = [
     "GenerationConfig",
@@ -29,13 +30,13 @@ class RankerConfig(StrictConfig):
             spec (``smollm2-135m``, ``openai:URL#MODEL``), it defaults to that id.
         lm_options: options for ``load_lm``.
         prompt: the prompt templates.
-        batch_size: users per LM call.
+        batch_size: users per LM call; ``auto``: 8 on the CPU, 128 on a GPU (runtime options).
     """
 
     lm: str = "fake"
     lm_options: dict[str, Any] = Field(default_factory=dict)
     prompt: PromptConfig = Field(default_factory=PromptConfig)
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: BatchSize = "auto"
 
 
 class VerbaliserConfig(RankerConfig):

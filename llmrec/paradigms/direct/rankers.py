@@ -4,17 +4,17 @@ Three methods, one interface (:meth:`Ranker.rank`, ``(n, c)`` candidates in, ``(
 float32 scores out, higher is better):
 
 * :class:`VerbaliserRanker` — one forward pass per prompt; the next-token log-probabilities of
-  the candidates' index labels are the scores (LlamaRec). Prompts are batched.
+  the candidates' index labels are the scores (LlamaRec).
 * :class:`LikelihoodRanker` — each candidate's quoted title is scored by its log-likelihood
-  after the shared prompt (the backend reuses the prompt's KV cache), divided by its length in
-  tokens.
+  after the shared prompt (the backend reuses the prompt's KV cache), divided by its length.
 * :class:`GenerationRanker` — the LM writes a ranked list; it is parsed and grounded to the
   candidates (:mod:`~llmrec.paradigms.direct.grounding`); candidates it did not rank keep the
   order they were given in (a retriever's order), after the ranked ones.
 
 A ranker is fitted on the training data (item texts, user attributes, few-shot examples) and
 is then usable as the second stage of :class:`~llmrec.paradigms.direct.two_stage.TwoStage` or
-directly in the candidate protocol via :meth:`Ranker.score_candidates`. Each keeps
+directly in the candidate protocol via :meth:`Ranker.score_candidates`. All three send a
+batch of users to the LM in one call (``batch_size``, sized from the device). Each keeps
 :class:`RankerStats` (LM calls, tokens, wall time per call, parse failures) for reports.
 """
 
@@ -56,6 +56,7 @@ from llmrec.paradigms.direct.tuning import (
     save_tuned,
     tune_ranker,
 )
+from llmrec.runtime import runtime_options
 
 __all__ = [
     "GenerationConfig",
@@ -114,6 +115,11 @@ class Ranker(ABC):
 
             self._lm = load_lm(self.config.lm, runtime=self.runtime, **self.config.lm_options)
         return self._lm
+
+    @property
+    def batch_size(self) -> int:
+        """Users per LM call: ``config.batch_size``, or sized from the runtime's device."""
+        return runtime_options(self.runtime).batch_users(self.config.batch_size)
 
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset) -> Self:
@@ -188,7 +194,7 @@ class Ranker(ABC):
         if not len(users):
             return out  # without loading the LM
         work = progress.LMWork.of("ranking", self.config.lm, self.kind, unit="user")
-        slices = progress.batches(len(users), self.config.batch_size, desc="rank", work=work)
+        slices = progress.batches(len(users), self.batch_size, desc="rank", work=work)
 
         def ask(rows: slice) -> tuple[slice, list[Prompt], Any, float]:
             """A batch's prompts and the LM's answer: what an engine may run concurrently
@@ -352,14 +358,13 @@ class LikelihoodRanker(Ranker):
         return "title"
 
     def _ask(self, prompts: list[Prompt]) -> np.ndarray:
-        out = np.zeros((len(prompts), len(prompts[0].candidates)), dtype=np.float32)
         items = self.builder.items
-        for row, p in enumerate(prompts):
-            conts = [f" {items[int(i)]}" for i in p.candidates]
-            scores = np.asarray(self.lm.loglikelihood(p.score_text, conts), dtype=np.float32)
-            if self.config.normalize:
-                scores = scores / self._lengths(p.score_text, conts)
-            out[row] = scores
+        texts = [p.score_text for p in prompts]
+        conts = [[f" {items[int(i)]}" for i in p.candidates] for p in prompts]
+        answers = self.lm.loglikelihood_batch(texts, conts)  # one call for the users' batch
+        out = np.stack([np.asarray(a, dtype=np.float32) for a in answers])
+        if self.config.normalize:
+            out = out / np.stack([self._lengths(t, c) for t, c in zip(texts, conts, strict=True)])
         return out
 
     def _lengths(self, prompt: str, conts: list[str]) -> np.ndarray:

@@ -243,6 +243,10 @@ class TwoStage(Recommender):
         lms = [*ranker, *self.retriever.language_models()]
         return list({id(lm): lm for lm in lms}.values())
 
+    def lm_batch_size(self) -> int:
+        """The ranker's users per LM call (8 on the CPU, 128 on a GPU unless configured)."""
+        return self.ranker.batch_size
+
     def fallback(self) -> Recommender:
         """The retriever: its ranking answers when the LM fails or is too slow."""
         return self.retriever
