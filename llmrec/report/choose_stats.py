@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from llmrec.report.choose import Constraints, bias_of
+from llmrec.report.evidence import pair_row
 
 __all__ = ["fmt_p", "fmt_p_pair", "statistical_choice"]
 
@@ -135,21 +136,7 @@ def _family(choice: Any) -> list[dict[str, Any]]:
     ``versus``; ``p_holm`` is the corrected p-value)."""
     rows = [(v.name, choice.best, v.test, v.p_adjusted) for v in choice.versus]
     rows += [(p.entry, p.versus, p.test, p.p_adjusted) for p in choice.also]
-    return [
-        {
-            "entry": a,
-            "versus": b,
-            "diff": t.mean_diff,
-            "low": t.low,
-            "high": t.high,
-            "effect_size": t.effect_size,
-            "p": t.p_value,
-            "p_holm": float(p),
-            "significant": bool(p < ALPHA),
-            "n_users": t.n_users,
-        }
-        for a, b, t, p in rows
-    ]
+    return [pair_row(a, b, t, p) for a, b, t, p in rows]
 
 
 def _tied_sentence(choice: Any, by_name: dict[str, dict[str, Any]]) -> list[str]:

@@ -22,6 +22,7 @@ __all__ = [
     "comparison_values",
     "intervals",
     "load_arrays",
+    "pair_row",
     "paired_family",
     "paired_groups",
 ]
@@ -157,18 +158,21 @@ def paired_groups(
     if not done:
         return []
     adjusted = holm([t.p_value for _, _, t in done])
-    return [
-        {
-            "entry": a,
-            "versus": b,
-            "diff": t.mean_diff,
-            "low": t.low,
-            "high": t.high,
-            "effect_size": t.effect_size,
-            "p": t.p_value,
-            "p_holm": float(p),
-            "significant": bool(p < 0.05),
-            "n_users": t.n_users,
-        }
-        for (a, b, t), p in zip(done, adjusted, strict=True)
-    ]
+    return [pair_row(a, b, t, p) for (a, b, t), p in zip(done, adjusted, strict=True)]
+
+
+def pair_row(entry: str, versus: str, test: Any, p_adjusted: float) -> dict[str, Any]:
+    """One paired test (``entry`` minus ``versus``, a :class:`~llmrec.eval.stats.PairedTest`)
+    as the report writes it; ``significant`` when the corrected p is below 0.05."""
+    return {
+        "entry": entry,
+        "versus": versus,
+        "diff": test.mean_diff,
+        "low": test.low,
+        "high": test.high,
+        "effect_size": test.effect_size,
+        "p": test.p_value,
+        "p_holm": float(p_adjusted),
+        "significant": bool(p_adjusted < 0.05),
+        "n_users": test.n_users,
+    }

@@ -294,6 +294,26 @@ def encode_items(
     return encoder.encode(texts, desc="encoding items")
 
 
+def fit_text(
+    config: TextEncodingConfig,
+    train: Dataset,
+    *,
+    seed: int,
+    runtime: RuntimeOptions | None,
+    lm: LanguageModel | None = None,
+    lm_pool: LMPool | None = None,
+) -> tuple[TunedEncoder | None, np.ndarray, EncodeInfo, LanguageModel]:
+    """The fit step every text model shares: the encoder tuned on ``train`` when
+    ``config.tune`` is set (:func:`tune_for`), then ``train``'s items encoded with it (or with
+    ``lm`` when handed one). Returns ``(tuned, (n_items, dim) float32 vectors, info, the LM
+    that encoded)``."""
+    tuned = tune_for(config, train, seed=seed, runtime=runtime)
+    vectors, info = encode_items(
+        config, train, lm=lm, lm_pool=lm_pool, runtime=runtime, tuned=tuned
+    )
+    return tuned, vectors, info, encoder_lm(config, runtime, lm, lm_pool, tuned)
+
+
 def tune_for(
     config: TextEncodingConfig,
     train: Dataset,

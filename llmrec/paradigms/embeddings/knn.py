@@ -33,9 +33,7 @@ from llmrec.models.base import Recommender
 from llmrec.models.saved import FLOAT, expect
 from llmrec.paradigms.embeddings.encoder import (
     TextModelConfig,
-    encode_items,
-    encoder_lm,
-    tune_for,
+    fit_text,
 )
 from llmrec.paradigms.embeddings.index import IndexConfig, VectorIndex, normalize
 from llmrec.paradigms.embeddings.tune import (
@@ -93,16 +91,15 @@ class TextKNN(Recommender):
         """Encode every item's text (interactions play no part beyond the fallback, and the
         encoder's tuning when ``tune`` is set)."""
         self._remember_catalogue(train)
-        self.tuned = tune_for(self.config, train, seed=self.config.seed, runtime=self.runtime)
-        vectors, info = encode_items(
+        self.tuned, vectors, info, encoder = fit_text(
             self.config,
             train,
+            seed=self.config.seed,
+            runtime=self.runtime,
             lm=self._lm,
             lm_pool=self._lm_pool,
-            runtime=self.runtime,
-            tuned=self.tuned,
         )
-        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool, self.tuned)]
+        self._lms = [encoder]
         self.item_vectors = vectors
         self.fit_info = info.as_dict()
         self.index = self._build_index(vectors)

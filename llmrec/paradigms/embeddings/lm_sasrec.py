@@ -33,9 +33,7 @@ from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.models.saved import FLOAT, NUMBER, expect
 from llmrec.paradigms.embeddings.encoder import (
     TextModelConfig,
-    encode_items,
-    encoder_lm,
-    tune_for,
+    fit_text,
 )
 from llmrec.paradigms.embeddings.tune import (
     TunedEncoder,
@@ -91,16 +89,15 @@ class LMSASRec(SASRec):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Self:
         """Tune the encoder on ``train`` when ``tune`` is set; encode and whiten the item
         texts, then train SASRec around the adaptor."""
-        self.tuned = tune_for(self.config, train, seed=self.config.seed, runtime=self.runtime)
-        vectors, info = encode_items(
+        self.tuned, vectors, info, encoder = fit_text(
             self.config,
             train,
+            seed=self.config.seed,
+            runtime=self.runtime,
             lm=self._lm,
             lm_pool=self._lm_pool,
-            runtime=self.runtime,
-            tuned=self.tuned,
         )
-        self._lms = [encoder_lm(self.config, self.runtime, self._lm, self._lm_pool, self.tuned)]
+        self._lms = [encoder]
         self._text = whiten(vectors, self.config.whiten_dim)
         self._has_id = train.item_popularity() >= self.config.id_min_count
         self.fit_info = info.as_dict()

@@ -38,9 +38,7 @@ from llmrec.models.saved import BYTES, FLOAT, expect
 from llmrec.paradigms.embeddings.encoder import (
     TextEncoder,
     TextModelConfig,
-    encode_items,
-    encoder_lm,
-    tune_for,
+    fit_text,
 )
 from llmrec.paradigms.embeddings.text_views import UserView
 from llmrec.paradigms.embeddings.tune import (
@@ -130,13 +128,16 @@ class UserTower(Recommender):
         """Tune the encoder on ``train`` when ``tune`` is set; encode the item texts and keep
         the user profiles and item titles as text (users are encoded by the same encoder)."""
         self._remember_catalogue(train)
-        self.tuned = tune_for(self.config, train, seed=self.config.seed, runtime=self.runtime)
         self._encoder = None
-        rt, tuned = self.runtime, self.tuned
-        self.item_vectors, info = encode_items(
-            self.config, train, lm=self._lm, lm_pool=self._lm_pool, runtime=rt, tuned=tuned
+        self.tuned, self.item_vectors, info, encoder = fit_text(
+            self.config,
+            train,
+            seed=self.config.seed,
+            runtime=self.runtime,
+            lm=self._lm,
+            lm_pool=self._lm_pool,
         )
-        self._lms = [encoder_lm(self.config, rt, self._lm, self._lm_pool, tuned)]
+        self._lms = [encoder]
         self.fit_info = info.as_dict()
         self._profiles = self.view.profiles(train.user_attrs)
         field = self.config.title_field
