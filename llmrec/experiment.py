@@ -167,26 +167,8 @@ def run_experiment(
         model.fit(split.train, split.valid)
     ev = config.eval
     with timer("evaluate"):
-        valid = evaluate_protocol(
-            model,
-            split,
-            ev,
-            ev.protocol,
-            phase="valid",
-            seed=config.seed,
-            mask=ev.mask,
-            mask_window=ev.mask_window,
-        )
-        test = evaluate_protocol(
-            model,
-            split,
-            ev,
-            ev.protocol,
-            phase="test",
-            seed=config.seed,
-            mask=ev.mask,
-            mask_window=ev.mask_window,
-        )
+        valid = _evaluate(model, split, config, "valid")
+        test = _evaluate(model, split, config, "test")
     metrics = flat_metrics(test, split, ev, slice_keys=("ndcg@10", "recall@10", "n_users"))
     metrics.update({f"valid_{k}": v for k, v in valid.metrics.items() if "@" in k})
     timings = dict(timer.seconds)
@@ -351,3 +333,17 @@ def _note_large_cutoffs(config: RunConfig, n_items: int, log: Callable[[str], No
             f"note: eval.ks {large} exceed the catalogue ({n_items} items): lists are padded, "
             f"so those cutoffs measure the same as @{n_items}"
         )
+
+
+def _evaluate(model: Recommender, split: Split, config: RunConfig, phase: Phase) -> EvalResult:
+    ev = config.eval
+    return evaluate_protocol(
+        model,
+        split,
+        ev,
+        ev.protocol,
+        phase=phase,
+        seed=config.seed,
+        mask=ev.mask,
+        mask_window=ev.mask_window,
+    )

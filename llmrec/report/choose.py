@@ -117,11 +117,7 @@ def choose(
         out["explanation"] = ["No full-ranking entry finished, so there is nothing to choose from."]
         return out
     if not feasible:
-        text.append(f"No entry meets every constraint ({_constraint_text(constraints)}).")
-        text.extend(_excluded_sentences(excluded))
-        closest = min(excluded, key=lambda e: (len(e["reasons"]), e["entry"]))
-        text.append(f"Closest: {closest['entry']}, which misses only: {closest['reasons'][0]}.")
-        out["explanation"] = text
+        out["explanation"] = text + _none_feasible(excluded, constraints)
         return out
     if _statistical_ok(feasible, values, sample_values, key, acc_key):
         from llmrec.report.choose_stats import statistical_choice
@@ -146,6 +142,14 @@ def choose(
     )
     out["explanation"] = text
     return out
+
+
+def _none_feasible(excluded: list[dict[str, Any]], constraints: Constraints) -> list[str]:
+    text = [f"No entry meets every constraint ({_constraint_text(constraints)})."]
+    text.extend(_excluded_sentences(excluded))
+    closest = min(excluded, key=lambda e: (len(e["reasons"]), e["entry"]))
+    text.append(f"Closest: {closest['entry']}, which misses only: {closest['reasons'][0]}.")
+    return text
 
 
 def _statistical_ok(
