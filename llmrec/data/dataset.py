@@ -212,7 +212,8 @@ class Dataset:
 
     # --- building related datasets -----------------------------------------------------------
     def subset(self, mask: np.ndarray, name: str | None = None) -> Dataset:
-        """The interactions where ``mask`` is true, sharing this dataset's index space."""
+        """The interactions ``mask`` selects, sharing this dataset's index space: a boolean
+        ``(n_interactions,)`` mask, or row indices (taken in their order, e.g. a sort)."""
         return Dataset(
             user_ids=self.user_ids,
             item_ids=self.item_ids,

@@ -51,18 +51,7 @@ def ties_by_item(data: Dataset) -> Dataset:
         key = np.argsort(np.argsort(data.item_ids, kind="stable"), kind="stable")[data.items]
     except TypeError:
         key = data.items
-    order = np.lexsort((key, data.timestamps, data.users))
-    return Dataset(
-        user_ids=data.user_ids,
-        item_ids=data.item_ids,
-        users=data.users[order],
-        items=data.items[order],
-        timestamps=data.timestamps[order],
-        ratings=None if data.ratings is None else data.ratings[order],
-        item_text=data.item_text,
-        user_attrs=data.user_attrs,
-        name=data.name,
-    )
+    return data.subset(np.lexsort((key, data.timestamps, data.users)))
 
 
 def _compact(data: Dataset, keep: np.ndarray) -> Dataset:

@@ -23,7 +23,6 @@ __all__ = [
     "intervals",
     "load_arrays",
     "pair_row",
-    "paired_family",
     "paired_groups",
 ]
 
@@ -131,22 +130,14 @@ def comparison_values(
     return out, np.sort(common)
 
 
-def paired_family(
-    values: dict[str, np.ndarray], pairs: list[tuple[str, str]], *, seed: int = 0
-) -> list[dict[str, Any]]:
-    """Paired tests of each ``(a, b)`` in ``pairs`` (a minus b, same users), Holm-corrected
-    together: ``{"entry", "versus", "diff", "low", "high", "effect_size", "p", "p_holm",
-    "significant", "n_users"}`` each (``significant``: Holm p below 0.05; ``low``/``high``
-    bound the unadjusted 95% interval, which matches ``p``, not ``p_holm``)."""
-    return paired_groups([(values, pairs)], seed=seed)
-
-
 def paired_groups(
     groups: list[tuple[dict[str, np.ndarray], list[tuple[str, str]]]], *, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """:func:`paired_family` over several user sets at once: each group's pairs are tested on
-    that group's aligned ``values`` (e.g. every test user for entries scored on all, the LM
-    sample for the sampled ones), and the p-values of all groups are Holm-corrected together."""
+    """Paired tests of each ``(a, b)`` (a minus b, same users) over several user sets at once:
+    each group's pairs are tested on that group's aligned ``values`` (e.g. every test user for
+    entries scored on all, the LM sample for the sampled ones), and the p-values of all groups
+    are Holm-corrected together. Rows as :func:`pair_row` writes them (``low``/``high`` bound
+    the unadjusted 95% interval, which matches ``p``, not ``p_holm``)."""
     from llmrec.eval.stats import holm, paired_test
 
     done: list[tuple[str, str, Any]] = []
