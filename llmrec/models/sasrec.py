@@ -29,11 +29,13 @@ from llmrec.models._torch import (
     import_torch,
     load_net_state,
     ndcg_at_k,
+    rank_on_device,
     state_to_numpy,
     torch_session,
     train_loop,
 )
 from llmrec.models.base import Recommender
+from llmrec.models.query import QueryProfiles
 
 
 class SASRecConfig(TorchConfig):
@@ -161,23 +163,48 @@ class SASRec(Recommender):
         with torch_session(self.runtime):
             return self._score_sequences(seqs)
 
+    def _top_k_on_device(
+        self,
+        users: np.ndarray,
+        hist: UserHistory,
+        profiles: QueryProfiles | None,
+        k: int,
+        exclude_seen: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` ranked on the network's device (see ``Recommender.recommend``)."""
+        seqs = hist.last(np.asarray(users, dtype=np.int64), self.config.max_len)
+        assert self._popularity is not None
+        return rank_on_device(
+            self.runtime,
+            lambda: self._sequence_scores(seqs),
+            users,
+            hist,
+            self._popularity,
+            k,
+            exclude_seen,
+        )
+
     def _score_sequences(self, seqs: np.ndarray, batch: int = 1024) -> np.ndarray:
         """Scores for ``(n, max_len)`` int64 right-aligned item sequences (-1 = padding)."""
+        return np.asarray(self._sequence_scores(seqs, batch).cpu().numpy(), dtype=np.float32)
+
+    def _sequence_scores(self, seqs: np.ndarray, batch: int = 1024) -> Any:
+        """``(n, n_items)`` float32 tensor on the network's device: the scores of
+        :meth:`_score_sequences`, for a caller that ranks them there."""
         torch = import_torch()
         if self.net is None:
             raise AssertionError("SASRec network missing")
         was_training = self.net.training
         self.net.eval()
-        out = np.empty((len(seqs), self.n_items), dtype=np.float32)
         with torch.inference_mode():
             table = self.net.item_emb.weight[1:]
+            parts = [torch.zeros((0, self.n_items), device=table.device)]
             for start in range(0, len(seqs), batch):
                 tokens = torch.from_numpy(seqs[start : start + batch] + 1).to(table.device)
                 last = self.net(tokens, last_only=True)[:, -1]  # (b, dim)
-                # callers mask and rank the whole row (seen items, fallbacks): it comes back
-                out[start : start + len(tokens)] = (last @ table.T).cpu().numpy()
+                parts.append(last @ table.T)
         self.net.train(was_training)
-        return out
+        return parts[-1] if len(parts) == 2 else torch.cat(parts)
 
     # --- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
