@@ -1,9 +1,11 @@
-"""The service's ``batching.max_batch`` follows the device: ``auto`` (the default) is today's 8
-on the CPU and the rankers' GPU batch (128) on a GPU; a number given wins on both."""
+"""The service on a device: ``batching.max_batch`` follows it (``auto``, the default, is
+today's 8 on the CPU and the rankers' GPU batch, 128, on a GPU; a number given wins on both),
+and ``--device cuda`` without a GPU stops ``llmrec serve`` in one line."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,3 +80,21 @@ def test_the_lm_entrys_batcher_gets_the_resolved_size(
         batchers = client.app.state.runtime.batchers
         assert batchers["lm-rerank"]._max_batch == want
         assert batchers["knn"]._max_batch == 64  # max_batch_fast, whatever the device
+
+
+def test_serve_on_cuda_without_a_gpu_is_one_line(
+    tmp_path: Path,
+    model_dirs: dict[str, Path],
+    gpu: Callable[[bool], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from llmrec.cli import main
+
+    gpu(False)
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"dataset: tiny\nentries:\n  - {{name: pop, path: {model_dirs['pop']}}}\n")
+    assert main(["serve", "--config", str(config), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # a status line, then the error
+    assert err[-1].startswith("llmrec: error: device 'cuda' asked for")
+    assert [line for line in err if line.startswith("llmrec: error")] == err[-1:]
+    assert "Traceback" not in "\n".join(err)
