@@ -77,12 +77,13 @@ def heldout_targets(valid: Dataset | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ndcg_at_k(
-    scores: np.ndarray, users: np.ndarray, targets: np.ndarray, history: UserHistory
+    scores: torch.Tensor, users: np.ndarray, targets: np.ndarray, history: UserHistory
 ) -> float:
-    """Mean NDCG@10 of one held-out item per user under full ranking.
+    """Mean NDCG@10 of one held-out item per user under full ranking, ranked where the scores
+    are (a model's device): only each user's rank comes back.
 
     Args:
-        scores: ``(n, n_items)`` float32 scores of ``users`` (modified: known items masked).
+        scores: ``(n, n_items)`` float32 tensor of the scores of ``users``.
         users: ``(n,)`` int64 user indices.
         targets: ``(n,)`` int64 held-out item of each user.
         history: items known at query time; they are excluded from the ranking.
@@ -90,11 +91,14 @@ def ndcg_at_k(
     The rank counts items scoring strictly higher than the target (ties favour the target,
     as a stable top-k with the target first would).
     """
-    rows = np.arange(len(users))
-    target_scores = scores[rows, targets].copy()
-    for row, user in enumerate(users):
-        scores[row, history.of(int(user))] = -np.inf
-    rank = (scores > target_scores[:, None]).sum(axis=1)
+    torch = import_torch()
+    with torch.inference_mode():
+        device = scores.device
+        rows = torch.arange(len(users), device=device)
+        target_scores = scores[rows, torch.from_numpy(targets).to(device)]
+        seen_rows, seen_cols = (torch.from_numpy(a).to(device) for a in seen_cells(users, history))
+        masked = scores.index_put((seen_rows, seen_cols), torch.tensor(-np.inf, device=device))
+        rank = (masked > target_scores[:, None]).sum(dim=1).cpu().numpy()
     gains = np.where(rank < VALID_K, 1.0 / np.log2(rank + 2.0), 0.0)
     return float(gains.mean()) if len(gains) else 0.0
 

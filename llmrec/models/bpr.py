@@ -107,8 +107,7 @@ class BPR(Recommender):
 
             def evaluate() -> float:
                 self._export(net)
-                scores = self.score(v_users, hist)
-                return ndcg_at_k(scores, v_users, v_items, hist)
+                return ndcg_at_k(self._product(v_users), v_users, v_items, hist)
 
             self.train_log = train_loop(
                 cfg,

@@ -117,7 +117,7 @@ class SASRec(Recommender):
                 return total / max(count, 1)
 
             def evaluate() -> float:
-                scores = self._score_sequences(hist.last(v_users, cfg.max_len))
+                scores = self._sequence_scores(hist.last(v_users, cfg.max_len))
                 return ndcg_at_k(scores, v_users, v_items, hist)
 
             self.train_log = train_loop(
@@ -161,7 +161,7 @@ class SASRec(Recommender):
         ``max_len`` items in ``history``."""
         seqs = history.last(np.asarray(users, dtype=np.int64), self.config.max_len)
         with torch_session(self.runtime):
-            return self._score_sequences(seqs)
+            return np.asarray(self._sequence_scores(seqs).cpu().numpy(), dtype=np.float32)
 
     def _top_k_on_device(
         self,
@@ -184,13 +184,9 @@ class SASRec(Recommender):
             exclude_seen,
         )
 
-    def _score_sequences(self, seqs: np.ndarray, batch: int = 1024) -> np.ndarray:
-        """Scores for ``(n, max_len)`` int64 right-aligned item sequences (-1 = padding)."""
-        return np.asarray(self._sequence_scores(seqs, batch).cpu().numpy(), dtype=np.float32)
-
     def _sequence_scores(self, seqs: np.ndarray, batch: int = 1024) -> Any:
-        """``(n, n_items)`` float32 tensor on the network's device: the scores of
-        :meth:`_score_sequences`, for a caller that ranks them there."""
+        """``(n, n_items)`` float32 tensor on the network's device: the scores of ``(n,
+        max_len)`` int64 right-aligned item sequences (-1 = padding), ranked there."""
         torch = import_torch()
         if self.net is None:
             raise AssertionError("SASRec network missing")

@@ -9,7 +9,7 @@ import pytest
 from llmrec.data.dataset import UserHistory
 from llmrec.data.splits import Split, leave_one_out
 from llmrec.eval import evaluate
-from llmrec.models._torch import top_k
+from llmrec.models._torch import ndcg_at_k, top_k
 from llmrec.models.base import Recommender, _top_k
 from llmrec.models.bpr import BPR
 from llmrec.models.sasrec import SASRec
@@ -119,6 +119,23 @@ def test_recommend_never_asks_for_the_whole_score_matrix(monkeypatch: pytest.Mon
         raise AssertionError("the full score matrix came back to numpy")
 
     monkeypatch.setattr(model, "_scores_with_fallback", whole_matrix)
-    monkeypatch.setattr(model, "_score_sequences", whole_matrix)
+    monkeypatch.setattr(model, "score", whole_matrix)
     recs = model.recommend(np.arange(model.n_users), 5)
     assert recs.items.shape == (model.n_users, 5) and (recs.items >= 0).all()
+
+
+def test_early_stopping_ranks_on_the_device_as_numpy_would() -> None:
+    rng = np.random.default_rng(0)
+    scores = _tied_scores(rng, 12, 15)
+    users = np.arange(12)
+    rows = [rng.choice(15, size=int(rng.integers(0, 6)), replace=False) for _ in users]
+    rows[0] = np.array([3, 7])
+    hist = UserHistory.from_rows(rows, 15)
+    targets = rng.integers(0, 15, size=12)
+    targets[0] = 7  # a target the user already has: masked, yet ranked by its own score
+    masked = scores.copy()
+    for row in users:
+        masked[row, rows[row]] = -np.inf
+    rank = (masked > scores[users, targets][:, None]).sum(axis=1)
+    want = np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0).mean()
+    assert ndcg_at_k(torch.from_numpy(scores), users, targets, hist) == want
