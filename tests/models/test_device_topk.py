@@ -55,12 +55,21 @@ def _numpy_only(monkeypatch: pytest.MonkeyPatch, model: Recommender) -> None:
 
 
 def _fitted(name: str) -> tuple[Recommender, Split]:
+    from llmrec.paradigms.embeddings.lm_sasrec import LMSASRec
+    from llmrec.paradigms.tokens.token_sasrec import TokenSASRec
+
     split = leave_one_out(tiny_dataset())
-    model = SASRec(SASREC) if name == "sasrec" else BPR(BPR_SMALL)
+    text = {"encoder": "fake:16", "cache": False}
+    model = {
+        "sasrec": lambda: SASRec(SASREC),
+        "bpr": lambda: BPR(BPR_SMALL),
+        "lm-sasrec": lambda: LMSASRec({**SASREC, **text}),  # the adaptor's item table
+        "token-sasrec": lambda: TokenSASRec({**SASREC, **text, "levels": 2, "codebook_size": 4}),
+    }[name]()
     return model.fit(split.train, split.valid), split
 
 
-@pytest.mark.parametrize("name", ["sasrec", "bpr"])
+@pytest.mark.parametrize("name", ["sasrec", "bpr", "lm-sasrec", "token-sasrec"])
 def test_recommend_on_the_device_equals_numpy_ranking(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
