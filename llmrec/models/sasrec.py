@@ -15,6 +15,7 @@ the validation item becomes part of the input sequence, as in RecBole. Item inde
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -174,15 +175,8 @@ class SASRec(Recommender):
         """The top ``k`` ranked on the network's device (see ``Recommender.recommend``)."""
         seqs = hist.last(np.asarray(users, dtype=np.int64), self.config.max_len)
         assert self._popularity is not None
-        return rank_on_device(
-            self.runtime,
-            lambda: self._sequence_scores(seqs),
-            users,
-            hist,
-            self._popularity,
-            k,
-            exclude_seen,
-        )
+        scores = partial(self._sequence_scores, seqs)
+        return rank_on_device(self.runtime, scores, users, hist, self._popularity, k, exclude_seen)
 
     def _sequence_scores(self, seqs: np.ndarray, batch: int = 1024) -> Any:
         """``(n, n_items)`` float32 tensor on the network's device: the scores of ``(n,
@@ -200,7 +194,7 @@ class SASRec(Recommender):
                 last = self.net(tokens, last_only=True)[:, -1]  # (b, dim)
                 parts.append(last @ table.T)
         self.net.train(was_training)
-        return parts[-1] if len(parts) == 2 else torch.cat(parts)
+        return parts[1] if len(parts) == 2 else torch.cat(parts)  # one batch: no copy
 
     # --- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
