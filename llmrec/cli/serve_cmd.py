@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--lm-budget-ms", type=float, help="LM time before the retriever answers")
     p.add_argument("--window-ms", type=float, help="micro-batching window for LM models")
-    p.add_argument("--max-batch", type=int, help="most requests per LM forward pass")
+    p.add_argument(
+        "--max-batch", help="most requests per LM forward pass (auto: 8 on the CPU, 128 on a GPU)"
+    )
     p.add_argument("--max-queue", type=int, help="most waiting requests per model (then 503)")
     p.add_argument("--no-batching", action="store_true", help="answer each request alone")
     p.add_argument("--only", action="append", default=[], metavar="ENTRY", help="serve only these")

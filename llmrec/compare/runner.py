@@ -59,9 +59,9 @@ def run_compare(
 
     Returns one :class:`StageStatus` per entry, in config order.
     """
+    config.runtime.check()  # before the folder: a GPU that is not there leaves nothing behind
     make_dirs(out_dir, "compare folder")
     started = time.perf_counter()
-    config.runtime.check()
     data = data if data is not None else load_data(config.dataset, data_dir, seed=config.seed)
     split = split_data(data, config.split, config.seed)
     ctx = StageContext(config, data, split)

@@ -3,7 +3,9 @@
 Seeding and thread count are scoped: :func:`torch_session` sets them for one ``fit`` or
 ``score`` call and restores torch's previous thread count afterwards, so a model never changes
 the process for its neighbours. Early stopping ranks each user's held-out validation item
-itself (models must not import :mod:`llmrec.eval`, which imports them).
+itself (models must not import :mod:`llmrec.eval`, which imports them). :func:`rank_on_device`
+is :meth:`~llmrec.models.base.Recommender.recommend`'s ranking done in torch where the scores
+are: only the top K of each user leaves the device.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import Field
 from llmrec import progress
 from llmrec.data.dataset import Dataset, UserHistory
 from llmrec.errors import ConfigError, require
-from llmrec.models.base import ModelConfig
+from llmrec.models.base import ModelConfig, seen_cells
 from llmrec.models.trainlog import TrainLog
 from llmrec.runtime import RuntimeOptions
 
@@ -75,12 +77,13 @@ def heldout_targets(valid: Dataset | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ndcg_at_k(
-    scores: np.ndarray, users: np.ndarray, targets: np.ndarray, history: UserHistory
+    scores: torch.Tensor, users: np.ndarray, targets: np.ndarray, history: UserHistory
 ) -> float:
-    """Mean NDCG@10 of one held-out item per user under full ranking.
+    """Mean NDCG@10 of one held-out item per user under full ranking, ranked where the scores
+    are (a model's device): only each user's rank comes back.
 
     Args:
-        scores: ``(n, n_items)`` float32 scores of ``users`` (modified: known items masked).
+        scores: ``(n, n_items)`` float32 tensor of the scores of ``users``.
         users: ``(n,)`` int64 user indices.
         targets: ``(n,)`` int64 held-out item of each user.
         history: items known at query time; they are excluded from the ranking.
@@ -88,11 +91,14 @@ def ndcg_at_k(
     The rank counts items scoring strictly higher than the target (ties favour the target,
     as a stable top-k with the target first would).
     """
-    rows = np.arange(len(users))
-    target_scores = scores[rows, targets].copy()
-    for row, user in enumerate(users):
-        scores[row, history.of(int(user))] = -np.inf
-    rank = (scores > target_scores[:, None]).sum(axis=1)
+    torch = import_torch()
+    with torch.inference_mode():
+        device = scores.device
+        rows = torch.arange(len(users), device=device)
+        target_scores = scores[rows, torch.from_numpy(targets).to(device)]
+        seen_rows, seen_cols = (torch.from_numpy(a).to(device) for a in seen_cells(users, history))
+        masked = scores.index_put((seen_rows, seen_cols), torch.tensor(-np.inf, device=device))
+        rank = (masked > target_scores[:, None]).sum(dim=1).cpu().numpy()
     gains = np.where(rank < VALID_K, 1.0 / np.log2(rank + 2.0), 0.0)
     return float(gains.mean()) if len(gains) else 0.0
 
@@ -202,3 +208,64 @@ def load_net_state(net: torch.nn.Module, state: dict[str, np.ndarray], prefix: s
                 f"array {prefix}{name!r} has dtype {got.dtype}, expected {tensor.dtype}"
             )
     net.load_state_dict(saved)
+
+
+def rank_on_device(
+    runtime: RuntimeOptions,
+    scores_of: Callable[[], torch.Tensor],
+    users: np.ndarray,
+    hist: UserHistory,
+    popularity: np.ndarray,
+    k: int,
+    exclude_seen: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(items, scores)`` ``(len(users), k)`` int64 / float32 numpy: the top ``k`` of the
+    ``(len(users), n_items)`` scores ``scores_of()`` computes on the device, ranked there.
+
+    The same steps as the numpy path of ``Recommender.recommend``, in the same order, so the
+    result is bit-identical: NaN scores rank last, users without history in ``hist`` get
+    ``popularity``, known items are masked when ``exclude_seen``, then :func:`top_k`.
+    """
+    with torch_session(runtime) as torch, torch.inference_mode():
+        scores = scores_of().to(torch.float32)
+        scores = scores.masked_fill(scores.isnan(), -np.inf)
+        cold = hist.lengths()[users] == 0
+        if cold.any():
+            scores[torch.from_numpy(cold).to(scores.device)] = torch.from_numpy(
+                np.asarray(popularity, dtype=np.float32)
+            ).to(scores.device)
+        if exclude_seen:
+            rows, cols = (torch.from_numpy(a).to(scores.device) for a in seen_cells(users, hist))
+            scores[rows, cols] = -np.inf
+        items, top = top_k(scores, k)
+        return items.cpu().numpy(), top.cpu().numpy()
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best items of each row of ``scores`` ``(n, n_items)``, best first, and their
+    scores, on the scores' device; equal scores go to the lower item index.
+
+    ``torch.topk`` alone may pick any of the items tied with the k-th score, so, as the numpy
+    ranking does, it only finds the k-th score: every item strictly above it is kept, the tied
+    ones are filled in index order, and the k kept are sorted by score with a stable sort
+    (``-0.0`` counted as ``0.0``, which a GPU's radix sort would otherwise put apart).
+
+    Example: scores ``[[1, 3, 3, 2]]`` and ``k=2`` give items ``[[1, 2]]``.
+    """
+    torch = import_torch()
+    n_rows, n_items = scores.shape
+    if k == 0:
+        empty = torch.zeros((n_rows, 0), dtype=torch.int64, device=scores.device)
+        return empty, empty.to(scores.dtype)
+    if k < n_items:
+        kth = torch.topk(scores, k, dim=1).values[:, k - 1 : k]
+        above = scores > kth
+        tied = scores == kth
+        room = k - above.sum(dim=1, keepdim=True)
+        keep = above | (tied & (tied.cumsum(dim=1) <= room))
+        part = keep.nonzero()[:, 1].reshape(n_rows, k)
+    else:
+        part = torch.arange(n_items, device=scores.device).expand(n_rows, n_items)
+    part_scores = scores.gather(1, part)
+    order = torch.sort(part_scores + 0.0, dim=1, descending=True, stable=True).indices
+    return part.gather(1, order), part_scores.gather(1, order)

@@ -147,14 +147,32 @@ class Recommender(ABC):
         out_scores = np.full((len(users_arr), k), -np.inf, dtype=np.float32)
         for start in range(0, len(users_arr), batch_size):
             batch = users_arr[start : start + batch_size]
-            scores = self._scores_with_fallback(batch, hist, profiles)
-            if exclude_seen:
-                _mask_seen(scores, batch, hist)
-            items, top = _top_k(scores, k_eff)
+            ranked = self._top_k_on_device(batch, hist, profiles, k_eff, exclude_seen)
+            if ranked is None:
+                scores = self._scores_with_fallback(batch, hist, profiles)
+                if exclude_seen:
+                    _mask_seen(scores, batch, hist)
+                ranked = _top_k(scores, k_eff)
+            items, top = ranked
             out_items[start : start + len(batch), :k_eff] = items
             out_scores[start : start + len(batch), :k_eff] = top
         out_items[~np.isfinite(out_scores)] = -1
         return Recommendations(users_arr, out_items, out_scores)
+
+    def _top_k_on_device(
+        self,
+        users: np.ndarray,
+        hist: UserHistory,
+        profiles: QueryProfiles | None,
+        k: int,
+        exclude_seen: bool,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(items, scores)``, each ``(len(users), k)``, of :meth:`recommend`'s top ``k``,
+        ranked where the model scores (a torch model's device) so that only they come back to
+        the CPU; equal to what :meth:`recommend` ranks from :meth:`score` here, bit for bit.
+        ``None`` (the default): the model's scores are ranked here, with numpy. A subclass
+        that overrides :meth:`score` of a model that ranks on its device overrides this too."""
+        return None
 
     def score_candidates(
         self,
@@ -408,14 +426,20 @@ def _check_replaceable(folder: Path) -> None:
     )
 
 
-def _mask_seen(scores: np.ndarray, users: np.ndarray, hist: UserHistory) -> None:
+def seen_cells(users: np.ndarray, hist: UserHistory) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, cols)`` int64: row ``i`` of a ``(len(users), n_items)`` score matrix, column
+    of each item ``users[i]`` has in ``hist`` (the cells :meth:`Recommender.recommend` masks)."""
     starts = hist.indptr[users]
     ends = hist.indptr[users + 1]
-    lengths = ends - starts
-    if lengths.sum() == 0:
-        return
-    rows = np.repeat(np.arange(len(users)), lengths)
+    rows = np.repeat(np.arange(len(users), dtype=np.int64), ends - starts)
+    if not len(rows):
+        return rows, rows.copy()
     cols = np.concatenate([hist.items[s:e] for s, e in zip(starts, ends, strict=True)])
+    return rows, cols.astype(np.int64)
+
+
+def _mask_seen(scores: np.ndarray, users: np.ndarray, hist: UserHistory) -> None:
+    rows, cols = seen_cells(users, hist)
     scores[rows, cols] = -np.inf
 
 

@@ -13,6 +13,7 @@ get the popularity fallback of the base class.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -24,11 +25,14 @@ from llmrec.models._torch import (
     TrainLog,
     clone_state,
     heldout_targets,
+    import_torch,
     ndcg_at_k,
+    rank_on_device,
     torch_session,
     train_loop,
 )
 from llmrec.models.base import Recommender
+from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import FLOAT, expect
 
 if TYPE_CHECKING:
@@ -103,8 +107,7 @@ class BPR(Recommender):
 
             def evaluate() -> float:
                 self._export(net)
-                scores = self.score(v_users, hist)
-                return ndcg_at_k(scores, v_users, v_items, hist)
+                return ndcg_at_k(self._product(v_users), v_users, v_items, hist)
 
             self.train_log = train_loop(
                 cfg,
@@ -122,13 +125,31 @@ class BPR(Recommender):
         The product runs in torch with ``threads`` threads: numpy's BLAS spins on all cores
         and was seen 10-100x slower on a busy 2-core machine.
         """
+        with torch_session(self.runtime):
+            return np.asarray(self._product(users).cpu().numpy(), dtype=np.float32)
+
+    def _top_k_on_device(
+        self,
+        users: np.ndarray,
+        hist: UserHistory,
+        profiles: QueryProfiles | None,
+        k: int,
+        exclude_seen: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` ranked on the runtime's device (see ``Recommender.recommend``)."""
+        assert self._popularity is not None
+        product = partial(self._product, users)
+        return rank_on_device(self.runtime, product, users, hist, self._popularity, k, exclude_seen)
+
+    def _product(self, users: np.ndarray) -> Any:
+        """``(len(users), n_items)`` tensor of user-item dot products on the runtime's device
+        (called inside a torch session)."""
+        torch = import_torch()
         assert self.user_factors is not None and self.item_factors is not None
         rows = self.user_factors[np.asarray(users, dtype=np.int64)]
         device = self.runtime.torch_device()
-        with torch_session(self.runtime) as torch:
-            items = torch.from_numpy(self.item_factors).to(device)
-            product = torch.from_numpy(rows).to(device) @ items.T
-            return np.asarray(product.cpu().numpy(), dtype=np.float32)
+        items = torch.from_numpy(self.item_factors).to(device)
+        return torch.from_numpy(rows).to(device) @ items.T
 
     def _export(self, net: BPRNet) -> None:
         self.user_factors = net.user.weight.detach().cpu().numpy().copy()

@@ -15,6 +15,7 @@ the validation item becomes part of the input sequence, as in RecBole. Item inde
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -29,11 +30,13 @@ from llmrec.models._torch import (
     import_torch,
     load_net_state,
     ndcg_at_k,
+    rank_on_device,
     state_to_numpy,
     torch_session,
     train_loop,
 )
 from llmrec.models.base import Recommender
+from llmrec.models.query import QueryProfiles
 
 
 class SASRecConfig(TorchConfig):
@@ -115,7 +118,7 @@ class SASRec(Recommender):
                 return total / max(count, 1)
 
             def evaluate() -> float:
-                scores = self._score_sequences(hist.last(v_users, cfg.max_len))
+                scores = self._sequence_scores(hist.last(v_users, cfg.max_len))
                 return ndcg_at_k(scores, v_users, v_items, hist)
 
             self.train_log = train_loop(
@@ -159,25 +162,39 @@ class SASRec(Recommender):
         ``max_len`` items in ``history``."""
         seqs = history.last(np.asarray(users, dtype=np.int64), self.config.max_len)
         with torch_session(self.runtime):
-            return self._score_sequences(seqs)
+            return np.asarray(self._sequence_scores(seqs).cpu().numpy(), dtype=np.float32)
 
-    def _score_sequences(self, seqs: np.ndarray, batch: int = 1024) -> np.ndarray:
-        """Scores for ``(n, max_len)`` int64 right-aligned item sequences (-1 = padding)."""
+    def _top_k_on_device(
+        self,
+        users: np.ndarray,
+        hist: UserHistory,
+        profiles: QueryProfiles | None,
+        k: int,
+        exclude_seen: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` ranked on the network's device (see ``Recommender.recommend``)."""
+        seqs = hist.last(np.asarray(users, dtype=np.int64), self.config.max_len)
+        assert self._popularity is not None
+        scores = partial(self._sequence_scores, seqs)
+        return rank_on_device(self.runtime, scores, users, hist, self._popularity, k, exclude_seen)
+
+    def _sequence_scores(self, seqs: np.ndarray, batch: int = 1024) -> Any:
+        """``(n, n_items)`` float32 tensor on the network's device: the scores of ``(n,
+        max_len)`` int64 right-aligned item sequences (-1 = padding), ranked there."""
         torch = import_torch()
         if self.net is None:
             raise AssertionError("SASRec network missing")
         was_training = self.net.training
         self.net.eval()
-        out = np.empty((len(seqs), self.n_items), dtype=np.float32)
         with torch.inference_mode():
             table = self.net.item_emb.weight[1:]
+            parts = [torch.zeros((0, self.n_items), device=table.device)]
             for start in range(0, len(seqs), batch):
                 tokens = torch.from_numpy(seqs[start : start + batch] + 1).to(table.device)
                 last = self.net(tokens, last_only=True)[:, -1]  # (b, dim)
-                # callers mask and rank the whole row (seen items, fallbacks): it comes back
-                out[start : start + len(tokens)] = (last @ table.T).cpu().numpy()
+                parts.append(last @ table.T)
         self.net.train(was_training)
-        return out
+        return parts[1] if len(parts) == 2 else torch.cat(parts)  # one batch: no copy
 
     # --- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -172,7 +172,7 @@ class _Runtime:
             run,
             executor=self.executors[name],
             window_s=(b.window_ms / 1000.0) if (lm and b.enabled) else 0.0,
-            max_batch=(b.max_batch if lm else b.max_batch_fast) if b.enabled else 1,
+            max_batch=(b.lm_batch(cfg.runtime) if lm else b.max_batch_fast) if b.enabled else 1,
             max_queue=b.max_queue,
             budget_s=cfg.lm_budget_ms / 1000.0 if served.can_degrade else None,
             fallback=fallback if served.can_degrade else None,

@@ -8,7 +8,7 @@ run folder (``llmrec run``), a compare folder (``llmrec compare``) or a YAML fil
     entries:
       - {name: sasrec, path: runs/compare-quick/stages/sasrec/model}  # paradigm from the catalogue
       - {name: llm-rerank, paradigm: direct, path: runs/compare-quick/stages/llm-rerank/model}
-    batching: {window_ms: 20, max_batch: 8, max_queue: 64}
+    batching: {window_ms: 20, max_batch: auto, max_queue: 64}
     lm_budget_ms: 5000
 """
 
@@ -17,15 +17,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmrec._io import check_unique_names, read_yaml_mapping
 from llmrec.config import StrictConfig, validated
 from llmrec.models.catalogue import Paradigm
-from llmrec.runtime import RuntimeOptions
+from llmrec.runtime import BatchSize, RuntimeOptions
 
 __all__ = ["BatchingConfig", "ServeConfig", "ServeEntry", "load_serve_config"]
 
+#: the largest explicit ``batching.max_batch``
+MAX_LM_BATCH = 256
 #: an entry's name: what requests name, and a compare stage's folder name (no separators)
 ENTRY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -54,16 +56,29 @@ class BatchingConfig(StrictConfig):
         window_ms: how long the first request of a batch waits for others, for models that call
             an LM at query time (direct; a user tower). Other models take whatever is queued
             when they are free, without waiting.
-        max_batch: most requests in one batch (one forward pass) of a model with an LM.
+        max_batch: most requests in one batch (one forward pass) of a model with an LM;
+            ``auto`` follows the device as the rankers' own batches do (8 on the CPU, as
+            always; 128 on a GPU: :func:`llmrec.runtime.batch_users`). A number wins.
         max_batch_fast: most requests in one batch of a model without one.
         max_queue: most requests waiting per entry; more are refused with 503 + Retry-After.
     """
 
     enabled: bool = True
     window_ms: float = Field(default=20.0, ge=0.0, le=1000.0, allow_inf_nan=False)
-    max_batch: int = Field(default=8, ge=1, le=256)
+    max_batch: BatchSize = "auto"
     max_batch_fast: int = Field(default=64, ge=1, le=4096)
     max_queue: int = Field(default=64, ge=1, le=100_000)
+
+    @field_validator("max_batch")
+    @classmethod
+    def _at_most_max(cls, value: int | str) -> int | str:
+        if value != "auto" and int(value) > MAX_LM_BATCH:
+            raise ValueError(f"must be at most {MAX_LM_BATCH} or 'auto', not {value!r}")
+        return value
+
+    def lm_batch(self, runtime: RuntimeOptions) -> int:
+        """Most requests in one batch of a model with an LM, on ``runtime``'s device."""
+        return runtime.batch_users(self.max_batch)
 
 
 class ServeConfig(StrictConfig):

@@ -71,3 +71,19 @@ def test_the_later_split_options_keep_old_keys_until_set(tmp_path: Path) -> None
     assert stage_key(entry, config, data) == old_key
     cored = load_compare_config({**raw, "split": {"kind": "loo", "core": 2}})
     assert stage_key(cored.entries[0], cored, data) != old_key
+
+
+def test_cuda_without_a_gpu_stops_compare_in_one_line_before_any_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmrec import runtime
+    from llmrec.cli import main
+
+    monkeypatch.setattr(runtime, "_cuda", lambda: (False, 0))
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset: tiny\nentries:\n  - {name: s, model: sasrec}\n")
+    out = tmp_path / "out"
+    assert main(["compare", "--config", str(config), "--out", str(out), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("llmrec: error: device 'cuda' asked for")
+    assert not out.exists()

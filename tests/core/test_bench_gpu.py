@@ -30,5 +30,8 @@ def test_bench_gpu_quick_on_the_cpu(tmp_path: Path) -> None:
     assert all(record["rankers"][k]["users_per_s"] > 0 for k in ("verbaliser", "likelihood"))
     assert record["rankers"]["generation"]["lm_calls"] >= 1
     assert record["service"]["req_per_s_64_clients"] > 0 and record["tiger"]["epoch_s"] > 0
+    ranked = record["sasrec"]["full_ranking"]  # ranked on the device: here the CPU itself
+    assert ranked["users"] > 0 and ranked["same_top20_share"] == 1.0
+    assert ranked["ndcg@10"] == ranked["cpu_ndcg@10"]
     assert set(record["sized"]) == {"qwen2.5-1.5b", "llama-7b"}
     assert 0.0 <= record["agreement"]["bfloat16"]["same_top10_share"] <= 1.0
