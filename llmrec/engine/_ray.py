@@ -56,7 +56,7 @@ START_TIMEOUT_S = 300.0
 CONNECT_TIMEOUT_S = 10.0
 #: seconds one verb call may take on an actor before the run fails
 CALL_TIMEOUT_S = 3600.0
-#: restarts of a dead actor, and retries of the call it was answering
+#: restarts of a dead actor (its calls are retried until it is back or dead past these)
 MAX_RESTARTS = 3
 #: LM pools a private instance makes room for (a compare run holds one per LM spec)
 LOCAL_POOLS = 4
@@ -309,7 +309,10 @@ class RayEngine:
             num_cpus=rt.ray_actor_cpus,
             num_gpus=rt.ray_actor_gpus,
             max_restarts=MAX_RESTARTS,
-            max_task_retries=MAX_RESTARTS,
+            # a lost node fails a call many times over ("actor unavailable") before Ray
+            # marks the node dead and restarts its actors: retry until the actor is back,
+            # bounded by its restarts, never by a count such blips use up in a second
+            max_task_retries=-1,
             scheduling_strategy="SPREAD",  # one model copy per machine before two on one
         )(_LMWorker)
         return _ActorPool(spec, [worker.remote(spec, dict(options)) for _ in range(rt.ray_actors)])

@@ -5,6 +5,7 @@ losing and doubling nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,10 +15,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 
@@ -43,14 +45,18 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
 NODES = ("127.0.0.2", "127.0.0.3")
+#: Ray's node health checks, every second and 5 misses: a removed node is dead within ~6 s
+HEALTH_CHECKS = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "5"}
 
 
 def _start_node(args: list[str], temp: Path, log: Path) -> subprocess.Popen[bytes]:
-    """``ray start --block`` in its own process group (so the whole node can be ended), with
-    this checkout importable by its workers."""
+    """``ray start --block`` in its own process group, with this checkout importable by its
+    workers, its own temp folder (so its processes are its own) and health checks every second
+    (so a lost node is noticed in seconds, not Ray's default half minute)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        **HEALTH_CHECKS,
     }
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--num-cpus=3",
            f"--temp-dir={temp}", "--disable-usage-stats", *args]  # fmt: skip
@@ -59,17 +65,29 @@ def _start_node(args: list[str], temp: Path, log: Path) -> subprocess.Popen[byte
                                 start_new_session=True)  # fmt: skip
 
 
-def _end_node(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _node_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """A node's processes: its ``ray start``, the raylet and the rest it started, and the
+    raylet's workers (they run in sessions of their own, so the process group misses them)."""
+    try:
+        root = psutil.Process(proc.pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _end_node(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
+    """End a node and every process it started: ``sig`` first, then SIGKILL what is left."""
+    procs = _node_processes(proc)
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(sig)
+    _gone, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=10)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(1)
 
 
 def _wait_for_nodes(address: str, n: int, timeout_s: float) -> None:
@@ -87,34 +105,57 @@ def _wait_for_nodes(address: str, n: int, timeout_s: float) -> None:
         time.sleep(1.0)
 
 
+class _Nodes:
+    """The nodes of the test cluster: the head and a worker the tests may remove and add back."""
+
+    def __init__(self, temp: Path) -> None:
+        self.temp, self.log = temp, temp / "nodes.log"
+        self.address = f"{NODES[0]}:{free_port()}"
+        head = ["--head", f"--node-ip-address={NODES[0]}", f"--port={self.address.split(':')[1]}",
+                "--include-dashboard=false"]  # fmt: skip
+        self.head = _start_node(head, temp, self.log)
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def add_worker(self) -> None:
+        args = [f"--address={self.address}", f"--node-ip-address={NODES[1]}"]
+        self.worker = _start_node(args, Path(tempfile.mkdtemp(dir=self.temp)), self.log)
+        _wait_for_nodes(self.address, 2, timeout_s=120)
+
+    def remove_worker(self) -> None:
+        """SIGKILL the worker node: its ``ray start``, raylet, agents and actors at once."""
+        if self.worker is not None:
+            _end_node(self.worker, signal.SIGKILL)
+            self.worker = None
+
+    def end(self) -> None:
+        self.remove_worker()
+        _end_node(self.head)
+
+
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[RuntimeOptions]:
-    """The runtime options of a 2-node cluster this session started (and ends)."""
+def nodes() -> Iterator[_Nodes]:
+    """A 2-node cluster this session started (and ends)."""
     temp = Path(tempfile.mkdtemp(prefix="llmrec-ray-", dir="/tmp"))  # unix sockets: short paths
-    log = temp / "nodes.log"
-    port = free_port()
-    address = f"{NODES[0]}:{port}"
-    head = _start_node(
-        ["--head", f"--node-ip-address={NODES[0]}", f"--port={port}", "--include-dashboard=false"],
-        temp,
-        log,
-    )
-    nodes = [head]
+    cluster = _Nodes(temp)
     try:
         time.sleep(3.0)
-        nodes.append(
-            _start_node([f"--address={address}", f"--node-ip-address={NODES[1]}"], temp, log)
-        )
-        _wait_for_nodes(address, 2, timeout_s=120)
-        yield RuntimeOptions(engine="ray", ray_address=address, ray_actors=2)
+        cluster.add_worker()
+        yield cluster
     except TimeoutError:
-        pytest.fail(log.read_text(errors="replace")[-3000:])
+        pytest.fail(cluster.log.read_text(errors="replace")[-3000:])
     finally:
         engine.shutdown()
         ray.shutdown()
-        for proc in reversed(nodes):
-            _end_node(proc)
+        cluster.end()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(nodes: _Nodes) -> RuntimeOptions:
+    """The runtime options of the 2-node cluster (the worker added back if a test removed it)."""
+    if nodes.worker is None:
+        nodes.add_worker()
+    return RuntimeOptions(engine="ray", ray_address=nodes.address, ray_actors=2)
 
 
 @pytest.fixture(autouse=True)
@@ -204,34 +245,58 @@ def test_direct_ranking_is_bit_identical(cluster: RuntimeOptions, kind: str) -> 
     assert local_stats == remote_stats  # counters summed from the actors, in the same order
 
 
-def test_a_sigkilled_actor_mid_job_loses_and_doubles_nothing(cluster: RuntimeOptions) -> None:
+def _ranked_through_a_fault(runtime: RuntimeOptions, fault: Callable[[RayLM], None]) -> RayLM:
+    """Rank 1,500 users on ``runtime`` with ``fault(lm)`` done once 50 LM calls were answered:
+    the outputs and counters must be the local engine's (every batch answered exactly once).
+    Returns the ranker's LM (for what the test checks of its actors)."""
     split = leave_one_out(synthetic(n_users=1500, n_items=120, n_interactions=20000))
     users = split.test.active_users()
     local, local_stats = _ranked("verbaliser", None, split, users, batch_size=2)
 
-    model = _two_stage("verbaliser", cluster, split, batch_size=2)
+    model = _two_stage("verbaliser", runtime, split, batch_size=2)
     lm = model.ranker.lm
     assert isinstance(lm, RayLM)
-    victim = lm.where()[0][1]
-    killed = threading.Event()
+    done = threading.Event()
 
-    def kill_when_busy() -> None:
+    def fault_when_busy() -> None:
         while lm.stats.calls < 50:
             time.sleep(0.005)
-        os.kill(victim, signal.SIGKILL)
-        killed.set()
+        fault(lm)
+        done.set()
 
-    killer = threading.Thread(target=kill_when_busy, daemon=True)
-    killer.start()
+    thread = threading.Thread(target=fault_when_busy, daemon=True)
+    thread.start()
     remote = model.score(users, split.train.history())
-    killer.join(timeout=30)
-    assert killed.is_set(), "the job ended before an actor could be killed"
+    thread.join(timeout=30)
+    assert done.is_set(), "the job ended before the fault"
     assert np.array_equal(remote, local)
     stats = model.ranker.stats
     # every batch answered once: the calls counted on the actors are the batches, as locally
     assert stats.lm_calls == len(stats.call_ms) == local_stats["lm_calls"]
     assert stats.label_mass == local_stats["label_mass"]
-    assert victim not in [pid for _, pid in lm.where()]  # the actor was restarted
+    return lm
+
+
+def test_a_sigkilled_actor_mid_job_loses_and_doubles_nothing(cluster: RuntimeOptions) -> None:
+    victims: list[int] = []
+
+    def kill_an_actor(lm: RayLM) -> None:
+        victims.append(lm.where()[0][1])
+        os.kill(victims[0], signal.SIGKILL)
+
+    lm = _ranked_through_a_fault(cluster, kill_an_actor)
+    assert victims[0] not in [pid for _, pid in lm.where()]  # the actor was restarted
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_node_removed_mid_job_loses_and_doubles_nothing(
+    cluster: RuntimeOptions, nodes: _Nodes
+) -> None:
+    """The worker node's raylet, agents and actor SIGKILLed at once: Ray notices the node dead
+    (health checks), restarts its actor on the head and retries the call it was answering."""
+    lm = _ranked_through_a_fault(cluster, lambda _lm: nodes.remove_worker())
+    assert {node for node, _ in lm.where()} == {NODES[0]}  # both actors on the survivor now
+    assert sum(1 for node in ray.nodes() if node["Alive"]) == 1
 
 
 def test_tags_are_identical_with_retries_and_vocabulary_on_the_driver(
