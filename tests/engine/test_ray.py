@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -27,19 +28,23 @@ ray = pytest.importorskip("ray", exc_type=ImportError)  # not installed, or brok
 
 from llmrec import engine  # noqa: E402
 from llmrec.cli import main  # noqa: E402
+from llmrec.data.dataset import Dataset  # noqa: E402
 from llmrec.data.splits import leave_one_out  # noqa: E402
 from llmrec.data.synthetic import synthetic  # noqa: E402
 from llmrec.engine._ray import RayLM  # noqa: E402
 from llmrec.errors import ConfigError  # noqa: E402
 from llmrec.lm._server import free_port  # noqa: E402
+from llmrec.lm.base import LanguageModel  # noqa: E402
 from llmrec.lm.cache import CachedLM  # noqa: E402
 from llmrec.lm.fake import FakeLM  # noqa: E402
 from llmrec.lm.pool import default_pool  # noqa: E402
 from llmrec.models.popularity import Popularity  # noqa: E402
+from llmrec.models.registry import create_model  # noqa: E402
 from llmrec.paradigms.direct import TwoStage, make_ranker  # noqa: E402
 from llmrec.paradigms.embeddings.encoder import EncoderConfig, TextEncoder  # noqa: E402
 from llmrec.paradigms.tokens.tags import TagConfig, generate_item_tags  # noqa: E402
 from llmrec.runtime import RuntimeOptions  # noqa: E402
+from llmrec.testing import tiny_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -297,6 +302,62 @@ def test_a_worker_node_removed_mid_job_loses_and_doubles_nothing(
     lm = _ranked_through_a_fault(cluster, lambda _lm: nodes.remove_worker())
     assert {node for node, _ in lm.where()} == {NODES[0]}  # both actors on the survivor now
     assert sum(1 for node in ray.nodes() if node["Alive"]) == 1
+
+
+def _served_answers(
+    runtime: RuntimeOptions, model_dir: Path, data: Dataset
+) -> tuple[list[dict[str, Any]], LanguageModel, list[Any]]:
+    """Each of 12 users' answer (items and scores, no timings) from an LM re-ranker served over
+    HTTP under ``runtime``, the ranker's LM and, on Ray, its actors while the server ran (it
+    has stopped since)."""
+    from fastapi.testclient import TestClient
+
+    from llmrec.serve import load_service
+    from llmrec.serve.app import create_app
+    from llmrec.serve.config import validate_serve_config
+
+    raw = {"dataset": "tiny", "entries": [{"name": "rerank", "path": str(model_dir)}],
+           "runtime": runtime.model_dump()}  # fmt: skip
+    service = load_service(validate_serve_config(raw), data=data)
+    with TestClient(create_app(service)) as client:
+        answers = []
+        for user in data.user_ids[:12]:
+            r = client.post("/v1/recommend", json={"user_id": user, "k": 5})
+            assert r.status_code == 200, r.text
+            answers.append({k: r.json()[k] for k in ("user_id", "items", "degraded")})
+        lm = service.models["rerank"].model.ranker.lm
+        actors = list(lm._pool.actors) if isinstance(lm, RayLM) else []
+    return answers, lm, actors
+
+
+def test_a_served_lm_ranker_answers_on_the_actors_as_locally(
+    cluster: RuntimeOptions, tmp_path: Path
+) -> None:
+    """``llmrec serve --engine ray``: the same answers, from the actors, and the actors end
+    when the server stops."""
+    data = tiny_dataset()
+    params = {"retriever": "itemknn", "n_candidates": 10, "ranker": {"kind": "verbaliser",
+              "lm": "fake", "prompt": {"profile_fields": ["gender", "age"]}}}  # fmt: skip
+    model_dir = create_model("two_stage", params).fit(data).save(tmp_path / "rerank")
+    local, _, _ = _served_answers(RuntimeOptions(), model_dir, data)
+    remote, lm, actors = _served_answers(cluster, model_dir, data)
+    assert remote == local and not any(a["degraded"] for a in remote)
+    assert isinstance(lm, RayLM) and lm.stats.calls > 0  # answered by the actors
+    assert len(actors) == cluster.ray_actors
+    assert all(_ends(actor, within_s=30) for actor in actors)
+
+
+def _ends(actor: Any, within_s: float) -> bool:
+    """Whether ``actor`` is dead within ``within_s`` (``ray.kill`` takes effect a moment later:
+    a call sent right after it may still be answered)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.info.remote(), timeout=within_s)
+        except ray.exceptions.RayActorError:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def test_tags_are_identical_with_retries_and_vocabulary_on_the_driver(
