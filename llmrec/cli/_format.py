@@ -42,7 +42,12 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--ray-actors", type=int, help="Ray actors per LM (default 2)")
     g.add_argument("--ray-actor-cpus", type=float, help="CPUs each actor reserves (default 1)")
-    g.add_argument("--ray-actor-gpus", type=float, help="GPUs each actor reserves (default 0)")
+    g.add_argument(
+        "--ray-actor-gpus",
+        type=float,
+        help="GPUs each actor reserves, a fraction to share one (default: from --device: none "
+        "on the CPU, else the cluster's GPUs shared between the actors)",
+    )
 
 
 RUNTIME_FLAGS = ("device", "dtype", "threads", "engine", "ray_address", "ray_actors",

@@ -423,6 +423,23 @@ def _timed(metric: str) -> bool:
     return metric.endswith(("_s", "_ms", "_mb"))  # fit_s, latency_p95_ms, peak_rss_mb, ...
 
 
+@pytest.mark.timeout(30)
+def test_gpu_actors_on_a_cluster_without_gpus_are_a_one_line_error_not_a_hang(
+    cluster: RuntimeOptions,
+) -> None:
+    """Ray would keep GPU actors pending forever here: llmrec counts the GPUs first, and the
+    CPU actors ``auto`` chooses on this cluster still run."""
+    for runtime, why in (
+        (cluster.replace(device="cuda"), r"^device 'cuda' asked for the Ray actors, but the "),
+        (cluster.replace(ray_actor_gpus=0.5), r"^ray: 2 actor\(s\) x 0.5 GPU cannot be placed"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            engine.engine_for(runtime).language_model("fake", {})
+    auto = engine.engine_for(cluster.replace(device="auto"))
+    assert auto.language_model("fake", {}).encode(["a"]).shape == (1, 16)
+    assert auto.describe()["actor_gpus"] == 0.0
+
+
 def test_an_unreachable_cluster_is_a_one_line_error_not_a_hang() -> None:
     """``ray.init`` retries an address nobody answers on for minutes; llmrec asks first."""
     from llmrec.engine._ray import _check_reachable
