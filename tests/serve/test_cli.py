@@ -50,7 +50,7 @@ def test_engine_flags_set_the_runtime(tmp_path: Path, model_dirs: dict[str, Path
     assert (runtime.engine, runtime.ray_address) == ("ray", "10.0.0.5:6379")
     assert (runtime.ray_actors, runtime.ray_actor_gpus) == (3, 0.25)
     assert build_config(_args(str(run))).runtime.engine == "local"
-    with pytest.raises(ConfigError, match="^--ray-address nowhere: "):
+    with pytest.raises(ConfigError, match=r"^--ray-address nowhere: "):
         build_config(_args(str(run), "--engine", "ray", "--ray-address", "nowhere"))
 
 
