@@ -12,7 +12,7 @@ fresh cluster and ranks twice: once undisturbed, once with the worker node SIGKI
 * ``same`` — the faulted run's scores are the local engine's, bit for bit, and its LM calls
   (counted from the answers the driver received) are the local count: none lost or doubled.
 
-Run (about two minutes; it starts Ray, so under the lock)::
+Run (about a minute; it starts Ray, so under the Ray lock)::
 
     flock /tmp/llmrec-ray.lock env OMP_WAIT_POLICY=PASSIVE .venv/bin/python \\
         benchmarks/bench_ray_faults.py
@@ -160,7 +160,7 @@ def _setting(name: str, health: dict[str, str], split: Any, local: dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=3000)
+    parser.add_argument("--users", type=int, default=1500)
     args = parser.parse_args()
     data = synthetic(n_users=args.users, n_items=120, n_interactions=args.users * 13)
     split = leave_one_out(data)
