@@ -19,7 +19,7 @@ Example::
     >>> cuda = RuntimeOptions(engine="ray", device="cuda", ray_actors=2)
     >>> actor_gpus(cuda, [1.0])  # 4 pools x 2 actors on one GPU
     0.125
-    >>> actor_gpus(cuda.replace(ray_actors=8), [4.0, 4.0, 8.0, 8.0])  # 24 GPUs: 1 each
+    >>> actor_gpus(cuda.replace(ray_actors=8), [8.0, 8.0, 8.0, 8.0])  # 32 GPUs: 1 each
     1.0
     >>> actor_gpus(cuda.replace(device="auto"), [0.0, 0.0])  # no GPUs: CPU actors
     0.0
