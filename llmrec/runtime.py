@@ -89,6 +89,9 @@ class RuntimeOptions(StrictConfig):
         ray_actors: actors per LM, each holding its own copy of the model.
         ray_actor_cpus: CPUs each actor reserves (logical, as Ray counts them).
         ray_actor_gpus: GPUs each actor reserves; a fraction shares one GPU between actors.
+            ``None`` (the default) follows ``device``: none on the CPU; on ``cuda``, or ``auto``
+            on a cluster with GPUs, the cluster's GPUs shared evenly between the actors
+            (:func:`llmrec.engine._placement.actor_gpus`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -103,7 +106,7 @@ class RuntimeOptions(StrictConfig):
     ray_address: str = "local"
     ray_actors: int = Field(default=2, ge=1, le=1024)
     ray_actor_cpus: float = Field(default=1.0, gt=0, le=1024)
-    ray_actor_gpus: float = Field(default=0.0, ge=0, le=64)
+    ray_actor_gpus: float | None = Field(default=None, ge=0, le=64)
 
     @field_validator("device")
     @classmethod
@@ -268,13 +271,19 @@ def lm_backend_options(runtime: RuntimeOptions, backend: str) -> dict[str, Any]:
     """Keyword options a backend gets from ``runtime``: device and dtype for the torch
     backends (``hf``, ``st``) when they differ from the CPU default, none for the others
     (so CPU runs build exactly the backends they built before). Under the Ray engine the
-    device is the actors' (``cuda`` when ``ray_actor_gpus`` > 0, else ``cpu``)."""
+    device is the actors' (``cuda`` when they reserve GPUs, else ``cpu``); with ``device="auto"``
+    and ``ray_actor_gpus`` unset, that depends on the cluster, so none is given here and the
+    engine adds it (:meth:`llmrec.engine._ray.RayEngine.language_model`)."""
     if backend not in ("hf", "gguf", "st"):
         return {}
     # Ray actors resolve no device of the driver's: a GPU is theirs when they reserve one
     # (Ray shows each actor its own as cuda:0)
     if runtime.engine == "ray":
-        device = "cuda" if runtime.ray_actor_gpus > 0 else "cpu"
+        gpus = runtime.ray_actor_gpus
+        if gpus is None and runtime.device == "auto":
+            return {}
+        uses_gpu = runtime.device != "cpu" if gpus is None else gpus > 0
+        device = "cuda" if uses_gpu else "cpu"
     else:
         device = runtime.torch_device()
     if device == "cpu" and runtime.dtype == "auto":

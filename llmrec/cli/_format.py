@@ -23,7 +23,7 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(progress=True)
 
 
-def add_runtime(parser: argparse.ArgumentParser, *, engine: bool = True) -> None:
+def add_runtime(parser: argparse.ArgumentParser) -> None:
     """``--device`` / ``--dtype`` / ``--threads`` / ``--engine`` and the Ray options: runtime
     options (never part of a model's config or of a compare stage key); they override a
     config's ``runtime:`` section."""
@@ -31,8 +31,6 @@ def add_runtime(parser: argparse.ArgumentParser, *, engine: bool = True) -> None
     g.add_argument("--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     g.add_argument("--threads", type=int, help="torch threads while fitting and scoring")
-    if not engine:  # the service answers in its own process
-        return
     g.add_argument(
         "--engine",
         choices=["local", "ray"],
@@ -44,7 +42,12 @@ def add_runtime(parser: argparse.ArgumentParser, *, engine: bool = True) -> None
     )
     g.add_argument("--ray-actors", type=int, help="Ray actors per LM (default 2)")
     g.add_argument("--ray-actor-cpus", type=float, help="CPUs each actor reserves (default 1)")
-    g.add_argument("--ray-actor-gpus", type=float, help="GPUs each actor reserves (default 0)")
+    g.add_argument(
+        "--ray-actor-gpus",
+        type=float,
+        help="GPUs each actor reserves, a fraction to share one (default: from --device: none "
+        "on the CPU, else the cluster's GPUs shared between the actors)",
+    )
 
 
 RUNTIME_FLAGS = ("device", "dtype", "threads", "engine", "ray_address", "ray_actors",

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llmrec.cli._format import add_runtime
+from llmrec.cli._format import RUNTIME_FLAGS, add_runtime
 from llmrec.errors import ConfigError, require
 
 
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, help="most waiting requests per model (then 503)")
     p.add_argument("--no-batching", action="store_true", help="answer each request alone")
     p.add_argument("--only", action="append", default=[], metavar="ENTRY", help="serve only these")
-    add_runtime(p, engine=False)
+    add_runtime(p)  # --engine ray: the served LMs answer on a pool of Ray actors
     p.set_defaults(func=cmd_serve)
 
 
@@ -97,9 +97,7 @@ def _flag_values(args: argparse.Namespace) -> list[tuple[str, tuple[str, ...], A
         ("--max-batch", ("batching", "max_batch"), args.max_batch),
         ("--max-queue", ("batching", "max_queue"), args.max_queue),
         ("--no-batching", ("batching", "enabled"), False if args.no_batching else None),
-        ("--device", ("runtime", "device"), args.device),
-        ("--dtype", ("runtime", "dtype"), args.dtype),
-        ("--threads", ("runtime", "threads"), args.threads),
+        *[(f"--{k.replace('_', '-')}", ("runtime", k), getattr(args, k)) for k in RUNTIME_FLAGS],
     ]
 
 

@@ -112,8 +112,9 @@ _LOCAL_ONLY = threading.Event()
 
 
 def _key(runtime: RuntimeOptions) -> tuple[Any, ...]:
+    # the device too: with ray_actor_gpus unset, it decides the actors' GPUs
     return (runtime.ray_address, runtime.ray_actors, runtime.ray_actor_cpus,
-            runtime.ray_actor_gpus)  # fmt: skip
+            runtime.ray_actor_gpus, runtime.device)  # fmt: skip
 
 
 def engine_for(runtime: RuntimeOptions | None) -> Engine:

@@ -17,7 +17,9 @@ Choices, each made against a trap met for real (``docs/distributed.md``):
 * ``address="local"`` starts a private instance: a bare ``ray.init()`` would join any
   cluster already running on the machine. It declares enough logical CPUs for a few pools of
   actors plus one for Ray's own tasks, and actors that cannot be placed fail within
-  :data:`START_TIMEOUT_S` with a one-line error instead of waiting forever.
+  :data:`START_TIMEOUT_S` with a one-line error instead of waiting forever; GPUs are counted
+  before a pool is placed (:mod:`llmrec.engine._placement`), since no timeout is needed to
+  know the cluster has none.
 * Actors are restarted and their in-flight call retried when they die (``max_restarts``,
   ``max_task_retries``); they write nothing (no LM cache, no files), so a retried call is
   harmless, and the usage counters the driver adds come only with answers it received.
@@ -41,9 +43,10 @@ import numpy as np
 import ray
 
 from llmrec.engine import is_local_only
+from llmrec.engine._placement import POOLS, actor_gpus, check_gpus
 from llmrec.errors import BackendError, ConfigError
 from llmrec.lm.base import LanguageModel, Pooling
-from llmrec.runtime import RuntimeOptions
+from llmrec.runtime import RuntimeOptions, lm_backend_options
 
 __all__ = ["RayEngine", "RayLM"]
 
@@ -56,10 +59,8 @@ START_TIMEOUT_S = 300.0
 CONNECT_TIMEOUT_S = 10.0
 #: seconds one verb call may take on an actor before the run fails
 CALL_TIMEOUT_S = 3600.0
-#: restarts of a dead actor, and retries of the call it was answering
+#: restarts of a dead actor (its calls are retried until it is back or dead past these)
 MAX_RESTARTS = 3
-#: LM pools a private instance makes room for (a compare run holds one per LM spec)
-LOCAL_POOLS = 4
 
 
 class _LMWorker:
@@ -247,6 +248,7 @@ class RayEngine:
         self._pools: dict[str, _ActorPool] = {}
         self._lock = threading.Lock()
         self._opened = False
+        self._gpus: float | None = None  # per actor, decided on the first pool
 
     def connect(self) -> None:
         """Join the cluster ``ray_address`` names (once); a Ray connection this process
@@ -255,7 +257,7 @@ class RayEngine:
             return
         rt = self.runtime
         if rt.ray_address == "local":
-            cpus = math.ceil(LOCAL_POOLS * rt.ray_actors * rt.ray_actor_cpus) + 1
+            cpus = math.ceil(POOLS * rt.ray_actors * rt.ray_actor_cpus) + 1
             args: dict[str, Any] = {"address": "local", "num_cpus": cpus,
                                     "include_dashboard": False}  # fmt: skip
         else:
@@ -295,21 +297,39 @@ class RayEngine:
 
     def language_model(self, spec: str, options: dict[str, Any]) -> LanguageModel:
         """A :class:`RayLM` of ``spec``: its own counters, on the run's actors of that LM
-        (placed on the first request)."""
-        key = json.dumps([spec, options], sort_keys=True, default=repr)
+        (placed on the first request). The backend's device follows the GPUs the actors
+        reserve; ``options`` given win."""
+        from llmrec.lm.registry import backend_of
+
         with self._lock:
+            gpus = self.actor_gpus()
+            placed = self.runtime.replace(ray_actor_gpus=gpus)
+            options = {**lm_backend_options(placed, backend_of(spec)), **options}
+            key = json.dumps([spec, options], sort_keys=True, default=repr)
             if key not in self._pools:
-                self._pools[key] = self._start_pool(spec, options)
+                self._pools[key] = self._start_pool(spec, options, gpus)
             return RayLM(spec, options, self._pools[key])
 
-    def _start_pool(self, spec: str, options: dict[str, Any]) -> _ActorPool:
-        self.connect()
+    def actor_gpus(self) -> float:
+        """GPUs each actor reserves (:func:`~llmrec.engine._placement.actor_gpus`, against the
+        cluster's live nodes when first asked)."""
+        if self._gpus is None:
+            self.connect()
+            self._gpus = actor_gpus(self.runtime, _node_gpus())
+        return self._gpus
+
+    def _start_pool(self, spec: str, options: dict[str, Any], gpus: float) -> _ActorPool:
         rt = self.runtime
+        # Ray waits forever for GPUs it does not have: count them first
+        check_gpus(rt, gpus, _node_gpus(), float(ray.available_resources().get("GPU", 0.0)))
         worker = ray.remote(
             num_cpus=rt.ray_actor_cpus,
-            num_gpus=rt.ray_actor_gpus,
+            num_gpus=gpus,
             max_restarts=MAX_RESTARTS,
-            max_task_retries=MAX_RESTARTS,
+            # a lost node fails a call many times over ("actor unavailable") before Ray
+            # marks the node dead and restarts its actors: retry until the actor is back,
+            # bounded by its restarts, never by a count such blips use up in a second
+            max_task_retries=-1,
             scheduling_strategy="SPREAD",  # one model copy per machine before two on one
         )(_LMWorker)
         return _ActorPool(spec, [worker.remote(spec, dict(options)) for _ in range(rt.ray_actors)])
@@ -322,7 +342,7 @@ class RayEngine:
             "address": rt.ray_address,
             "actors": rt.ray_actors,
             "actor_cpus": rt.ray_actor_cpus,
-            "actor_gpus": rt.ray_actor_gpus,
+            "actor_gpus": self._gpus if self._gpus is not None else rt.ray_actor_gpus,
             "pools": len(self._pools),
         }
         if ray.is_initialized():
@@ -338,6 +358,12 @@ class RayEngine:
         if self._opened and ray.is_initialized():
             ray.shutdown()
         self._opened = False
+        self._gpus = None
+
+
+def _node_gpus() -> list[float]:
+    """The GPUs (Ray's ``GPU`` resource) of each live node."""
+    return [float(n["Resources"].get("GPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
 
 
 def _check_reachable(address: str) -> None:

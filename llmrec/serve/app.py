@@ -250,6 +250,7 @@ def create_app(service: Service) -> Any:
         gc.freeze()
         yield
         await runtime.stop()
+        service.close()
 
     app = fastapi.FastAPI(
         title="llmrec",

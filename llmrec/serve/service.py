@@ -280,6 +280,14 @@ class Service:
                 service.history = fitted
         return service
 
+    def close(self) -> None:
+        """Release what answering held: under ``engine: ray``, the LM actor pools (and a
+        private Ray instance), as the server stops; safe to call twice."""
+        if self.config.runtime.engine != "local":
+            from llmrec import engine
+
+            engine.shutdown()
+
     # --- lookup --------------------------------------------------------------------------------
     def entry(self, name: str | None) -> ServedModel:
         """The entry called ``name``, else the first of the paradigm ``name``, else the default."""

@@ -11,7 +11,7 @@ import pytest
 from llmrec import engine
 from llmrec.cli import main
 from llmrec.errors import ConfigError, MissingExtraError
-from llmrec.runtime import RuntimeOptions, lm_backend_options, runtime_options
+from llmrec.runtime import RuntimeOptions, runtime_options
 
 
 def test_local_engine_runs_batches_in_order_one_after_another() -> None:
@@ -40,14 +40,6 @@ def test_engine_options_validate() -> None:
     for bad in ({"engine": "spark"}, {"ray_address": "http://x"}, {"ray_actors": 0}):
         with pytest.raises(ConfigError, match="runtime: "):
             runtime_options(bad)
-
-
-def test_ray_actors_take_their_device_from_the_gpus_they_reserve() -> None:
-    cpu = RuntimeOptions(engine="ray", device="cuda")  # the driver's device is not theirs
-    assert lm_backend_options(cpu, "hf") == {}
-    gpu = RuntimeOptions(engine="ray", ray_actor_gpus=0.5)
-    assert lm_backend_options(gpu, "hf") == {"device": "cuda", "dtype": "bfloat16"}
-    assert lm_backend_options(gpu, "st") == {"device": "cuda"}
 
 
 def test_ray_missing_is_a_one_line_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ losing and doubling nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,10 +15,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 
@@ -25,32 +28,40 @@ ray = pytest.importorskip("ray", exc_type=ImportError)  # not installed, or brok
 
 from llmrec import engine  # noqa: E402
 from llmrec.cli import main  # noqa: E402
+from llmrec.data.dataset import Dataset  # noqa: E402
 from llmrec.data.splits import leave_one_out  # noqa: E402
 from llmrec.data.synthetic import synthetic  # noqa: E402
 from llmrec.engine._ray import RayLM  # noqa: E402
 from llmrec.errors import ConfigError  # noqa: E402
 from llmrec.lm._server import free_port  # noqa: E402
+from llmrec.lm.base import LanguageModel  # noqa: E402
 from llmrec.lm.cache import CachedLM  # noqa: E402
 from llmrec.lm.fake import FakeLM  # noqa: E402
 from llmrec.lm.pool import default_pool  # noqa: E402
 from llmrec.models.popularity import Popularity  # noqa: E402
+from llmrec.models.registry import create_model  # noqa: E402
 from llmrec.paradigms.direct import TwoStage, make_ranker  # noqa: E402
 from llmrec.paradigms.embeddings.encoder import EncoderConfig, TextEncoder  # noqa: E402
 from llmrec.paradigms.tokens.tags import TagConfig, generate_item_tags  # noqa: E402
 from llmrec.runtime import RuntimeOptions  # noqa: E402
+from llmrec.testing import tiny_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
 NODES = ("127.0.0.2", "127.0.0.3")
+#: Ray's node health checks, every second and 5 misses: a removed node is dead within ~6 s
+HEALTH_CHECKS = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "5"}
 
 
 def _start_node(args: list[str], temp: Path, log: Path) -> subprocess.Popen[bytes]:
-    """``ray start --block`` in its own process group (so the whole node can be ended), with
-    this checkout importable by its workers."""
+    """``ray start --block`` in its own process group, with this checkout importable by its
+    workers, its own temp folder (so its processes are its own) and health checks every second
+    (so a lost node is noticed in seconds, not Ray's default half minute)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        **HEALTH_CHECKS,
     }
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--num-cpus=3",
            f"--temp-dir={temp}", "--disable-usage-stats", *args]  # fmt: skip
@@ -59,17 +70,29 @@ def _start_node(args: list[str], temp: Path, log: Path) -> subprocess.Popen[byte
                                 start_new_session=True)  # fmt: skip
 
 
-def _end_node(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _node_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """A node's processes: its ``ray start``, the raylet and the rest it started, and the
+    raylet's workers (they run in sessions of their own, so the process group misses them)."""
+    try:
+        root = psutil.Process(proc.pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _end_node(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
+    """End a node and every process it started: ``sig`` first, then SIGKILL what is left."""
+    procs = _node_processes(proc)
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(sig)
+    _gone, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=10)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(1)
 
 
 def _wait_for_nodes(address: str, n: int, timeout_s: float) -> None:
@@ -87,34 +110,57 @@ def _wait_for_nodes(address: str, n: int, timeout_s: float) -> None:
         time.sleep(1.0)
 
 
+class _Nodes:
+    """The nodes of the test cluster: the head and a worker the tests may remove and add back."""
+
+    def __init__(self, temp: Path) -> None:
+        self.temp, self.log = temp, temp / "nodes.log"
+        self.address = f"{NODES[0]}:{free_port()}"
+        head = ["--head", f"--node-ip-address={NODES[0]}", f"--port={self.address.split(':')[1]}",
+                "--include-dashboard=false"]  # fmt: skip
+        self.head = _start_node(head, temp, self.log)
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def add_worker(self) -> None:
+        args = [f"--address={self.address}", f"--node-ip-address={NODES[1]}"]
+        self.worker = _start_node(args, Path(tempfile.mkdtemp(dir=self.temp)), self.log)
+        _wait_for_nodes(self.address, 2, timeout_s=120)
+
+    def remove_worker(self) -> None:
+        """SIGKILL the worker node: its ``ray start``, raylet, agents and actors at once."""
+        if self.worker is not None:
+            _end_node(self.worker, signal.SIGKILL)
+            self.worker = None
+
+    def end(self) -> None:
+        self.remove_worker()
+        _end_node(self.head)
+
+
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[RuntimeOptions]:
-    """The runtime options of a 2-node cluster this session started (and ends)."""
+def nodes() -> Iterator[_Nodes]:
+    """A 2-node cluster this session started (and ends)."""
     temp = Path(tempfile.mkdtemp(prefix="llmrec-ray-", dir="/tmp"))  # unix sockets: short paths
-    log = temp / "nodes.log"
-    port = free_port()
-    address = f"{NODES[0]}:{port}"
-    head = _start_node(
-        ["--head", f"--node-ip-address={NODES[0]}", f"--port={port}", "--include-dashboard=false"],
-        temp,
-        log,
-    )
-    nodes = [head]
+    cluster = _Nodes(temp)
     try:
         time.sleep(3.0)
-        nodes.append(
-            _start_node([f"--address={address}", f"--node-ip-address={NODES[1]}"], temp, log)
-        )
-        _wait_for_nodes(address, 2, timeout_s=120)
-        yield RuntimeOptions(engine="ray", ray_address=address, ray_actors=2)
+        cluster.add_worker()
+        yield cluster
     except TimeoutError:
-        pytest.fail(log.read_text(errors="replace")[-3000:])
+        pytest.fail(cluster.log.read_text(errors="replace")[-3000:])
     finally:
         engine.shutdown()
         ray.shutdown()
-        for proc in reversed(nodes):
-            _end_node(proc)
+        cluster.end()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(nodes: _Nodes) -> RuntimeOptions:
+    """The runtime options of the 2-node cluster (the worker added back if a test removed it)."""
+    if nodes.worker is None:
+        nodes.add_worker()
+    return RuntimeOptions(engine="ray", ray_address=nodes.address, ray_actors=2)
 
 
 @pytest.fixture(autouse=True)
@@ -204,34 +250,114 @@ def test_direct_ranking_is_bit_identical(cluster: RuntimeOptions, kind: str) -> 
     assert local_stats == remote_stats  # counters summed from the actors, in the same order
 
 
-def test_a_sigkilled_actor_mid_job_loses_and_doubles_nothing(cluster: RuntimeOptions) -> None:
+def _ranked_through_a_fault(runtime: RuntimeOptions, fault: Callable[[RayLM], None]) -> RayLM:
+    """Rank 1,500 users on ``runtime`` with ``fault(lm)`` done once 50 LM calls were answered:
+    the outputs and counters must be the local engine's (every batch answered exactly once).
+    Returns the ranker's LM (for what the test checks of its actors)."""
     split = leave_one_out(synthetic(n_users=1500, n_items=120, n_interactions=20000))
     users = split.test.active_users()
     local, local_stats = _ranked("verbaliser", None, split, users, batch_size=2)
 
-    model = _two_stage("verbaliser", cluster, split, batch_size=2)
+    model = _two_stage("verbaliser", runtime, split, batch_size=2)
     lm = model.ranker.lm
     assert isinstance(lm, RayLM)
-    victim = lm.where()[0][1]
-    killed = threading.Event()
+    done = threading.Event()
 
-    def kill_when_busy() -> None:
+    def fault_when_busy() -> None:
         while lm.stats.calls < 50:
             time.sleep(0.005)
-        os.kill(victim, signal.SIGKILL)
-        killed.set()
+        fault(lm)
+        done.set()
 
-    killer = threading.Thread(target=kill_when_busy, daemon=True)
-    killer.start()
+    thread = threading.Thread(target=fault_when_busy, daemon=True)
+    thread.start()
     remote = model.score(users, split.train.history())
-    killer.join(timeout=30)
-    assert killed.is_set(), "the job ended before an actor could be killed"
+    thread.join(timeout=30)
+    assert done.is_set(), "the job ended before the fault"
     assert np.array_equal(remote, local)
     stats = model.ranker.stats
     # every batch answered once: the calls counted on the actors are the batches, as locally
     assert stats.lm_calls == len(stats.call_ms) == local_stats["lm_calls"]
     assert stats.label_mass == local_stats["label_mass"]
-    assert victim not in [pid for _, pid in lm.where()]  # the actor was restarted
+    return lm
+
+
+def test_a_sigkilled_actor_mid_job_loses_and_doubles_nothing(cluster: RuntimeOptions) -> None:
+    victims: list[int] = []
+
+    def kill_an_actor(lm: RayLM) -> None:
+        victims.append(lm.where()[0][1])
+        os.kill(victims[0], signal.SIGKILL)
+
+    lm = _ranked_through_a_fault(cluster, kill_an_actor)
+    assert victims[0] not in [pid for _, pid in lm.where()]  # the actor was restarted
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_node_removed_mid_job_loses_and_doubles_nothing(
+    cluster: RuntimeOptions, nodes: _Nodes
+) -> None:
+    """The worker node's raylet, agents and actor SIGKILLed at once: Ray notices the node dead
+    (health checks), restarts its actor on the head and retries the call it was answering."""
+    lm = _ranked_through_a_fault(cluster, lambda _lm: nodes.remove_worker())
+    assert {node for node, _ in lm.where()} == {NODES[0]}  # both actors on the survivor now
+    assert sum(1 for node in ray.nodes() if node["Alive"]) == 1
+
+
+def _served_answers(
+    runtime: RuntimeOptions, model_dir: Path, data: Dataset
+) -> tuple[list[dict[str, Any]], LanguageModel, list[Any]]:
+    """Each of 12 users' answer (items and scores, no timings) from an LM re-ranker served over
+    HTTP under ``runtime``, the ranker's LM and, on Ray, its actors while the server ran (it
+    has stopped since)."""
+    from fastapi.testclient import TestClient
+
+    from llmrec.serve import load_service
+    from llmrec.serve.app import create_app
+    from llmrec.serve.config import validate_serve_config
+
+    raw = {"dataset": "tiny", "entries": [{"name": "rerank", "path": str(model_dir)}],
+           "runtime": runtime.model_dump()}  # fmt: skip
+    service = load_service(validate_serve_config(raw), data=data)
+    with TestClient(create_app(service)) as client:
+        answers = []
+        for user in data.user_ids[:12]:
+            r = client.post("/v1/recommend", json={"user_id": user, "k": 5})
+            assert r.status_code == 200, r.text
+            answers.append({k: r.json()[k] for k in ("user_id", "items", "degraded")})
+        lm = service.models["rerank"].model.ranker.lm
+        actors = list(lm._pool.actors) if isinstance(lm, RayLM) else []
+    return answers, lm, actors
+
+
+def test_a_served_lm_ranker_answers_on_the_actors_as_locally(
+    cluster: RuntimeOptions, tmp_path: Path
+) -> None:
+    """``llmrec serve --engine ray``: the same answers, from the actors, and the actors end
+    when the server stops."""
+    data = tiny_dataset()
+    params = {"retriever": "itemknn", "n_candidates": 10, "ranker": {"kind": "verbaliser",
+              "lm": "fake", "prompt": {"profile_fields": ["gender", "age"]}}}  # fmt: skip
+    model_dir = create_model("two_stage", params).fit(data).save(tmp_path / "rerank")
+    local, _, _ = _served_answers(RuntimeOptions(), model_dir, data)
+    remote, lm, actors = _served_answers(cluster, model_dir, data)
+    assert remote == local and not any(a["degraded"] for a in remote)
+    assert isinstance(lm, RayLM) and lm.stats.calls > 0  # answered by the actors
+    assert len(actors) == cluster.ray_actors
+    assert all(_ends(actor, within_s=30) for actor in actors)
+
+
+def _ends(actor: Any, within_s: float) -> bool:
+    """Whether ``actor`` is dead within ``within_s`` (``ray.kill`` takes effect a moment later:
+    a call sent right after it may still be answered)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.info.remote(), timeout=within_s)
+        except ray.exceptions.RayActorError:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def test_tags_are_identical_with_retries_and_vocabulary_on_the_driver(
@@ -295,6 +421,23 @@ def test_compare_gives_identical_metrics_on_ray(cluster: RuntimeOptions, tmp_pat
 def _timed(metric: str) -> bool:
     """Metrics that measure time or memory (they differ between any two runs)."""
     return metric.endswith(("_s", "_ms", "_mb"))  # fit_s, latency_p95_ms, peak_rss_mb, ...
+
+
+@pytest.mark.timeout(30)
+def test_gpu_actors_on_a_cluster_without_gpus_are_a_one_line_error_not_a_hang(
+    cluster: RuntimeOptions,
+) -> None:
+    """Ray would keep GPU actors pending forever here: llmrec counts the GPUs first, and the
+    CPU actors ``auto`` chooses on this cluster still run."""
+    for runtime, why in (
+        (cluster.replace(device="cuda"), r"^device 'cuda' asked for the Ray actors, but the "),
+        (cluster.replace(ray_actor_gpus=0.5), r"^ray: 2 actor\(s\) x 0.5 GPU cannot be placed"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            engine.engine_for(runtime).language_model("fake", {})
+    auto = engine.engine_for(cluster.replace(device="auto"))
+    assert auto.language_model("fake", {}).encode(["a"]).shape == (1, 16)
+    assert auto.describe()["actor_gpus"] == 0.0
 
 
 def test_an_unreachable_cluster_is_a_one_line_error_not_a_hang() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from llmrec.cli import build_parser, main
 from llmrec.cli.serve_cmd import build_config
+from llmrec.errors import ConfigError
 
 
 def _run_folder(tmp_path: Path, model_dirs: dict[str, Path]) -> Path:
@@ -37,6 +38,20 @@ def test_flags_override_the_folder(tmp_path: Path, model_dirs: dict[str, Path]) 
     assert config.port == 9009 and config.host == "127.0.0.1"
     assert config.batching.enabled is False and config.batching.max_queue == 5
     assert config.api_key == "abc" and config.lm_budget_ms == 250
+
+
+def test_engine_flags_set_the_runtime(tmp_path: Path, model_dirs: dict[str, Path]) -> None:
+    """``--engine ray`` and the Ray options land in the runtime the served models load with;
+    a bad one is a one-line error naming the flag."""
+    run = _run_folder(tmp_path, model_dirs)
+    flags = ("--engine", "ray", "--ray-address", "10.0.0.5:6379", "--ray-actors", "3",
+             "--ray-actor-gpus", "0.25")  # fmt: skip
+    runtime = build_config(_args(str(run), *flags)).runtime
+    assert (runtime.engine, runtime.ray_address) == ("ray", "10.0.0.5:6379")
+    assert (runtime.ray_actors, runtime.ray_actor_gpus) == (3, 0.25)
+    assert build_config(_args(str(run))).runtime.engine == "local"
+    with pytest.raises(ConfigError, match=r"^--ray-address nowhere: "):
+        build_config(_args(str(run), "--engine", "ray", "--ray-address", "nowhere"))
 
 
 def test_a_yaml_config_with_relative_paths(tmp_path: Path, model_dirs: dict[str, Path]) -> None:
