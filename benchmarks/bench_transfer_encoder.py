@@ -10,13 +10,14 @@ Parts:
 
 * ``knn`` — item-kNN, text-kNN on zero-shot MiniLM, and text-kNN on MiniLM tuned with each
   ``--pairs`` kind (``tune:`` as given by ``--max-pairs``, ``--epochs``, ``--lr``,
-  ``--batch-size``);
+  ``--batch-size``, ``--loss``, ``--window``);
 * ``sasrec`` — SASRec and LM-SASRec on the vectors of the first tuned encoder (read back from
   the cache the ``knn`` part filled, when run together).
 
 Paired tests over users (sign-flip randomisation, :func:`llmrec.eval.stats.paired_test`) on
-NDCG@10: each tuned text-kNN against zero-shot text-kNN (all users) and against item-kNN (the
-cold-item users), LM-SASRec on tuned vectors against SASRec (all users).
+NDCG@10: each tuned text-kNN against zero-shot text-kNN (all users) and against item-kNN (all
+users, the cold-item users and the wider slice), LM-SASRec on tuned vectors against SASRec (all
+users).
 
     OMP_WAIT_POLICY=PASSIVE flock /tmp/llmrec-heavy.lock .venv/bin/python \\
         benchmarks/bench_transfer_encoder.py --parts knn sasrec
@@ -87,7 +88,15 @@ def tune_params(args: argparse.Namespace, pairs: str) -> dict[str, Any]:
         "epochs": args.epochs,
         "lr": args.lr,
         "batch_size": args.batch_size,
+        "loss": args.loss,
+        "window": args.window,
     }
+
+
+def label(args: argparse.Namespace, pairs: str) -> str:
+    """A tuned row's name: the pair kind and what sets the cost (rows of runs with other
+    settings then sit side by side in one results file)."""
+    return f"{pairs}, {args.max_pairs} pairs, {args.loss}, lr {args.lr:g}, batch {args.batch_size}"
 
 
 def knn_rows(split: Any, args: argparse.Namespace, runtime: Any) -> list[dict[str, Any]]:
@@ -101,7 +110,7 @@ def knn_rows(split: Any, args: argparse.Namespace, runtime: Any) -> list[dict[st
     for pairs in args.pairs:
         params = {**text, "tune": tune_params(args, pairs)}
         model = create_model("textknn", params, runtime)
-        rows.append(evaluate_model(f"textknn-tuned[{pairs}]", model, split, args))
+        rows.append(evaluate_model(f"textknn-tuned[{label(args, pairs)}]", model, split, args))
     return rows
 
 
@@ -114,7 +123,7 @@ def sasrec_rows(split: Any, args: argparse.Namespace, runtime: Any) -> list[dict
     lm_sasrec = create_model("lm-sasrec", tuned, runtime)
     return [
         evaluate_model("sasrec", create_model("sasrec", train), split, args),
-        evaluate_model(f"lm-sasrec-tuned[{args.pairs[0]}]", lm_sasrec, split, args),
+        evaluate_model(f"lm-sasrec-tuned[{label(args, args.pairs[0])}]", lm_sasrec, split, args),
     ]
 
 
@@ -150,6 +159,7 @@ def tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if "textknn" in by:
                 out.append(paired(r, by["textknn"]))
             if "itemknn" in by:
+                out.append(paired(r, by["itemknn"]))
                 out.append(paired(r, by["itemknn"], "cold"))
                 out.append(paired(r, by["itemknn"], "wide"))
         if r["model"].startswith("lm-sasrec-tuned") and "sasrec" in by:
@@ -224,6 +234,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--loss", choices=["symmetric", "mnrl"], default="symmetric")
+    parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sasrec-epochs", type=int, default=None, help="cap (smoke tests)")
     parser.add_argument("--max-item-count", type=int, default=5)
