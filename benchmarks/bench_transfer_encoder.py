@@ -14,10 +14,12 @@ Parts:
 * ``sasrec`` — SASRec and LM-SASRec on the vectors of the first tuned encoder (read back from
   the cache the ``knn`` part filled, when run together).
 
+``--parts report`` runs nothing and rewrites the table and tests from the rows ``--out`` holds.
+
 Paired tests over users (sign-flip randomisation, :func:`llmrec.eval.stats.paired_test`) on
 NDCG@10: each tuned text-kNN against zero-shot text-kNN (all users) and against item-kNN (all
-users, the cold-item users and the wider slice), LM-SASRec on tuned vectors against SASRec (all
-users).
+users, the cold-item users and the wider slice), each tuned text-kNN against the others (one
+setting against another), LM-SASRec on tuned vectors against SASRec (all users).
 
     OMP_WAIT_POLICY=PASSIVE flock /tmp/llmrec-heavy.lock .venv/bin/python \\
         benchmarks/bench_transfer_encoder.py --parts knn sasrec
@@ -164,6 +166,9 @@ def tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.append(paired(r, by["itemknn"], "wide"))
         if r["model"].startswith("lm-sasrec-tuned") and "sasrec" in by:
             out.append(paired(r, by["sasrec"]))
+    tuned = [r for r in rows if r["model"].startswith("textknn-tuned")]
+    for i, a in enumerate(tuned):  # one setting against another (e.g. the loss)
+        out += [paired(a, b) for b in tuned[i + 1 :]]
     return out
 
 
@@ -228,7 +233,9 @@ def _merge(path: Path, fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["knn", "sasrec"])
+    parser.add_argument(
+        "--parts", nargs="+", default=["knn", "sasrec"], help="knn, sasrec; 'report' runs none"
+    )
     parser.add_argument("--pairs", nargs="+", default=["co-interaction"])
     parser.add_argument("--max-pairs", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=1)
@@ -264,7 +271,7 @@ def main() -> None:
         "item_template": TEMPLATE,
         "cold_items_definition": f"test item with <= {args.max_item_count} training interactions",
         "wide_definition": f"test item with <= {args.wide_item_count} training interactions",
-        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "args": {k: v for k, v in vars(args).items() if k != "out"},  # each row: its params
         "models": [_public(r) for r in rows],
         "paired": tests(rows),
     }

@@ -2,12 +2,12 @@
 
 :func:`tune_encoder` draws the pairs (:func:`~llmrec.paradigms.embeddings.tune.training_pairs`),
 trains with ``SentenceTransformerTrainer`` and ``MultipleNegativesRankingLoss`` (in-batch
-negatives, both ways by default; batches never hold the same text twice), and writes the tuned
-folder (safetensors) with its ``tuning.json``. With the cache on, the folder lives under
-``<cache_dir>/tuned-encoders/<key>`` — the key hashes the base encoder, tuning config, seed and
-training data — so every model of a run that asks for the same tuning (text-kNN, LM-SASRec,
-semantic IDs) trains once; with it off, in a temporary folder that lives as long as the
-:class:`~llmrec.paradigms.embeddings.tune.TunedEncoder`.
+negatives, both ways with ``loss: symmetric``; batches never hold the same text twice), and
+writes the tuned folder (safetensors) with its ``tuning.json``. With the cache on, the folder
+lives under ``<cache_dir>/tuned-encoders/<key>`` — the key hashes the base encoder, tuning
+config, seed and training data — so every model of a run that asks for the same tuning
+(text-kNN, LM-SASRec, semantic IDs) trains once; with it off, in a temporary folder that lives
+as long as the :class:`~llmrec.paradigms.embeddings.tune.TunedEncoder`.
 """
 
 from __future__ import annotations
