@@ -10,13 +10,16 @@ Parts:
 
 * ``knn`` — item-kNN, text-kNN on zero-shot MiniLM, and text-kNN on MiniLM tuned with each
   ``--pairs`` kind (``tune:`` as given by ``--max-pairs``, ``--epochs``, ``--lr``,
-  ``--batch-size``);
+  ``--batch-size``, ``--loss``, ``--window``);
 * ``sasrec`` — SASRec and LM-SASRec on the vectors of the first tuned encoder (read back from
   the cache the ``knn`` part filled, when run together).
 
+``--parts report`` runs nothing and rewrites the table and tests from the rows ``--out`` holds.
+
 Paired tests over users (sign-flip randomisation, :func:`llmrec.eval.stats.paired_test`) on
-NDCG@10: each tuned text-kNN against zero-shot text-kNN (all users) and against item-kNN (the
-cold-item users), LM-SASRec on tuned vectors against SASRec (all users).
+NDCG@10: each tuned text-kNN against zero-shot text-kNN (all users) and against item-kNN (all
+users, the cold-item users and the wider slice), each tuned text-kNN against the others (one
+setting against another), LM-SASRec on tuned vectors against SASRec (all users).
 
     OMP_WAIT_POLICY=PASSIVE flock /tmp/llmrec-heavy.lock .venv/bin/python \\
         benchmarks/bench_transfer_encoder.py --parts knn sasrec
@@ -87,21 +90,49 @@ def tune_params(args: argparse.Namespace, pairs: str) -> dict[str, Any]:
         "epochs": args.epochs,
         "lr": args.lr,
         "batch_size": args.batch_size,
+        "loss": args.loss,
+        "window": args.window,
     }
+
+
+def label(args: argparse.Namespace, pairs: str) -> str:
+    """A tuned row's name: the pair kind and what sets the cost (rows of runs with other
+    settings then sit side by side in one results file)."""
+    name = f"{pairs}, {args.max_pairs} pairs, {args.loss}, lr {args.lr:g}, batch {args.batch_size}"
+    return name + text_label(args, ", ")
+
+
+def text_label(args: argparse.Namespace, sep: str) -> str:
+    """Nothing for the benchmark's item template; the text named otherwise."""
+    if args.item_template == TEMPLATE:
+        return ""
+    return f"{sep}text {args.item_template!r}" if args.item_template else f"{sep}fields text"
+
+
+def zero_shot_name(args: argparse.Namespace) -> str:
+    named = text_label(args, "")
+    return f"textknn[{named}]" if named else "textknn"
+
+
+def template(args: argparse.Namespace) -> str | None:
+    """``--item-template`` as a config value ('' is the library default: the fields joined)."""
+    return args.item_template or None
 
 
 def knn_rows(split: Any, args: argparse.Namespace, runtime: Any) -> list[dict[str, Any]]:
     from llmrec.models import create_model
 
-    text = {"encoder": "minilm-l6", "item_template": TEMPLATE, "seed": args.seed}
+    text = {"encoder": "minilm-l6", "item_template": template(args), "seed": args.seed}
+    zero_shot = create_model("textknn", text, runtime)
     rows = [
         evaluate_model("itemknn", create_model("itemknn"), split, args),
-        evaluate_model("textknn", create_model("textknn", text, runtime), split, args),
+        evaluate_model(zero_shot_name(args), zero_shot, split, args),
     ]
     for pairs in args.pairs:
         params = {**text, "tune": tune_params(args, pairs)}
         model = create_model("textknn", params, runtime)
-        rows.append(evaluate_model(f"textknn-tuned[{pairs}]", model, split, args))
+        row = evaluate_model(f"textknn-tuned[{label(args, pairs)}]", model, split, args)
+        rows.append({**row, "zero_shot": zero_shot_name(args)})
     return rows
 
 
@@ -109,12 +140,12 @@ def sasrec_rows(split: Any, args: argparse.Namespace, runtime: Any) -> list[dict
     from llmrec.models import create_model
 
     train = {"seed": args.seed, **({"epochs": args.sasrec_epochs} if args.sasrec_epochs else {})}
-    text = {"encoder": "minilm-l6", "item_template": TEMPLATE}
+    text = {"encoder": "minilm-l6", "item_template": template(args)}
     tuned = {**text, **train, "tune": tune_params(args, args.pairs[0])}
     lm_sasrec = create_model("lm-sasrec", tuned, runtime)
     return [
         evaluate_model("sasrec", create_model("sasrec", train), split, args),
-        evaluate_model(f"lm-sasrec-tuned[{args.pairs[0]}]", lm_sasrec, split, args),
+        evaluate_model(f"lm-sasrec-tuned[{label(args, args.pairs[0])}]", lm_sasrec, split, args),
     ]
 
 
@@ -147,13 +178,20 @@ def tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         if r["model"].startswith("textknn-tuned"):
-            if "textknn" in by:
-                out.append(paired(r, by["textknn"]))
+            zero_shot = by.get(r.get("zero_shot", "textknn"))
+            if zero_shot is not None:
+                out.append(paired(r, zero_shot))
             if "itemknn" in by:
+                out.append(paired(r, by["itemknn"]))
                 out.append(paired(r, by["itemknn"], "cold"))
                 out.append(paired(r, by["itemknn"], "wide"))
         if r["model"].startswith("lm-sasrec-tuned") and "sasrec" in by:
             out.append(paired(r, by["sasrec"]))
+    tuned = [r for r in rows if r["model"].startswith("textknn-tuned")]
+    zero = [r for r in rows if r["model"].startswith("textknn") and r not in tuned]
+    for group in (zero, tuned):  # one text, or one tuning setting, against another
+        for i, a in enumerate(group):
+            out += [paired(a, b) for b in group[i + 1 :]]
     return out
 
 
@@ -218,13 +256,20 @@ def _merge(path: Path, fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["knn", "sasrec"])
+    parser.add_argument(
+        "--parts", nargs="+", default=["knn", "sasrec"], help="knn, sasrec; 'report' runs none"
+    )
     parser.add_argument("--pairs", nargs="+", default=["co-interaction"])
     parser.add_argument("--max-pairs", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--loss", choices=["symmetric", "mnrl"], default="symmetric")
+    parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--item-template", default=TEMPLATE, help="'' is the library's default text (fields joined)"
+    )
     parser.add_argument("--sasrec-epochs", type=int, default=None, help="cap (smoke tests)")
     parser.add_argument("--max-item-count", type=int, default=5)
     parser.add_argument("--wide-item-count", type=int, default=20, help="a wider cold slice")
@@ -249,10 +294,10 @@ def main() -> None:
         "benchmark": "bench_transfer_encoder",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU",
         "dataset": "ml-100k, leave-one-out by time, full ranking",
-        "item_template": TEMPLATE,
+        "item_template": template(args),
         "cold_items_definition": f"test item with <= {args.max_item_count} training interactions",
         "wide_definition": f"test item with <= {args.wide_item_count} training interactions",
-        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "args": {k: v for k, v in vars(args).items() if k != "out"},  # each row: its params
         "models": [_public(r) for r in rows],
         "paired": tests(rows),
     }

@@ -218,6 +218,17 @@ def test_tuned_text_knn_reports_cost_and_round_trips(tiny_encoder, split, tmp_pa
     np.testing.assert_array_equal(loaded.recommend(users, 5).items, model.recommend(users, 5).items)
 
 
+def test_the_loss_the_config_names_is_the_one_trained(tiny_encoder, split):
+    both_ways = TextKNN(encoder=tiny_encoder, tune={**TUNE, "loss": "symmetric"}, cache=False)
+    one_way = TextKNN(encoder=tiny_encoder, tune={**TUNE, "loss": "mnrl"}, cache=False)
+    default = TextKNN(encoder=tiny_encoder, tune=TUNE, cache=False)
+    vectors = [m.fit(split.train).item_vectors for m in (both_ways, one_way, default)]
+    assert not np.allclose(vectors[0], vectors[1], atol=1e-5)
+    np.testing.assert_allclose(vectors[2], vectors[1], atol=1e-6)  # one way by default
+    with pytest.raises(ConfigError, match="loss"):
+        TextKNN(encoder="minilm-l6", tune={"loss": "triplet"})
+
+
 def test_loaded_user_tower_encodes_users_with_the_tuned_encoder(tiny_encoder, split, tmp_path):
     cfg = {"encoder": tiny_encoder, "cache": False, "item_template": "{title}. {genres}"}
     tuned = UserTower(cfg, tune={**TUNE, "pairs": "next-item"}).fit(split.train)

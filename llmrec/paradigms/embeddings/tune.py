@@ -14,7 +14,8 @@ test item is ever a training text:
 An item with no training interaction is never a pair's text; it is still encoded by the tuned
 encoder, so it keeps its text-only path to the user. Training itself is
 :func:`llmrec.paradigms.embeddings.tune_train.tune_encoder` (sentence-transformers' trainer with
-``MultipleNegativesRankingLoss``: the other positives of a batch are the negatives).
+``MultipleNegativesRankingLoss``: the other positives of a batch are the negatives; with
+``loss: symmetric`` the other anchors are a positive's negatives too).
 
 Example::
 
@@ -75,6 +76,11 @@ class EncoderTuneConfig(StrictConfig):
         lr: peak learning rate (AdamW, linear decay after ``warmup``).
         warmup: fraction of the steps that warm the learning rate up.
         max_seq_length: token budget per text while training.
+        loss: ``mnrl`` (sentence-transformers' ``MultipleNegativesRankingLoss``: each anchor
+            picks its positive among the batch's positives) or ``symmetric`` (the same both
+            ways: each positive also picks its anchor among the anchors — twice the signal per
+            encoded text for the symmetric item-to-item relation text-kNN reads; not yet shown
+            better on MiniLM, see docs/transfer.md).
         seed: seed of the pair draw and the trainer; ``None`` is the model's ``seed``.
     """
 
@@ -87,6 +93,7 @@ class EncoderTuneConfig(StrictConfig):
     lr: float = Field(default=1e-4, gt=0, le=1)
     warmup: float = Field(default=0.1, ge=0, lt=1)
     max_seq_length: int = Field(default=64, ge=4)
+    loss: Literal["mnrl", "symmetric"] = "mnrl"
     seed: int | None = Field(default=None, ge=0)
 
 

@@ -2,12 +2,12 @@
 
 :func:`tune_encoder` draws the pairs (:func:`~llmrec.paradigms.embeddings.tune.training_pairs`),
 trains with ``SentenceTransformerTrainer`` and ``MultipleNegativesRankingLoss`` (in-batch
-negatives; batches never hold the same text twice), and writes the tuned folder (safetensors)
-with its ``tuning.json``. With the cache on, the folder lives under
-``<cache_dir>/tuned-encoders/<key>`` — the key hashes the base encoder, tuning config, seed and
-training data — so every model of a run that asks for the same tuning (text-kNN, LM-SASRec,
-semantic IDs) trains once; with it off, in a temporary folder that lives as long as the
-:class:`~llmrec.paradigms.embeddings.tune.TunedEncoder`.
+negatives, both ways with ``loss: symmetric``; batches never hold the same text twice), and
+writes the tuned folder (safetensors) with its ``tuning.json``. With the cache on, the folder
+lives under ``<cache_dir>/tuned-encoders/<key>`` — the key hashes the base encoder, tuning
+config, seed and training data — so every model of a run that asks for the same tuning
+(text-kNN, LM-SASRec, semantic IDs) trains once; with it off, in a temporary folder that lives
+as long as the :class:`~llmrec.paradigms.embeddings.tune.TunedEncoder`.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _train(
             model=model,
             args=_training_args(st, cfg, seed, device, scratch),
             train_dataset=data,
-            loss=_loss(model),
+            loss=_loss(model, cfg.loss),
         )
         _quiet(trainer)
         tic, cpu = time.perf_counter(), time.process_time()
@@ -193,9 +193,16 @@ def _quiet(trainer: Any) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
-def _loss(model: Any) -> Any:
+def _loss(model: Any, kind: str) -> Any:
+    """In-batch negatives: anchor to positives, and for ``symmetric`` positive to anchors too
+    (one softmax per direction, averaged: what replaced the deprecated
+    ``MultipleNegativesSymmetricRankingLoss``)."""
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
+    if kind == "symmetric":
+        return MultipleNegativesRankingLoss(
+            model, directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction"
+        )
     return MultipleNegativesRankingLoss(model)
 
 
