@@ -372,3 +372,29 @@ def test_batch_actors_that_would_hold_every_cpu_are_refused(cluster: RuntimeOpti
     engine.engine_for(cluster).connect()
     with pytest.raises(ConfigError, match="leave at least one for Ray Data"):
         _check_room(6.0)
+
+
+def test_a_sigkilled_batch_actor_loses_and_doubles_no_part(
+    cluster: RuntimeOptions, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    from llmrec.batch import EncodeJob
+    from llmrec.batch.jobs import make_worker
+    from llmrec.engine._ray_batch import ray_answers
+
+    job = EncodeJob(encoder="fake:32", part_rows=500)
+    texts = _texts(15_000)
+    rows = np.arange(15_000)
+    pending = pa.table({"id": rows, "text": texts, "_row": rows, "_part": rows // 500})
+    worker = make_worker(job)
+    seen: dict[int, pa.Table] = {}
+    for index, table, usage, actor in ray_answers(engine.engine_for(cluster), job, pending):
+        if not seen:  # the first part is in: kill the actor that answered it, mid-job
+            os.kill(int(actor.rsplit(":", 1)[1]), signal.SIGKILL)
+        assert index not in seen and usage["calls"] == 1
+        seen[index] = table
+    assert sorted(seen) == list(range(30))
+    for index, table in seen.items():
+        part = pending.slice(index * 500, 500).drop_columns(["_row", "_part"])
+        assert table.equals(worker(part)[0]), index
