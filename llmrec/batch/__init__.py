@@ -70,7 +70,7 @@ def run_batch(
     actors: set[str] = set()
     # one bar for the job: the workers' own (an encoder's, a tagger's) stay silent under it
     with progress.phase(f"batch {job.kind}", pending.num_rows, unit="row") as bar:
-        for index, table, usage, actor in _answers(engine, job, pending):
+        for index, table, usage, actor in _answers(engine, job, pending, runtime):
             output.write_part(index, table, usage)
             done[index] = usage
             _add(used, usage)
@@ -96,28 +96,33 @@ def run_batch(
 
 
 def _answers(
-    engine: Engine, job: EncodeJob | TagsJob | RankJob, pending: pa.Table
+    engine: Engine,
+    job: EncodeJob | TagsJob | RankJob,
+    pending: pa.Table,
+    runtime: RuntimeOptions | None,
 ) -> Iterator[PartResult]:
     """Each pending part's answers, as the engine produces them."""
     if pending.num_rows == 0:
         return iter(())
     if engine.kind == "local":
-        return _local_answers(job, pending)
+        return _local_answers(job, pending, runtime)
     from llmrec.engine._ray import RayEngine
     from llmrec.engine._ray_batch import ray_answers
 
     assert isinstance(engine, RayEngine)
-    return ray_answers(engine, job, pending)
+    return ray_answers(engine, job, pending)  # the actors get the engine's runtime options
 
 
-def _local_answers(job: EncodeJob | TagsJob | RankJob, pending: pa.Table) -> Iterator[PartResult]:
+def _local_answers(
+    job: EncodeJob | TagsJob | RankJob, pending: pa.Table, runtime: RuntimeOptions | None
+) -> Iterator[PartResult]:
     """The reference: parts one after another, through the worker a Ray actor would hold."""
     import numpy as np
 
     from llmrec.batch.inputs import PART, ROW
     from llmrec.batch.jobs import make_worker
 
-    worker = make_worker(job)
+    worker = make_worker(job, runtime)
     parts = pending.column(PART).to_numpy()
     starts = [0, *(np.flatnonzero(np.diff(parts)) + 1).tolist()]  # rows are in file order
     ends = [*starts[1:], len(parts)]

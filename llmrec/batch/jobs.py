@@ -31,6 +31,7 @@ from llmrec.config import StrictConfig
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.paradigms.tokens.tags import TagConfig
+from llmrec.runtime import RuntimeOptions
 
 if TYPE_CHECKING:  # pyarrow is the parquet extra: imported where a job runs
     import pyarrow as pa
@@ -181,12 +182,13 @@ def _usage(lms: list[LanguageModel], before: dict[int, dict[str, float]]) -> dic
 
 
 class _EncodeWorker:
-    def __init__(self, job: EncodeJob) -> None:
+    def __init__(self, job: EncodeJob, runtime: RuntimeOptions) -> None:
         from llmrec.lm.registry import load_lm
         from llmrec.paradigms.embeddings.encoder import EncoderConfig, TextEncoder
 
         self.job = job
-        self.lm = load_lm(job.encoder, **job.lm_options)  # no disk cache: workers write nothing
+        # no disk cache: workers write nothing
+        self.lm = load_lm(job.encoder, runtime=runtime, **job.lm_options)
         settings = EncoderConfig(
             encoder=job.encoder, pooling=job.pooling, max_tokens=job.max_tokens,
             batch_size=job.batch_size, chunk_size=job.part_rows, cache=False,
@@ -205,11 +207,11 @@ class _EncodeWorker:
 
 
 class _TagsWorker:
-    def __init__(self, job: TagsJob) -> None:
+    def __init__(self, job: TagsJob, runtime: RuntimeOptions) -> None:
         from llmrec.lm.registry import load_lm
 
         self.job = job
-        self.lm = load_lm(job.lm, **job.lm_options)
+        self.lm = load_lm(job.lm, runtime=runtime, **job.lm_options)
 
     def __call__(self, rows: pa.Table) -> tuple[pa.Table, dict[str, float]]:
         import pyarrow as pa
@@ -235,11 +237,11 @@ class _TagsWorker:
 
 
 class _RankWorker:
-    def __init__(self, job: RankJob) -> None:
+    def __init__(self, job: RankJob, runtime: RuntimeOptions) -> None:
         from llmrec.models.base import Recommender
 
         self.job = job
-        self.model = Recommender.load(job.model)
+        self.model = Recommender.load(job.model, runtime=runtime)
 
     def __call__(self, rows: pa.Table) -> tuple[pa.Table, dict[str, float]]:
         import pyarrow as pa
@@ -258,13 +260,17 @@ class _RankWorker:
         return out, _usage(self.model.language_models(), before)
 
 
-def make_worker(job: EncodeJob | TagsJob | RankJob) -> Worker:
-    """The worker of ``job``: it loads its model now (once per process or actor)."""
+def make_worker(
+    job: EncodeJob | TagsJob | RankJob, runtime: RuntimeOptions | None = None
+) -> Worker:
+    """The worker of ``job``: it loads its model now (once per process or actor), on the
+    device, dtype and threads ``runtime`` names, in this process whatever its engine."""
+    rt = (runtime or RuntimeOptions()).model_copy(update={"engine": "local"})
     if isinstance(job, EncodeJob):
-        return _EncodeWorker(job)
+        return _EncodeWorker(job, rt)
     if isinstance(job, TagsJob):
-        return _TagsWorker(job)
-    return _RankWorker(job)
+        return _TagsWorker(job, rt)
+    return _RankWorker(job, rt)
 
 
 def job_from_json(data: dict[str, Any]) -> EncodeJob | TagsJob | RankJob:

@@ -40,6 +40,7 @@ from llmrec.batch.inputs import PART, ROW
 from llmrec.batch.jobs import EncodeJob, RankJob, TagsJob, job_from_json, make_worker
 from llmrec.engine._ray import RayEngine, _first_line
 from llmrec.errors import BackendError, ConfigError, LlmrecError
+from llmrec.runtime import RuntimeOptions
 
 __all__ = ["ray_answers"]
 
@@ -49,8 +50,8 @@ USAGE = "_usage"
 class _PartActor:
     """One Ray Data actor: the job's worker, loaded once, answering one part per call."""
 
-    def __init__(self, job: dict[str, Any]) -> None:
-        self.worker = make_worker(job_from_json(job))
+    def __init__(self, job: dict[str, Any], runtime: dict[str, Any]) -> None:
+        self.worker = make_worker(job_from_json(job), RuntimeOptions.model_validate(runtime))
         self.where = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -90,7 +91,7 @@ def ray_answers(
     answers = ray.data.from_arrow(list(_by_part(pending))).map_batches(
         _PartActor,
         batch_size=None,
-        fn_constructor_args=(job.model_dump(mode="json"),),
+        fn_constructor_args=(job.model_dump(mode="json"), rt.model_dump(mode="json")),
         compute=ActorPoolStrategy(size=rt.ray_actors),
         batch_format="pyarrow",
         num_cpus=rt.ray_actor_cpus,

@@ -221,3 +221,17 @@ def test_rank_refuses_users_the_model_does_not_know(
     ]
     code, err = _cli(args, capsys)
     assert code == 2 and "user 60 is not in the model (it knows users 0..59)" in err
+
+
+def test_runtime_options_reach_the_worker_but_not_the_jobs_identity(tmp_path: Path) -> None:
+    from llmrec.runtime import RuntimeOptions
+
+    src = _items(tmp_path / "items.parquet", 30)
+    job = EncodeJob(encoder="fake", id_column="item", text_column="title", part_rows=10)
+    seeded = RuntimeOptions(lm_options={"seed": 3})  # a backend option given at run time
+    manifest = run_batch(job, src, tmp_path / "out", runtime=seeded)
+    vectors = np.stack(pq.read_table(tmp_path / "out").column("vector").to_numpy(False))
+    titles = pq.read_table(src).column("title").to_pylist()
+    expected, _ = TextEncoder({"encoder": "fake", "cache": False}, lm=FakeLM(seed=3)).encode(titles)
+    assert np.array_equal(vectors, expected)
+    assert "runtime" not in json.dumps(manifest["job"])
