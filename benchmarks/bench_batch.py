@@ -10,7 +10,7 @@ fresh folder with each engine, and reports, per engine:
 * ``identical`` — whether the output table equals the local engine's, bit for bit.
 
 A 2-core machine shows the engine's overhead, not a speed-up (see ``bench_ray.py`` for
-parallelism on a latency-bound stage). Run (about 2 minutes with the defaults)::
+parallelism on a latency-bound stage). Run (the default 100,000 rows cost over a CPU-minute)::
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_batch.py
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_batch.py --encoder minilm-l6 \
