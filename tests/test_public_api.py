@@ -14,6 +14,7 @@ PACKAGES = [
     "llmrec.eval",
     "llmrec.lm",
     "llmrec.engine",
+    "llmrec.batch",
     "llmrec.models",
     "llmrec.paradigms.direct",
     "llmrec.paradigms.embeddings",

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "llmrec.cli.compare_cmd",
     "llmrec.cli.reproduce_cmd",
     "llmrec.cli.serve_cmd",
+    "llmrec.cli.batch_cmd",
 )
 
 

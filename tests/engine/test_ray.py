@@ -446,3 +446,98 @@ def test_an_unreachable_cluster_is_a_one_line_error_not_a_hang() -> None:
 
     with pytest.raises(ConfigError, match=r"^ray: cannot reach the cluster at 127\.0\.0\.1:\d+ "):
         _check_reachable(f"127.0.0.1:{free_port()}")
+
+
+def _batch_pair(job, src: Path, tmp_path: Path, cluster: RuntimeOptions, name: str) -> tuple:
+    """A batch job's output folder on the local engine and on the cluster, and the manifests."""
+    from llmrec.batch import run_batch
+
+    local = run_batch(job, src, tmp_path / f"{name}-local")
+    remote = run_batch(job, src, tmp_path / f"{name}-ray", runtime=cluster)
+    return local, remote
+
+
+def test_batch_jobs_are_bit_identical_on_ray_and_resume_with_only_missing_parts(
+    cluster: RuntimeOptions, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llmrec.batch import EncodeJob, TagsJob, run_batch
+
+    src = tmp_path / "items.parquet"
+    texts = _texts(20_000)
+    pq.write_table(pa.table({"id": np.arange(20_000) * 3, "text": texts}), src)
+    job = EncodeJob(encoder="fake:32", part_rows=1024)
+    local, remote = _batch_pair(job, src, tmp_path, cluster, "encode")
+    assert pq.read_table(tmp_path / "encode-ray").equals(pq.read_table(tmp_path / "encode-local"))
+    assert remote["usage"] == local["usage"] and remote["usage"]["calls"] == 20
+    assert remote["engine"]["kind"] == "ray" and remote["engine"]["nodes"] == 2
+    assert remote["engine"]["actors_used"]
+
+    # an interrupted job: two parts and _SUCCESS missing; the cluster computes only those two
+    shutil.copytree(tmp_path / "encode-local", tmp_path / "resumed")
+    for name in ("part-00003.parquet", "part-00017.parquet", "_SUCCESS"):
+        (tmp_path / "resumed" / name).unlink()
+    resumed = run_batch(job, src, tmp_path / "resumed", runtime=cluster)
+    assert resumed["usage_this_run"]["calls"] == 2 and resumed["rows_this_run"] == 2048
+    assert pq.read_table(tmp_path / "resumed").equals(pq.read_table(tmp_path / "encode-local"))
+
+    tags = TagsJob(lm="fake", lm_options={"fail_on": "w7"}, part_rows=50,
+                   tags=TagConfig(batch_size=8, retries=1, min_count=2, chat=True))  # fmt: skip
+    pq.write_table(pa.table({"id": np.arange(400), "text": texts[:400]}), src)
+    local, remote = _batch_pair(tags, src, tmp_path, cluster, "tags")
+    assert pq.read_table(tmp_path / "tags-ray").equals(pq.read_table(tmp_path / "tags-local"))
+    for key in ("usage", "failed", "vocabulary"):
+        assert remote[key] == local[key], key
+    assert local["failed"] > 0
+
+
+def test_batch_rank_is_bit_identical_on_ray(cluster: RuntimeOptions, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llmrec.batch import RankJob
+
+    split = leave_one_out(synthetic(n_users=400, n_items=120, n_interactions=6000))
+    _two_stage("verbaliser", None, split, batch_size=4).save(tmp_path / "model")
+    pq.write_table(pa.table({"user": split.test.active_users()}), tmp_path / "users.parquet")
+    job = RankJob(model=str(tmp_path / "model"), k=10, part_rows=64)
+    local, remote = _batch_pair(job, tmp_path / "users.parquet", tmp_path, cluster, "rank")
+    assert pq.read_table(tmp_path / "rank-ray").equals(pq.read_table(tmp_path / "rank-local"))
+    assert remote["usage"] == local["usage"] and local["usage"]["calls"] > 0
+
+
+def test_batch_actors_that_would_hold_every_cpu_are_refused(cluster: RuntimeOptions) -> None:
+    """A Ray Data job whose actors hold every CPU hangs (ray#44687): a one-line error."""
+    from llmrec.engine._ray_batch import _check_room
+
+    engine.engine_for(cluster).connect()
+    with pytest.raises(ConfigError, match="leave at least one for Ray Data"):
+        _check_room(6.0)
+
+
+def test_a_sigkilled_batch_actor_loses_and_doubles_no_part(
+    cluster: RuntimeOptions, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    from llmrec.batch import EncodeJob
+    from llmrec.batch.jobs import make_worker
+    from llmrec.engine._ray_batch import ray_answers
+
+    job = EncodeJob(encoder="fake:32", part_rows=500)
+    texts = _texts(15_000)
+    rows = np.arange(15_000)
+    pending = pa.table({"id": rows, "text": texts, "_row": rows, "_part": rows // 500})
+    worker = make_worker(job)
+    seen: dict[int, pa.Table] = {}
+    for index, table, usage, actor in ray_answers(engine.engine_for(cluster), job, pending):
+        if not seen:  # the first part is in: kill the actor that answered it, mid-job
+            os.kill(int(actor.rsplit(":", 1)[1]), signal.SIGKILL)
+        assert index not in seen and usage["calls"] == 1
+        seen[index] = table
+    assert sorted(seen) == list(range(30))
+    for index, table in seen.items():
+        part = pending.slice(index * 500, 500).drop_columns(["_row", "_part"])
+        assert table.equals(worker(part)[0]), index
