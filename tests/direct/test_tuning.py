@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmrec.compare.measure import tuning_cost, tuning_size
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import leave_one_out
 from llmrec.errors import ConfigError
@@ -255,7 +256,14 @@ def test_a_tuned_likelihood_ranker_saves_and_loads_in_a_two_stage_model(
 ):
     model = TwoStage(Popularity(), _likelihood(tiny_lm_dir, max_steps=2), n_candidates=5)
     model.fit(split.train)
-    assert model.diagnostics()["tuning"]["weights_bytes"] > 0
+    report = model.ranker.tune_report
+    assert report is not None and report.weights_bytes == 4 * report.trainable_parameters > 0
+    # what the compare report's efficiency table shows beside the gain
+    assert tuning_cost(model) == {
+        "tune_cpu_s": report.cpu_seconds,
+        "tune_tokens": float(report.tokens_seen),
+    }
+    assert tuning_size(model) == {"tune_bytes": float(report.weights_bytes)}
     users, cands = np.arange(4), np.tile(np.arange(5), (4, 1))
     hist = split.train.history()
     want = model.score_candidates(users, cands, history=hist)
@@ -401,3 +409,11 @@ def test_smollm2_takes_lora_steps_and_round_trips_its_adapter(split, tmp_path):
     want = model.score_candidates(users, cands, history=hist)
     loaded = Recommender.load(folder)
     np.testing.assert_allclose(loaded.score_candidates(users, cands, history=hist), want, atol=1e-4)
+
+
+def test_the_report_shows_the_tuned_weights_size_as_bytes():
+    from llmrec.report.collect import EFFICIENCY_COLUMNS
+    from llmrec.report.html import _fmt
+
+    assert ("tune_bytes", "LM tuning weights") in EFFICIENCY_COLUMNS
+    assert _fmt(3_686_400.0, "tune_bytes") == "3.5 MiB"
