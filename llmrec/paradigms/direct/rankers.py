@@ -206,8 +206,8 @@ class Ranker(ABC):
         """``(n, c)`` float32 scores of ``candidates`` ``(n, c)`` int64 for ``users`` ``(n,)``,
         given each user's ``history``; higher is better. ``profiles[u]``, when given, is the
         profile user index ``u``'s prompt shows (:mod:`llmrec.models.query`). A ranker tuned
-        with ``order: shuffled`` shows each user's candidates in a seeded shuffle, as it was
-        trained; the scores still follow ``candidates``' order."""
+        with ``order: shuffled`` shows each user's candidates in its own seeded order, as it was
+        trained on shuffled lists; the scores still follow ``candidates``' order."""
         users = np.asarray(users, dtype=np.int64)
         candidates = np.asarray(candidates, dtype=np.int64)
         if candidates.ndim != 2 or len(candidates) != len(users):
@@ -243,18 +243,19 @@ class Ranker(ABC):
 
     def _presentation(self, users: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``(n, c)``: the given slot shown first, second, ...: the given order, or for a ranker
-        tuned with ``order: shuffled`` an order seeded by (tune seed, user, item) — a function
-        of the candidate *set*, so the order they were given in never reaches the LM."""
+        tuned with ``order: shuffled`` the candidates sorted by a random key per item, drawn
+        from a generator seeded by (tune seed, user) — a function of the candidate *set*, so
+        the order they were given in never reaches the LM."""
         n, c = candidates.shape
         tune = self.tune_config
         if tune is None or tune.order != "shuffled":
             return np.broadcast_to(np.arange(c), (n, c))
-        salt = np.uint64(tune.seed & 0xFFFFFFFF) << np.uint64(32)
-        keys = candidates.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        keys ^= (users.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9) ^ salt)[:, None]
-        keys ^= keys >> np.uint64(31)
-        keys *= np.uint64(0x94D049BB133111EB)
-        return np.argsort(keys ^ (keys >> np.uint64(29)), axis=1, kind="stable")
+        n_items = len(self.builder.items)
+        keys = [
+            np.random.default_rng([tune.seed & 0xFFFFFFFF, int(u)]).random(n_items)[row]
+            for u, row in zip(users, candidates, strict=True)
+        ]
+        return np.argsort(np.stack(keys), axis=1, kind="stable")
 
     def score_candidates(
         self,
