@@ -8,7 +8,10 @@ held-out item among 19 uniform negatives, shuffled per user, the same seeded use
 * the same verbaliser after ``fit`` tuned it with LoRA (or in full) on the training split, under a
   wall-time budget;
 * paired tests over users (sign-flip p-value, bootstrap interval) of tuned vs each of them;
-* position spread (true item at slots 0 / 9 / 19) before and after tuning;
+* position spread (true item at slots 0 / 9 / 19) before and after tuning: after tuning both
+  as shipped (a ranker tuned on shuffled lists shows candidates in its own seeded order, so the
+  slot cannot reach the LM) and *raw* (the candidates shown in the given order, what the LM
+  itself makes of the slot; the issue's bar);
 * tuning cost: wall and CPU seconds, steps, examples and prompt tokens seen, trainable
   parameters, adapter bytes on disk, and the validation learning curve.
 
@@ -78,6 +81,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--negatives", choices=["uniform", "popularity"], default="uniform")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--history-tokens", type=int, default=PROMPT["history_tokens"])
+    parser.add_argument("--max-history", type=int, default=PROMPT["max_history"])
+    parser.add_argument("--save", type=Path, default=None, help="keep the tuned weights here")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
 
@@ -146,10 +152,14 @@ def paired(a: list[float], b: list[float]) -> dict[str, float]:
     }
 
 
+def prompt_of(args: argparse.Namespace) -> dict[str, Any]:
+    return PROMPT | {"history_tokens": args.history_tokens, "max_history": args.max_history}
+
+
 def zero_shot(args, split, lm, users, cands, positives, report) -> None:
     """Popularity, the zero-shot verbaliser and likelihood rankers (before tuning changes lm)."""
     report["popularity"] = run_candidates(Popularity().fit(split.train), split, users, cands)
-    config = {"kind": "verbaliser", "lm": SPEC, "prompt": PROMPT, "batch_size": 1}
+    config = {"kind": "verbaliser", "lm": SPEC, "prompt": prompt_of(args), "batch_size": 1}
     ranker = make_ranker(config, lm=lm)
     model = TwoStage(Popularity(), ranker).fit(split.train)
     print(f"zero-shot verbaliser ({len(users)} users)", flush=True)
@@ -162,22 +172,26 @@ def zero_shot(args, split, lm, users, cands, positives, report) -> None:
     n = args.likelihood_users
     if n:
         print(f"zero-shot likelihood ({n} users)", flush=True)
-        config = {"kind": "likelihood", "lm": SPEC, "prompt": PROMPT, "batch_size": 1}
+        config = {"kind": "likelihood", "lm": SPEC, "prompt": prompt_of(args), "batch_size": 1}
         model = TwoStage(Popularity(), make_ranker(config, lm=lm)).fit(split.train)
         report["zero_shot_likelihood"] = run_candidates(model, split, users[:n], cands[:n])
 
 
 def tuned(args, split, lm, users, cands, positives, report) -> None:
-    config = {"lm": SPEC, "prompt": PROMPT, "batch_size": 1, "tune": tune_block(args)}
+    config = {"lm": SPEC, "prompt": prompt_of(args), "batch_size": 1, "tune": tune_block(args)}
     ranker = VerbaliserRanker(config, lm=lm)
-    print(f"tuning ({args.method}, {args.train_seconds:.0f} s budget)", flush=True)
+    print(
+        f"{time.strftime('%H:%M:%S')} tuning ({args.method}, {args.train_seconds:.0f} s)",
+        flush=True,
+    )
     tic, cpu = time.perf_counter(), time.process_time()
     model = TwoStage(Popularity(), ranker).fit(split.train)
     fit = {"fit_s": time.perf_counter() - tic, "fit_cpu_s": time.process_time() - cpu}
     assert ranker.tune_report is not None
     with tempfile.TemporaryDirectory() as tmp:
-        ranker.save_tuned(Path(tmp))
-        sizes = {p.name: p.stat().st_size for p in Path(tmp).iterdir()}
+        folder = args.save or Path(tmp)
+        ranker.save_tuned(folder)
+        sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
     report["tuning"] = ranker.tune_report.as_dict() | fit | {"saved_bytes": sizes}
     _write(args.out, report)
     print(f"tuned verbaliser ({len(users)} users)", flush=True)
@@ -186,6 +200,19 @@ def tuned(args, split, lm, users, cands, positives, report) -> None:
     report["tuned"]["position"] = spread(
         ranker, split, users[:n], cands[:n], positives[:n], args.slots
     )
+    print(f"raw position spread ({n} users)", flush=True)
+    report["tuned"]["position_raw"] = spread(
+        given_order(ranker), split, users[:n], cands[:n], positives[:n], args.slots
+    )
+
+
+def given_order(ranker: VerbaliserRanker) -> VerbaliserRanker:
+    """The tuned ranker (same LM instance and texts) showing candidates in the given order."""
+    data = ranker.config.model_dump()
+    data["tune"]["order"] = "retriever"
+    twin = VerbaliserRanker(data, lm=ranker.lm)
+    builder = ranker.builder
+    return twin.bind(ranker.item_texts, builder.profiles, builder.shot_history)
 
 
 def compare(report: dict[str, Any]) -> dict[str, Any]:
@@ -231,14 +258,15 @@ def print_table(report: dict[str, Any]) -> None:
     if "zero_shot_likelihood" in report:
         rows.append(("zero-shot likelihood", "zero_shot_likelihood"))
     rows.append(("tuned verbaliser", "tuned"))
-    print(f"\n{'entry':<22} {'users':>5} {'NDCG@10':>8} {'HR@1':>6} {'HR@5':>6} {'spread':>7}")
+    head = f"{'entry':<22} {'users':>5} {'NDCG@10':>8} {'HR@1':>6} {'HR@5':>6}"
+    print(f"\n{head} {'spread':>7} {'raw':>6}")
     for name, key in rows:
         r = report[key]
-        pos = r.get("position", {}).get("spread")
-        spread_txt = f"{pos:7.3f}" if pos is not None else f"{'-':>7}"
+        cells = [r.get(part, {}).get("spread") for part in ("position", "position_raw")]
+        spreads = " ".join(f"{v:6.3f}" if v is not None else f"{'-':>6}" for v in cells)
         print(
             f"{name:<22} {r['n_users']:>5} {r['ndcg@10']:8.3f} {r['hr@1']:6.2f} {r['hr@5']:6.2f} "
-            f"{spread_txt}"
+            f" {spreads}"
         )
     for name, t in report["paired"].items():
         print(

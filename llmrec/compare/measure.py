@@ -34,6 +34,7 @@ __all__ = [
     "save_model",
     "training_summary",
     "tuning_cost",
+    "tuning_size",
 ]
 
 #: the usage counters summed over a model's LMs
@@ -172,6 +173,15 @@ def tuning_cost(model: Recommender) -> dict[str, float]:
         "tune_cpu_s": float(tuning.get("cpu_seconds", math.nan)),
         "tune_tokens": float(tuning.get("tokens_seen", math.nan)),
     }
+
+
+def tuning_size(model: Recommender) -> dict[str, float]:
+    """``tune_bytes``: the size of the weights adapting an LM in ``fit`` produced (a ranker's
+    LoRA adapter, a tuned encoder's folder), from the ``tuning`` diagnostics; empty for a model
+    that tuned nothing or did not say."""
+    tuning = model.diagnostics().get("tuning")
+    size = tuning.get("weights_bytes") if isinstance(tuning, dict) else None
+    return {} if size is None else {"tune_bytes": float(size)}
 
 
 def ranker_stats(model: Recommender) -> dict[str, float]:

@@ -24,6 +24,7 @@ from llmrec.compare.measure import (
     save_model,
     training_summary,
     tuning_cost,
+    tuning_size,
 )
 from llmrec.compare.probes import popularity_profile, run_probes
 from llmrec.compare.validity import run_validity
@@ -99,7 +100,7 @@ def measure_stage(
         model.fit(ctx.split.train, ctx.split.valid)
     fit_s = time.perf_counter() - tic
     fit_lm = ledger.take(model)
-    metrics: dict[str, float] = {"fit_s": fit_s, **tuning_cost(model)}
+    metrics: dict[str, float] = {"fit_s": fit_s, **tuning_cost(model), **tuning_size(model)}
     extra: dict[str, Any] = {"stage_key": key, "entry": entry.model_dump(mode="json")}
     result, per_user = _accuracy(entry, model, ctx, metrics, extra)
     write_per_user(stage_dir, per_user)

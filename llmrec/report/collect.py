@@ -50,6 +50,7 @@ EFFICIENCY_COLUMNS = [
     ("fit_s", "fit (s)"),
     ("tune_cpu_s", "LM tuning CPU (s)"),
     ("tune_tokens", "tokens seen in LM tuning"),
+    ("tune_bytes", "LM tuning weights"),
     ("latency_p50_ms", "latency p50 (ms)"),
     ("latency_p95_ms", "latency p95 (ms)"),
     ("throughput_users_s", "throughput (users/s)"),

@@ -233,7 +233,7 @@ def _fmt(value: Any, key: str) -> str:
         return f"{value:+.4f}"
     if key == "vs_floor_p":
         return "p<0.001" if value < 0.001 else f"p={value:.2g}"
-    if key == "size_bytes":
+    if key in ("size_bytes", "tune_bytes"):
         return _bytes(float(value)) if value else "–"
     if key in (
         "n_users",

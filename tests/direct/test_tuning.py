@@ -6,15 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmrec.compare.measure import tuning_cost, tuning_size
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import leave_one_out
 from llmrec.errors import ConfigError
 from llmrec.lm.fake import FakeLM
 from llmrec.models.base import Recommender
 from llmrec.models.popularity import Popularity
-from llmrec.paradigms.direct import TwoStage, VerbaliserRanker
+from llmrec.paradigms.direct import LikelihoodRanker, TwoStage, VerbaliserRanker
 from llmrec.paradigms.direct.prompts import LABELS, PromptConfig
 from llmrec.paradigms.direct.tune_data import Example, build_examples
+from llmrec.paradigms.direct.tune_loss import candidate_logits, encode_examples
 from llmrec.testing import tiny_dataset
 
 pytest.importorskip("peft")
@@ -178,7 +180,7 @@ def test_a_tuned_model_without_its_adapter_folder_is_a_one_line_error(tiny_lm_di
         ({"tune": {"rank": 0}}, "rank"),
         ({"tune": {"n_candidates": 40}}, "n_candidates"),
         ({"tune": {"typo": 1}}, "typo"),
-        ({"kind": "likelihood", "tune": {}}, "tune"),
+        ({"kind": "generation", "tune": {}}, "tune"),
     ],
 )
 def test_bad_tune_settings_are_one_line_config_errors(ranker, match):
@@ -199,6 +201,107 @@ def test_lora_on_modules_the_model_lacks_is_a_one_line_error(tiny_lm_dir, split)
     with pytest.raises(ConfigError, match="LoRA cannot adapt") as err:
         ranker.fit(split.train)
     assert "\n" not in str(err.value)
+
+
+# --- the likelihood ranker's listwise loss -----------------------------------------------------
+def _likelihood(folder: Path, **tune) -> LikelihoodRanker:
+    tune = {"n_candidates": 5, "valid_users": 0, "batch_size": 8, "seed": 0, **tune}
+    config = {"lm": f"hf:{folder}", "lm_options": {"n_threads": 1}, "prompt": PROMPT}
+    return LikelihoodRanker(config, lm=_lm(folder), batch_size=8, tune=tune)
+
+
+def _likelihood_rank(ranker: LikelihoodRanker, examples: list[Example]) -> float:
+    """Mean 0-based rank of the answer by the ranker's inference scores (not the loss's)."""
+    prompts = [ranker.prompt(e.user, e.history, e.candidates) for e in examples]
+    scores = ranker._ask(prompts)
+    own = scores[np.arange(len(examples)), [e.answer for e in examples]]
+    return float((scores > own[:, None]).sum(1).mean())
+
+
+def test_the_listwise_loss_scores_what_the_likelihood_ranker_scores(tiny_lm_dir, split):
+    import torch
+
+    ranker = _likelihood(tiny_lm_dir).bind(
+        [f"Movie {i}" for i in range(split.train.n_items)], [], None
+    )
+    examples = _train_examples(split)[:6]
+    lm = ranker.lm.inner if hasattr(ranker.lm, "inner") else ranker.lm
+    with torch.no_grad():
+        got, answers = candidate_logits(lm.model, lm, encode_examples(lm, ranker, examples))
+    np.testing.assert_allclose(
+        got.numpy(),
+        ranker._ask([ranker.prompt(e.user, e.history, e.candidates) for e in examples]),
+        atol=1e-4,
+    )
+    assert answers.tolist() == [e.answer for e in examples]
+
+
+def test_likelihood_tuning_lowers_the_loss_and_lifts_the_true_item(tiny_lm_dir, split):
+    examples = _train_examples(split)
+    zero_shot = LikelihoodRanker(lm=_lm(tiny_lm_dir), prompt=PROMPT).fit(split.train)
+    before = _likelihood_rank(zero_shot, examples)
+    ranker = _likelihood(tiny_lm_dir, learning_rate=1e-2, epochs=15, warmup_steps=0)
+    ranker.fit(split.train)
+    report = ranker.tune_report
+    assert report is not None and report.steps > 0
+    assert report.tokens_seen > sum(len(e.history) for e in examples)  # continuations counted
+    losses = [row["train_loss"] for row in report.curve if row["step"] > 0]
+    assert losses[-1] < losses[0] - 0.1
+    assert _likelihood_rank(ranker, examples) < before - 0.3
+    assert "+tuned-" in ranker.lm.model_id
+
+
+def test_a_tuned_likelihood_ranker_saves_and_loads_in_a_two_stage_model(
+    tiny_lm_dir, split, tmp_path
+):
+    model = TwoStage(Popularity(), _likelihood(tiny_lm_dir, max_steps=2), n_candidates=5)
+    model.fit(split.train)
+    report = model.ranker.tune_report
+    assert report is not None and report.weights_bytes == 4 * report.trainable_parameters > 0
+    # what the compare report's efficiency table shows beside the gain
+    assert tuning_cost(model) == {
+        "tune_cpu_s": report.cpu_seconds,
+        "tune_tokens": float(report.tokens_seen),
+    }
+    assert tuning_size(model) == {"tune_bytes": float(report.weights_bytes)}
+    users, cands = np.arange(4), np.tile(np.arange(5), (4, 1))
+    hist = split.train.history()
+    want = model.score_candidates(users, cands, history=hist)
+    loaded = Recommender.load(model.save(tmp_path / "tuned-likelihood"))
+    got = loaded.score_candidates(users, cands, history=hist)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+# --- the order candidates are shown in --------------------------------------------------------
+def _shown(ranker, monkeypatch, users, cands, hist) -> tuple[list[list[int]], np.ndarray]:
+    """The candidate lists the ranker's prompts show, and its scores."""
+    shown: list[list[int]] = []
+    original = ranker.prompt
+
+    def spy(user, history, candidates, **kw):
+        shown.append(candidates.tolist())
+        return original(user, history, candidates, **kw)
+
+    monkeypatch.setattr(ranker, "prompt", spy)
+    return shown, ranker.rank(users, hist, cands)
+
+
+def test_a_ranker_tuned_on_shuffled_lists_shows_its_own_order(tiny_lm_dir, split, monkeypatch):
+    ranker = _ranker(tiny_lm_dir, max_steps=1, order="shuffled").fit(split.train)
+    hist = split.train.history()
+    users = np.array([0, 0, 1])
+    cands = np.array([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [0, 1, 2, 3, 4]])
+    shown, scores = _shown(ranker, monkeypatch, users, cands, hist)
+    assert shown[0] == shown[1]  # the given order never reaches the LM
+    assert sorted(shown[0]) == [0, 1, 2, 3, 4] and shown[0] != shown[2]
+    np.testing.assert_allclose(scores[1], scores[0][::-1], atol=1e-5)  # scores follow the input
+
+
+def test_a_ranker_tuned_on_retriever_order_keeps_the_given_order(tiny_lm_dir, split, monkeypatch):
+    ranker = _ranker(tiny_lm_dir, max_steps=1, order="retriever").fit(split.train)
+    cands = np.array([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
+    shown, _ = _shown(ranker, monkeypatch, np.array([0, 0]), cands, split.train.history())
+    assert shown == cands.tolist()
 
 
 # --- leakage -----------------------------------------------------------------------------------
@@ -306,3 +409,11 @@ def test_smollm2_takes_lora_steps_and_round_trips_its_adapter(split, tmp_path):
     want = model.score_candidates(users, cands, history=hist)
     loaded = Recommender.load(folder)
     np.testing.assert_allclose(loaded.score_candidates(users, cands, history=hist), want, atol=1e-4)
+
+
+def test_the_report_shows_the_tuned_weights_size_as_bytes():
+    from llmrec.report.collect import EFFICIENCY_COLUMNS
+    from llmrec.report.html import _fmt
+
+    assert ("tune_bytes", "LM tuning weights") in EFFICIENCY_COLUMNS
+    assert _fmt(3_686_400.0, "tune_bytes") == "3.5 MiB"

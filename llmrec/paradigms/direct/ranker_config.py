@@ -58,11 +58,14 @@ class LikelihoodConfig(RankerConfig):
     show_candidates: also list the candidates in the prompt (costs tokens, adds position bias).
     normalize: divide each log-likelihood by the continuation's token count (``normalise``,
         the older spelling, is still read, with a :class:`DeprecationWarning`).
+    tune: adapt the LM on the training split in :meth:`Ranker.fit` with the listwise loss
+        over the candidates' log-likelihoods (``None``: zero-shot).
     """
 
     kind: Literal["likelihood"] = "likelihood"
     show_candidates: bool = False
     normalize: bool = True
+    tune: TuneConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

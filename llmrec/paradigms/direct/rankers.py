@@ -51,6 +51,7 @@ from llmrec.paradigms.direct.ranker_config import (
 )
 from llmrec.paradigms.direct.ranker_stats import RankerStats
 from llmrec.paradigms.direct.tuning import (
+    TuneConfig,
     TuneReport,
     load_tuned,
     save_tuned,
@@ -88,6 +89,7 @@ class Ranker(ABC):
     kind: ClassVar[str]
     config_class: ClassVar[type[RankerConfig]] = RankerConfig
     runtime: Any = None  # the RuntimeOptions its LM loads with (TwoStage sets its own)
+    tune_report: TuneReport | None = None
 
     def __init__(
         self,
@@ -123,7 +125,8 @@ class Ranker(ABC):
 
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset) -> Self:
-        """Bind the item texts, user attributes and few-shot pool of ``train``."""
+        """Bind the item texts, user attributes and few-shot pool of ``train``; with a ``tune``
+        block (verbaliser, likelihood), adapt the LM on it too (:mod:`.tuning`)."""
         cfg = self.config.prompt
         texts = (
             train.item_texts(cfg.item_template)
@@ -131,7 +134,24 @@ class Ranker(ABC):
             else [str(i) for i in train.item_ids]
         )
         profiles = user_profiles(train, cfg.profile_fields)
-        return self.bind(texts, profiles, train.history())
+        self.bind(texts, profiles, train.history())
+        if self.tune_config is not None:
+            self.tune_report = tune_ranker(self, train, self.tune_config)
+        return self
+
+    @property
+    def tune_config(self) -> TuneConfig | None:
+        """The ``tune`` block of this ranker's config (``None``: zero-shot)."""
+        tune = getattr(self.config, "tune", None)
+        return tune if isinstance(tune, TuneConfig) else None
+
+    def save_tuned(self, folder: Path) -> None:
+        """The tuned weights (safetensors) and :class:`TuneReport` into ``folder``."""
+        save_tuned(self.lm, folder, self.tune_report)
+
+    def load_tuned(self, folder: Path) -> None:
+        """Apply the tuned weights :meth:`save_tuned` wrote to this ranker's LM."""
+        self.tune_report = load_tuned(self.lm, folder)
 
     def bind(
         self,
@@ -185,7 +205,9 @@ class Ranker(ABC):
     ) -> np.ndarray:
         """``(n, c)`` float32 scores of ``candidates`` ``(n, c)`` int64 for ``users`` ``(n,)``,
         given each user's ``history``; higher is better. ``profiles[u]``, when given, is the
-        profile user index ``u``'s prompt shows (:mod:`llmrec.models.query`)."""
+        profile user index ``u``'s prompt shows (:mod:`llmrec.models.query`). A ranker tuned
+        with ``order: shuffled`` shows each user's candidates in its own seeded order, as it was
+        trained on shuffled lists; the scores still follow ``candidates``' order."""
         users = np.asarray(users, dtype=np.int64)
         candidates = np.asarray(candidates, dtype=np.int64)
         if candidates.ndim != 2 or len(candidates) != len(users):
@@ -193,6 +215,8 @@ class Ranker(ABC):
         out = np.zeros(candidates.shape, dtype=np.float32)
         if not len(users):
             return out  # without loading the LM
+        slots = self._presentation(users, candidates)
+        shown = np.take_along_axis(candidates, slots, axis=1)
         work = progress.LMWork.of("ranking", self.config.lm, self.kind, unit="user")
         slices = progress.batches(len(users), self.batch_size, desc="rank", work=work)
 
@@ -201,7 +225,7 @@ class Ranker(ABC):
             (it changes nothing here); the answers are turned into scores in batch order."""
             prompts = [
                 self.prompt(int(u), history.of(int(u)), c, profile=self._profile(int(u), profiles))
-                for u, c in zip(users[rows], candidates[rows], strict=True)
+                for u, c in zip(users[rows], shown[rows], strict=True)
             ]
             tic = time.perf_counter()
             answer = self._ask(prompts)
@@ -214,7 +238,24 @@ class Ranker(ABC):
         self._count_lm(before)
         self.stats.users += len(users)
         self.stats.candidates += int(candidates.size)
+        np.put_along_axis(out, slots, out.copy(), axis=1)  # back to the given order
         return out
+
+    def _presentation(self, users: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """``(n, c)``: the given slot shown first, second, ...: the given order, or for a ranker
+        tuned with ``order: shuffled`` the candidates sorted by a random key per item, drawn
+        from a generator seeded by (tune seed, user) — a function of the candidate *set*, so
+        the order they were given in never reaches the LM."""
+        n, c = candidates.shape
+        tune = self.tune_config
+        if tune is None or tune.order != "shuffled":
+            return np.broadcast_to(np.arange(c), (n, c))
+        n_items = len(self.builder.items)
+        keys = [
+            np.random.default_rng([tune.seed & 0xFFFFFFFF, int(u)]).random(n_items)[row]
+            for u, row in zip(users, candidates, strict=True)
+        ]
+        return np.argsort(np.stack(keys), axis=1, kind="stable")
 
     def score_candidates(
         self,
@@ -290,22 +331,6 @@ class VerbaliserRanker(Ranker):
     kind = "verbaliser"
     config_class = VerbaliserConfig
     config: VerbaliserConfig
-    tune_report: TuneReport | None = None
-
-    def fit(self, train: Dataset) -> Self:
-        """Bind ``train``; with ``tune`` set, adapt the LM on it too (:mod:`.tuning`)."""
-        super().fit(train)
-        if self.config.tune is not None:
-            self.tune_report = tune_ranker(self, train, self.config.tune)
-        return self
-
-    def save_tuned(self, folder: Path) -> None:
-        """The tuned weights (safetensors) and :class:`TuneReport` into ``folder``."""
-        save_tuned(self.lm, folder, self.tune_report)
-
-    def load_tuned(self, folder: Path) -> None:
-        """Apply the tuned weights :meth:`save_tuned` wrote to this ranker's LM."""
-        self.tune_report = load_tuned(self.lm, folder)
 
     def _ask(self, prompts: list[Prompt]) -> np.ndarray:
         return self.lm.score_next_batch([p.score_text for p in prompts], prompts[0].labels)

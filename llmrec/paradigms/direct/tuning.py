@@ -1,13 +1,15 @@
-"""Fine-tuning the verbaliser ranker's LM on the training split (LlamaRec's recipe).
+"""Fine-tuning an LM ranker's LM on the training split (LlamaRec's recipe, and its likelihood twin).
 
 Each training target (:mod:`~llmrec.paradigms.direct.tune_data`) becomes the prompt the ranker
-writes at inference — profile, history before the target, candidates with one-letter labels —
-and the loss is the cross-entropy over the candidates' label tokens at the answer position
-(a softmax over the labels only). The LM is adapted with LoRA through ``peft`` (rank, alpha,
-dropout, target modules) or in full. Validation NDCG@10 on a held-out slice of training targets
-is measured before the first step (the zero-shot figure) and every ``eval_every`` steps; training
-stops after ``patience`` evaluations without a gain, at ``max_steps`` or ``max_seconds``, and
-the best weights seen are restored.
+writes at inference — profile, history before the target, candidates — and the loss is a
+listwise cross-entropy over the candidates (:mod:`~llmrec.paradigms.direct.tune_loss`): for the
+verbaliser, over the candidates' label tokens at the answer position (a softmax over the labels
+only); for the likelihood ranker, over the candidates' sequence log-likelihoods after the
+prompt. The LM is adapted with LoRA through ``peft`` (rank, alpha, dropout, target modules) or
+in full. Validation NDCG@10 on a held-out slice of training targets is measured before the
+first step (the zero-shot figure) and every ``eval_every`` steps; training stops after
+``patience`` evaluations without a gain, at ``max_steps`` or ``max_seconds``, and the best
+weights seen are restored.
 
 The loop is short and written here rather than through ``transformers.Trainer``: the metric
 that stops it is a ranking NDCG over prompts, not an evaluation loss, and the Trainer restores
@@ -41,7 +43,8 @@ from llmrec.config import StrictConfig
 from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError, require
 from llmrec.lm.base import LanguageModel
-from llmrec.paradigms.direct.tune_data import Example, build_examples
+from llmrec.paradigms.direct.tune_data import build_examples
+from llmrec.paradigms.direct.tune_loss import Encoded, Scorer, encode_examples, scorer_for
 
 if TYPE_CHECKING:
     import torch
@@ -69,7 +72,11 @@ class TuneConfig(StrictConfig):
         min_history: fewest history items before a target.
         n_candidates: candidates per training prompt (the target and ``n - 1`` negatives).
         negatives: the first stage that proposes them (see :mod:`.tune_data`).
-        order: ``shuffled`` (no position shortcut) or ``retriever`` (the first stage's order).
+        order: how candidate lists are presented, in training *and* at inference:
+            ``shuffled`` (a seeded shuffle per list: no position shortcut; the tuned ranker
+            shuffles each user's candidates the same way before it prompts, and scores them
+            back in the given order) or ``retriever`` (the first stage's order, kept at
+            inference: the LM may learn to lean on it).
         valid_users: users whose last training target is held out for early stopping.
         eval_every: optimiser steps between validations.
         patience: validations without a gain before training stops.
@@ -110,7 +117,8 @@ class TuneReport:
         steps: optimiser steps taken; ``examples_seen``: prompts trained on (with repeats);
         tokens_seen: real (unpadded) prompt tokens of those prompts.
         seconds: wall time of the loop; ``cpu_seconds``: process CPU time (all threads).
-        trainable_parameters: weights the optimiser updated.
+        trainable_parameters: weights the optimiser updated; ``weights_bytes``: their size
+            (what the saved adapter, or the fully tuned model, holds).
         zero_shot_ndcg, best_ndcg: validation NDCG@10 before training and at ``best_step``.
         stopped: ``patience``, ``max_steps``, ``max_seconds`` or ``epochs``.
         curve: one row per validation: step, examples seen, mean training loss since the last
@@ -126,6 +134,7 @@ class TuneReport:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     trainable_parameters: int = 0
+    weights_bytes: int = 0
     zero_shot_ndcg: float | None = None
     best_ndcg: float | None = None
     best_step: int = 0
@@ -134,13 +143,6 @@ class TuneReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    ids: list[int]  # prompt tokens (special tokens included), cut to the context
-    labels: list[int]  # the candidates' label token ids, in slot order
-    answer: int
 
 
 def hf_model_of(lm: LanguageModel) -> HFCausalLM:
@@ -181,21 +183,12 @@ def tune_ranker(ranker: Ranker, train: Dataset, config: TuneConfig) -> TuneRepor
     report = TuneReport(config.method, len(train_ex), len(valid_ex))
     model, params = _trainable(lm, config)
     report.trainable_parameters = sum(int(p.numel()) for p in params)
-    loop = _Loop(lm, model, params, config, report)
-    loop.run(_encode(lm, ranker, train_ex), _encode(lm, ranker, valid_ex))
+    report.weights_bytes = sum(int(p.numel()) * p.element_size() for p in params)
+    loop = _Loop(lm, model, params, config, report, scorer_for(ranker.kind))
+    loop.run(encode_examples(lm, ranker, train_ex), encode_examples(lm, ranker, valid_ex))
     model.eval()
     _rename(ranker.lm, lm, params)
     return report
-
-
-def _encode(lm: HFCausalLM, ranker: Ranker, examples: list[Example]) -> list[_Encoded]:
-    out = []
-    budget = lm.context_length
-    for ex in examples:
-        prompt = ranker.prompt(ex.user, ex.history, ex.candidates)
-        ids = list(lm.tokenizer(prompt.score_text)["input_ids"])[-budget:]
-        out.append(_Encoded(ids, lm.label_token_ids(prompt.score_text, prompt.labels), ex.answer))
-    return out
 
 
 def _trainable(lm: HFCausalLM, config: TuneConfig) -> tuple[Any, list[torch.Tensor]]:
@@ -242,18 +235,17 @@ class _Loop:
         params: list[torch.Tensor],
         config: TuneConfig,
         report: TuneReport,
+        scorer: Scorer,
     ) -> None:
         import torch
 
         self.model, self.params, self.config, self.report = model, params, config, report
-        self.device = next(model.parameters()).device
-        pad = lm.tokenizer.pad_token_id
-        self.pad_id = int(pad if pad is not None else (lm.tokenizer.eos_token_id or 0))
+        self.lm, self.scorer = lm, scorer
         self.opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
         self.best: dict[int, torch.Tensor] | None = None
         self.losses: list[float] = []
 
-    def run(self, train: list[_Encoded], valid: list[_Encoded]) -> None:
+    def run(self, train: list[Encoded], valid: list[Encoded]) -> None:
         transformers: Any = require("transformers", "tune")
         cfg, rep = self.config, self.report
         per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -289,7 +281,7 @@ class _Loop:
         rep.seconds = time.perf_counter() - tic
         rep.cpu_seconds = time.process_time() - cpu
 
-    def _checkpoint(self, valid: list[_Encoded], stale: int) -> int:
+    def _checkpoint(self, valid: list[Encoded], stale: int) -> int:
         """Validate; keep the weights when they are the best so far. Returns the count of
         validations since the last gain."""
         rep = self.report
@@ -302,7 +294,7 @@ class _Loop:
             return 0
         return stale + 1
 
-    def _batches(self, train: list[_Encoded], total: int) -> Iterator[list[_Encoded]]:
+    def _batches(self, train: list[Encoded], total: int) -> Iterator[list[Encoded]]:
         rng = np.random.default_rng(self.config.seed)
         size = self.config.batch_size
         done = 0
@@ -314,11 +306,11 @@ class _Loop:
                 done += 1
                 yield [train[int(i)] for i in order[start : start + size]]
 
-    def _step(self, batch: list[_Encoded]) -> None:
+    def _step(self, batch: list[Encoded]) -> None:
         import torch
 
         self.model.train()
-        logits, answers = self._label_logits(batch)
+        logits, answers = self.scorer(self.model, self.lm, batch)
         loss = torch.nn.functional.cross_entropy(logits, answers)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
@@ -327,40 +319,10 @@ class _Loop:
         rep = self.report
         rep.steps += 1
         rep.examples_seen += len(batch)
-        rep.tokens_seen += sum(len(e.ids) for e in batch)
+        rep.tokens_seen += sum(e.n_tokens for e in batch)
         self.losses.append(float(loss.detach()))
 
-    def _label_logits(self, batch: list[_Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(b, c)`` float32 logits of each prompt's labels at its last position (padded
-        label slots at ``-inf``) and ``(b,)`` int64 answers."""
-        import torch
-
-        width = max(len(e.ids) for e in batch)
-        n_labels = max(len(e.labels) for e in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        labels = torch.zeros((len(batch), n_labels), dtype=torch.long)
-        present = torch.zeros((len(batch), n_labels), dtype=torch.bool)
-        for row, e in enumerate(batch):
-            ids[row, width - len(e.ids) :] = torch.tensor(e.ids, dtype=torch.long)
-            mask[row, width - len(e.ids) :] = 1
-            labels[row, : len(e.labels)] = torch.tensor(e.labels, dtype=torch.long)
-            present[row, : len(e.labels)] = True
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
-            logits_to_keep=1,
-            use_cache=False,
-        )
-        last = out.logits[:, -1, :].float()
-        picked = last.gather(1, labels.to(self.device))
-        picked = picked.masked_fill(~present.to(self.device), float("-inf"))
-        answers = torch.tensor([e.answer for e in batch], dtype=torch.long, device=self.device)
-        return picked, answers
-
-    def _validate(self, valid: list[_Encoded], step: int) -> float:
+    def _validate(self, valid: list[Encoded], step: int) -> float:
         """Mean NDCG@10 of the answers on ``valid`` (NaN without examples); adds a curve row
         with the mean training loss since the last row."""
         ndcg = self._ndcg(valid) if valid else float("nan")
@@ -370,14 +332,15 @@ class _Loop:
         self.losses = []
         return ndcg
 
-    def _ndcg(self, valid: list[_Encoded]) -> float:
+    def _ndcg(self, valid: list[Encoded]) -> float:
         import torch
 
         self.model.eval()
         gains: list[float] = []
         with torch.no_grad():
             for start in range(0, len(valid), self.config.batch_size):
-                logits, answers = self._label_logits(valid[start : start + self.config.batch_size])
+                batch = valid[start : start + self.config.batch_size]
+                logits, answers = self.scorer(self.model, self.lm, batch)
                 own = logits.gather(1, answers[:, None])
                 ranks = (logits > own).sum(1).cpu().numpy()
                 gains.extend(np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0).tolist())

@@ -48,7 +48,6 @@ from llmrec.paradigms.direct.rankers import (
     Ranker,
     RankerSpec,
     VerbaliserConfig,
-    VerbaliserRanker,
     make_ranker,
 )
 
@@ -251,16 +250,20 @@ class TwoStage(Recommender):
         """The retriever: its ranking answers when the LM fails or is too slow."""
         return self.retriever
 
-    def diagnostics(self) -> dict[str, int]:
+    def diagnostics(self) -> dict[str, Any]:
         """Who ordered the users this model has scored since it was built or loaded.
 
         ``users``: users scored; ``lm_ranked``: users whose candidates the LM ordered;
         ``few_candidates``: users with fewer than two unseen candidates (the retriever's order
         stands); ``no_history``: users without history (popularity's order);
-        ``lm_ranked_none``: 1 when users were scored and the LM ordered none of them.
+        ``lm_ranked_none``: 1 when users were scored and the LM ordered none of them;
+        ``tuning``: what adapting the ranker's LM cost (:class:`TuneReport`), when it was tuned.
         """
-        counts = asdict(self._counts)
+        counts: dict[str, Any] = asdict(self._counts)
         counts["lm_ranked_none"] = int(self._counts.users > 0 and self._counts.lm_ranked == 0)
+        report = self.ranker.tune_report
+        if report is not None:
+            counts["tuning"] = {k: v for k, v in report.as_dict().items() if k != "curve"}
         return counts
 
     def _count(self, users: int, lm_ranked: int, no_history: int) -> None:
@@ -325,12 +328,9 @@ class TwoStage(Recommender):
         if tuned is not None:
             tuned.load_tuned(folder / RANKER_DIR)
 
-    def _tuned(self) -> VerbaliserRanker | None:
+    def _tuned(self) -> Ranker | None:
         """The ranker when it adapts its LM (its tuned weights are saved in ``ranker/``)."""
-        ranker = self.ranker
-        if isinstance(ranker, VerbaliserRanker) and ranker.config.tune is not None:
-            return ranker
-        return None
+        return self.ranker if self.ranker.tune_config is not None else None
 
     def _bind(self, saved: _SavedTexts) -> None:
         if len(saved.texts) != self.n_items:
