@@ -74,7 +74,9 @@ def read_input(path: Path, job: EncodeJob | TagsJob | RankJob) -> BatchInput:
     if table.num_rows == 0:
         raise DataError("no rows", file=str(path))
     _check_ids(table, job.id_column, path)
-    if isinstance(job, RankJob):
+    if isinstance(job, RankJob) and job.dataset is not None:
+        _check_user_ids(table.column(job.user_column), job, path)
+    elif isinstance(job, RankJob):
         _check_users(table.column(job.user_column), Path(job.model), path, job.user_column)
     n = table.num_rows
     rows = np.arange(n, dtype=np.int64)
@@ -117,6 +119,23 @@ def _check_users(users: pa.ChunkedArray, model: Path, path: Path, column: str) -
             row=int(bad[0]),
             column=column,
         )
+
+
+def _check_user_ids(users: pa.ChunkedArray, job: RankJob, path: Path) -> None:
+    """Every user id of a rank job with a dataset is one of the dataset's users."""
+    from llmrec.batch.jobs import rank_dataset
+    from llmrec.data.dataset import coerce_id
+
+    data = rank_dataset(job)
+    known = set(data.user_ids.tolist())
+    for row, user in enumerate(users.to_pylist()):
+        if coerce_id(user, data.user_ids) not in known:
+            raise DataError(
+                f"user {user!r} is not in {job.dataset}",
+                file=str(path),
+                row=row,
+                column=job.user_column,
+            )
 
 
 def _fingerprint(table: pa.Table, columns: list[str]) -> str:

@@ -22,12 +22,14 @@ Example::
 from __future__ import annotations
 
 import string
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import numpy as np
 from pydantic import Field
 
 from llmrec.config import StrictConfig
+from llmrec.data.dataset import coerce_id
 from llmrec.errors import ConfigError
 from llmrec.lm.base import LanguageModel
 from llmrec.paradigms.tokens.tags import TagConfig
@@ -35,6 +37,8 @@ from llmrec.runtime import RuntimeOptions
 
 if TYPE_CHECKING:  # pyarrow is the parquet extra: imported where a job runs
     import pyarrow as pa
+
+    from llmrec.data.dataset import Dataset
 
 __all__ = ["BatchJob", "EncodeJob", "RankJob", "TagsJob", "Worker", "make_worker"]
 
@@ -135,14 +139,20 @@ class RankJob(StrictConfig):
     Attributes:
         model: a folder written by ``llmrec run`` (``RUN/model``) or ``Recommender.save``: a
             direct-paradigm two-stage model, or any other saved model.
-        user_column: the column of user indices (the model's index space).
+        user_column: the column naming the users: indices in the model's index space, or with
+            ``dataset`` the dataset's own user ids.
         k: items per user.
         part_rows: users per part.
+        dataset: the dataset the model was trained on (a name or path, as ``llmrec run``
+            takes it). With it, users are the dataset's ids, ``items`` holds the dataset's item
+            ids, and every item a user has in the dataset is left out, as ``llmrec serve``
+            answers; without it, indices, and the history the model was fitted on.
     """
 
     kind: Literal["rank"] = "rank"
     model: str
     user_column: str = "user"
+    dataset: str | None = None
     k: int = Field(default=10, ge=1, le=10_000)
     part_rows: int = Field(default=256, ge=1)
 
@@ -242,22 +252,50 @@ class _RankWorker:
 
         self.job = job
         self.model = Recommender.load(job.model, runtime=runtime)
+        self.data = None if job.dataset is None else rank_dataset(job, self.model)
 
     def __call__(self, rows: pa.Table) -> tuple[pa.Table, dict[str, float]]:
         import pyarrow as pa
 
-        users = np.asarray(rows.column(self.job.user_column).to_numpy(), dtype=np.int64)
+        column = rows.column(self.job.user_column)
         before = _counters(self.model.language_models())
-        recs = self.model.recommend(users, self.job.k)
+        if self.data is None:
+            users = np.asarray(column.to_numpy(), dtype=np.int64)
+            recs = self.model.recommend(users, self.job.k)
+            items = pa.array(recs.items.reshape(-1))
+        else:
+            users = self.data.user_index(
+                [coerce_id(u, self.data.user_ids) for u in column.to_pylist()]
+            )
+            recs = self.model.recommend(users, self.job.k, history=self.data.history())
+            flat = recs.items.reshape(-1)
+            ids = self.data.item_ids[np.maximum(flat, 0)]
+            items = pa.array(ids, mask=flat < 0)  # a catalogue shorter than k: nulls
+        scores = pa.array(recs.scores.astype(np.float32).reshape(-1))
         k = self.job.k
-        items = pa.FixedSizeListArray.from_arrays(pa.array(recs.items.reshape(-1)), k)
-        scores = pa.FixedSizeListArray.from_arrays(
-            pa.array(recs.scores.astype(np.float32).reshape(-1)), k
-        )
-        out = pa.table({self.job.user_column: rows.column(self.job.user_column),
-                        "items": items, "scores": scores})  # fmt: skip
+        out = pa.table({self.job.user_column: column,
+                        "items": pa.FixedSizeListArray.from_arrays(items, k),
+                        "scores": pa.FixedSizeListArray.from_arrays(scores, k)})  # fmt: skip
         # the first part loads the model's LM: it counts from zero
         return out, _usage(self.model.language_models(), before)
+
+
+def rank_dataset(job: RankJob, model: Any | None = None) -> Dataset:
+    """The dataset a rank job names, checked against its model's size (the saved meta when
+    ``model`` is not loaded): a model of another catalogue is a one-line :class:`ConfigError`."""
+    from llmrec.data import load_dataset
+    from llmrec.models.saved import read_saved_meta
+
+    assert job.dataset is not None
+    data = load_dataset(job.dataset)
+    meta = model if model is not None else read_saved_meta(Path(job.model))
+    if (meta.n_users, meta.n_items) != (data.n_users, data.n_items):
+        raise ConfigError(
+            f"the model at {job.model} was trained on {meta.n_users} users x {meta.n_items} "
+            f"items, but {job.dataset} has {data.n_users} x {data.n_items}: rank with the "
+            "dataset it was trained on"
+        )
+    return data
 
 
 def make_worker(

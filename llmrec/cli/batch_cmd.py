@@ -42,7 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     rank = jobs.add_parser("rank", help="top-K items per user from a saved model")
     _add_common(rank, part_rows=256)
     rank.add_argument("--model", type=Path, required=True, help="a saved model folder (RUN/model)")
-    rank.add_argument("--user-column", default="user", help="column of user indices")
+    rank.add_argument(
+        "--user-column", default="user", help="column of user indices (with --dataset: user ids)"
+    )
+    rank.add_argument(
+        "--dataset",
+        help="the model's dataset (name or path): users and items as its ids, and every item "
+        "a user has in it left out, as llmrec serve answers",
+    )
     rank.add_argument("-k", type=int, default=10, help="items per user")
 
 
@@ -74,7 +81,8 @@ def build_job(args: argparse.Namespace) -> Any:
 
     raw: dict[str, Any] = {"part_rows": args.part_rows}
     if args.job == "rank":
-        raw.update(model=str(args.model), user_column=args.user_column, k=args.k)
+        raw.update(model=str(args.model), user_column=args.user_column, k=args.k,
+                   dataset=args.dataset)  # fmt: skip
         return validated(RankJob, raw, "invalid batch rank job")
     raw.update(id_column=args.id_column, text_column=args.text_column,
                item_template=args.template)  # fmt: skip

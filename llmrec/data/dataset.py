@@ -294,6 +294,20 @@ class Dataset:
         return [". ".join(p for p in row if p) for row in parts.itertuples(index=False)]
 
 
+def coerce_id(value: object, ids: np.ndarray) -> object:
+    """``value`` in the id type of ``ids`` (a dataset's ``user_ids`` or ``item_ids``) where it
+    reads as one: ``"50"`` finds item ``50`` in an integer id space, ``50`` finds ``"50"`` in a
+    string one (ids from JSON, Parquet or a command line); anything else is left as it is."""
+    if np.issubdtype(ids.dtype, np.integer) and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    if not np.issubdtype(ids.dtype, np.integer) and isinstance(value, int | float):
+        return str(value)
+    return value
+
+
 def _lookup(index: pd.Index, ids: list[object], kind: str) -> np.ndarray:
     pos = index.get_indexer(pd.Index(ids))
     bad = [ids[i] for i in np.flatnonzero(pos < 0)[:5]]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.data.dataset import Dataset, UserHistory
+from llmrec.data.dataset import Dataset, UserHistory, coerce_id
 from llmrec.errors import ConfigError, LlmrecError, UnknownIdError
 from llmrec.models.base import Recommender
 from llmrec.models.catalogue import Paradigm, model_spec
@@ -303,10 +303,10 @@ class Service:
         raise UnknownIdError(f"unknown paradigm or model {name!r}; served: {known}")
 
     def user_index(self, user_id: object) -> int:
-        return int(self.data.user_index([_coerce(user_id, self.data.user_ids)])[0])
+        return int(self.data.user_index([coerce_id(user_id, self.data.user_ids)])[0])
 
     def item_indices(self, item_ids: list[object]) -> np.ndarray:
-        return self.data.item_index([_coerce(i, self.data.item_ids) for i in item_ids])
+        return self.data.item_index([coerce_id(i, self.data.item_ids) for i in item_ids])
 
     def query(
         self,
@@ -390,18 +390,6 @@ def _load_model(entry: ServeEntry, config: ServeConfig) -> Recommender:
 
 
 # --- small helpers -------------------------------------------------------------------------------
-def _coerce(value: object, ids: np.ndarray) -> object:
-    """A JSON id in the dataset's id type: ``"50"`` finds item ``50`` in an integer id space."""
-    if np.issubdtype(ids.dtype, np.integer) and isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return value
-    if not np.issubdtype(ids.dtype, np.integer) and isinstance(value, int | float):
-        return str(value)
-    return value
-
-
 def _plain(value: object) -> Any:
     """A JSON-ready scalar from a numpy/pandas one."""
     return value.item() if isinstance(value, np.generic) else value

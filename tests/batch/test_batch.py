@@ -151,6 +151,43 @@ def test_rank_gives_the_saved_models_top_k(tmp_path: Path) -> None:
     del model
 
 
+def test_rank_with_a_dataset_reads_and_writes_its_ids_and_leaves_out_what_users_have(
+    tmp_path: Path,
+) -> None:
+    from llmrec.data import load_dataset
+
+    _saved_two_stage(tmp_path / "model")  # trained on the train split of synthetic:60x40x700
+    data = load_dataset("synthetic:60x40x700")
+    ids = [str(u) for u in data.user_ids[::3]]  # ids as text: an integer id space still finds them
+    pq.write_table(pa.table({"user": ids}), tmp_path / "users.parquet")
+    job = RankJob(model=str(tmp_path / "model"), k=5, part_rows=7, dataset="synthetic:60x40x700")
+    run_batch(job, tmp_path / "users.parquet", tmp_path / "out")
+    out = pq.read_table(tmp_path / "out")
+    assert out.column("user").to_pylist() == ids
+    users = data.user_index([int(u) for u in ids])
+    recs = TwoStage.load(tmp_path / "model").recommend(users, 5, history=data.history())
+    got = np.stack(out.column("items").to_numpy(zero_copy_only=False))
+    assert np.array_equal(got, data.item_ids[recs.items])  # the dataset's ids, not indices
+    history = data.history()
+    for row, user in enumerate(users):  # nothing a user has in the dataset (test item included)
+        seen = set(data.item_ids[history.of(int(user))].tolist())
+        assert not seen & set(got[row].tolist())
+
+
+def test_rank_with_a_dataset_refuses_unknown_ids_and_another_catalogue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _saved_two_stage(tmp_path / "model")
+    pq.write_table(pa.table({"user": [1, 2, 9999]}), tmp_path / "users.parquet")
+    base = ["rank", "--model", str(tmp_path / "model"), "--input",
+            str(tmp_path / "users.parquet"), "--out", str(tmp_path / "o")]  # fmt: skip
+    code, err = _cli([*base, "--dataset", "synthetic:60x40x700"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "user 9999 is not in synthetic:60x40x700" in err
+    code, err = _cli([*base, "--dataset", "synthetic:60x41x700"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "trained on 60 users x 40 items" in err
+    assert not (tmp_path / "o").exists()
+
+
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = main(["batch", *args, "--quiet"])
     return code, capsys.readouterr().err
