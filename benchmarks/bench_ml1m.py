@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.loss == "sampled":
         config["n_negatives"] = args.n_negatives
-    fig = run(config, args.threads, args.save)
+    from llmrec import progress
+
+    with progress.reporting():  # one line per epoch on stderr: a cut-short run still tells
+        fig = run(config, args.threads, args.save)
     print(table(fig))
     if args.paired_with is not None:
         fig["paired"] = paired(fig, args.paired_with, args.seed)
