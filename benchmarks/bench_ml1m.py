@@ -7,6 +7,11 @@ after fitting. CPU seconds (all threads of this process) are reported beside wal
 shared machine they are the steadier measure.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_ml1m.py --save runs/sasrec-ml1m
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_ml1m.py --loss sampled \
+        --epochs 16 --out benchmarks/results/bench_ml1m_sampled.json
+
+The JSON keeps each test user's NDCG@10 (``per_user_ndcg@10``, aligned with ``users``), so two
+runs can be compared with a paired test over the same users (``--paired-with OTHER.json``).
 
 Writes ``benchmarks/results/bench_ml1m.json``; ``--save`` keeps the fitted model, which
 ``llmrec reproduce hstu-ml1m --model DIR`` scores under HSTU's protocol without retraining.
@@ -39,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 2e-3,
     "epochs": 12,
     "patience": 2,
+    "loss": "ce",
 }
 
 
@@ -80,17 +86,35 @@ def run(config: dict[str, Any], threads: int, save: Path | None) -> dict[str, An
         "seconds_curve": log.seconds if log else [],
         "eval_s": result.timings["total_s"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "users": result.users.tolist(),
+        "per_user_ndcg@10": [round(float(v), 6) for v in result.per_user["ndcg@10"]],
     }
+
+
+def paired(fig: dict[str, Any], other_path: Path, seed: int) -> dict[str, Any]:
+    """This run's per-user NDCG@10 against another run's (A = this run), over the same users."""
+    from llmrec.eval.stats import paired_test
+
+    other = json.loads(other_path.read_text())["sasrec"]
+    test = paired_test(
+        fig["per_user_ndcg@10"],
+        other["per_user_ndcg@10"],
+        users_a=fig["users"],
+        users_b=other["users"],
+        seed=seed,
+    )
+    return {"against": str(other_path.name), "other_loss": other["config"]["loss"], **vars(test)}
 
 
 def table(fig: dict[str, Any]) -> str:
     m = fig["metrics"]
     head = (
-        f"{'model':<10}{'NDCG@10':>9}{'HR@10':>8}{'MRR@10':>8}{'best ep':>9}{'of':>4}"
+        f"{'model':<16}{'NDCG@10':>9}{'HR@10':>8}{'MRR@10':>8}{'best ep':>9}{'of':>4}"
         f"{'CPU s to best':>15}{'wall s to best':>16}{'eval s':>8}"
     )
+    name = f"sasrec-{fig['config']['loss']}"
     row = (
-        f"{'sasrec':<10}{m['ndcg@10']:>9.4f}{m['recall@10']:>8.4f}{m['mrr@10']:>8.4f}"
+        f"{name:<16}{m['ndcg@10']:>9.4f}{m['recall@10']:>8.4f}{m['mrr@10']:>8.4f}"
         f"{fig['best_epoch']:>9}{fig['epochs_run']:>4}{fig['cpu_to_best_s']:>15.0f}"
         f"{fig['time_to_best_s']:>16.0f}{fig['eval_s']:>8.2f}"
     )
@@ -103,12 +127,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     parser.add_argument("--max-len", type=int, default=DEFAULTS["max_len"])
+    parser.add_argument("--loss", choices=["ce", "bce", "sampled"], default=DEFAULTS["loss"])
+    parser.add_argument("--n-negatives", type=int, default=128, help="for --loss sampled")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     parser.add_argument("--save", type=Path, help="keep the fitted model in this folder")
+    parser.add_argument("--paired-with", type=Path, help="another run's JSON: paired test")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    config = {**DEFAULTS, "epochs": args.epochs, "max_len": args.max_len, "seed": args.seed}
-    fig = run(config, args.threads, args.save)
+    config = {
+        **DEFAULTS,
+        "epochs": args.epochs,
+        "max_len": args.max_len,
+        "seed": args.seed,
+        "loss": args.loss,
+        "batch_size": args.batch_size,
+    }
+    if args.loss == "sampled":
+        config["n_negatives"] = args.n_negatives
+    from llmrec import progress
+
+    with progress.reporting():  # one line per epoch on stderr: a cut-short run still tells
+        fig = run(config, args.threads, args.save)
     print(table(fig))
+    if args.paired_with is not None:
+        fig["paired"] = paired(fig, args.paired_with, args.seed)
+        p = fig["paired"]
+        print(
+            f"paired vs {p['against']}: NDCG@10 diff {p['mean_diff']:+.4f} "
+            f"[{p['low']:+.4f}, {p['high']:+.4f}], p = {p['p_value']:.3g}, n = {p['n_users']}"
+        )
     cpu_bar = 15 * 60
     print(
         f"{'MET ' if fig['cpu_to_best_s'] <= cpu_bar else 'MISS'} best epoch within "

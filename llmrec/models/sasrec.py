@@ -55,8 +55,17 @@ class SASRecConfig(TorchConfig):
     inner_dim: int = Field(256, ge=1, description="feed-forward hidden size")
     dropout: float = Field(0.3, ge=0, lt=1, description="hidden dropout")
     attn_dropout: float = Field(0.3, ge=0, lt=1, description="attention-probability dropout")
-    loss: Literal["ce", "bce"] = Field(
-        "ce", description="ce: softmax over all items; bce: one sampled negative per position"
+    loss: Literal["ce", "bce", "sampled"] = Field(
+        "ce",
+        description="ce: softmax over all items; bce: one sampled negative per position; "
+        "sampled: softmax over the target and n_negatives uniform negatives shared by the "
+        "batch, on cosine similarity / temperature (HSTU's SASRec)",
+    )
+    n_negatives: int = Field(
+        128, ge=1, description="uniform negatives per batch for loss=sampled (HSTU: 128)"
+    )
+    temperature: float = Field(
+        0.05, gt=0, description="softmax temperature of loss=sampled (HSTU: 0.05)"
     )
     lr: float = Field(2e-3, gt=0)
     batch_size: int = Field(256, ge=1, description="training windows per step")
@@ -148,6 +157,8 @@ class SASRec(Recommender):
         table = self.net.item_emb.weight[1:]  # (n_items, dim), token 0 is padding
         if self.config.loss == "ce":
             return torch.nn.functional.cross_entropy(h @ table.T, y)
+        if self.config.loss == "sampled":
+            return self._sampled_softmax(h, y, table, rng)
         neg = torch.from_numpy(rng.integers(0, self.n_items, size=len(y))).to(y.device)
         pos_logit = (h * table[y]).sum(-1)
         neg_logit = (h * table[neg]).sum(-1)
@@ -155,6 +166,25 @@ class SASRec(Recommender):
         return bce(pos_logit, torch.ones_like(pos_logit)) + bce(
             neg_logit, torch.zeros_like(neg_logit)
         )
+
+    def _sampled_softmax(self, h: Any, y: Any, table: Any, rng: np.random.Generator) -> Any:
+        """Softmax cross-entropy of each target against ``n_negatives`` uniform items.
+
+        As HSTU's SASRec (generative-recommenders, ``SampledSoftmaxLoss`` with l2-normalised
+        query and item embeddings, temperature 0.05), except that one draw of negatives serves
+        every position of the batch: one ``(n, dim) @ (dim, R)`` product instead of gathering
+        ``(n, R, dim)`` embeddings. A negative that is the position's own target is masked out.
+        """
+        torch = import_torch()
+        normalize = torch.nn.functional.normalize
+        neg = torch.from_numpy(rng.integers(0, self.n_items, size=self.config.n_negatives))
+        neg = neg.to(y.device)  # (R,)
+        q = normalize(h, dim=-1, eps=1e-6) / self.config.temperature  # (n, dim)
+        pos_logit = (q * normalize(table[y], dim=-1, eps=1e-6)).sum(-1, keepdim=True)  # (n, 1)
+        neg_logit = q @ normalize(table[neg], dim=-1, eps=1e-6).T  # (n, R)
+        neg_logit = neg_logit.masked_fill(neg[None, :] == y[:, None], -5e4)
+        logits = torch.cat([pos_logit, neg_logit], dim=1)  # the target is column 0
+        return torch.nn.functional.cross_entropy(logits, torch.zeros_like(y))
 
     # --- scoring -----------------------------------------------------------------------------
     def score(self, users: np.ndarray, history: UserHistory) -> np.ndarray:
@@ -188,10 +218,14 @@ class SASRec(Recommender):
         self.net.eval()
         with torch.inference_mode():
             table = self.net.item_emb.weight[1:]
+            if self.config.loss == "sampled":  # trained on cosine similarity: rank by it
+                table = torch.nn.functional.normalize(table, dim=-1, eps=1e-6)
             parts = [torch.zeros((0, self.n_items), device=table.device)]
             for start in range(0, len(seqs), batch):
                 tokens = torch.from_numpy(seqs[start : start + batch] + 1).to(table.device)
                 last = self.net(tokens, last_only=True)[:, -1]  # (b, dim)
+                if self.config.loss == "sampled":
+                    last = torch.nn.functional.normalize(last, dim=-1, eps=1e-6)
                 parts.append(last @ table.T)
         self.net.train(was_training)
         return parts[1] if len(parts) == 2 else torch.cat(parts)  # one batch: no copy

@@ -34,6 +34,11 @@ class TestSASRecBCE(RecommenderConformance):
         return SASRec(**{**FAST, "epochs": 5, "loss": "bce"})
 
 
+class TestSASRecSampled(RecommenderConformance):
+    def make_model(self):
+        return SASRec(**{**FAST, "epochs": 5, "loss": "sampled", "n_negatives": 8})
+
+
 def cycle_dataset(n_users: int = 60, n_items: int = 20, per_user: int = 12) -> Dataset:
     """Every user walks the catalogue in order from a random start: next = (last + 1) % n."""
     rng = np.random.default_rng(1)
@@ -75,6 +80,53 @@ def test_sasrec_reads_the_query_time_history(cycle_model, cycle_split):
     at_test = cycle_model.recommend(users, 1, history=cycle_split.known_at_test())
     n = cycle_split.train.n_items
     assert np.mean((at_valid.items[:, 0] + 1) % n == at_test.items[:, 0]) > 0.9
+
+
+def test_sampled_softmax_learns_the_cycle_and_ranks_by_cosine(cycle_split):
+    """8 shared negatives of 20 items suffice to learn the cycle; scores are cosines, the
+    similarity the loss trained (query and item embeddings l2-normalised)."""
+    import torch
+
+    model = SASRec(**{**FAST, "loss": "sampled", "n_negatives": 8, "temperature": 0.1})
+    model.fit(cycle_split.train, cycle_split.valid)
+    users = cycle_split.test.active_users()
+    recs = model.recommend(users, 1, history=cycle_split.known_at_test())
+    truth = cycle_split.test.history()
+    assert np.mean([recs.items[r, 0] == truth.of(int(u))[0] for r, u in enumerate(users)]) > 0.9
+    scores = model.score(users, cycle_split.known_at_test().history())
+    assert np.abs(scores).max() <= 1 + 1e-5  # cosines, not raw dot products
+    table = model.net.item_emb.weight[1:].detach()
+    assert not torch.allclose(table.norm(dim=-1), torch.ones(len(table)), atol=1e-3)
+
+
+def test_sampled_softmax_masks_a_negative_that_is_the_target():
+    """With every item drawn as a negative, the loss equals the full softmax on cosines minus
+    nothing for the target's own copy: the accidental hit is masked, not counted twice."""
+    import torch
+
+    model = SASRec(**{**FAST, "loss": "sampled", "n_negatives": 4000, "temperature": 0.5})
+    model.n_items = 3
+    h = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    table = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = torch.tensor([0, 2])
+    got = model._sampled_softmax(h, y, table, np.random.default_rng(0))
+    cos = torch.nn.functional.normalize(h, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
+    # 4000 uniform draws: each of the 3 items about 1,333 times; exp-weighted by its count
+    draws = np.bincount(np.random.default_rng(0).integers(0, 3, size=4000), minlength=3)
+    logits = cos / 0.5
+    weight = torch.tensor(draws, dtype=torch.float32).log()
+    expected = []
+    for row, target in enumerate(y.tolist()):
+        others = [i for i in range(3) if i != target]
+        denom = torch.logsumexp(
+            torch.cat([logits[row, target : target + 1], logits[row, others] + weight[others]]), 0
+        )
+        expected.append(denom - logits[row, target])
+    assert float(got) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-4)
+
+
+def test_default_loss_is_the_full_softmax():
+    assert SASRec().config.loss == "ce"
 
 
 def test_early_stopping_keeps_the_best_validation_weights(cycle_split):
