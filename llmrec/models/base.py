@@ -13,7 +13,7 @@ loading checks every array against the sizes it claims (:mod:`llmrec.models.save
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
@@ -147,7 +147,7 @@ class Recommender(ABC):
         out_scores = np.full((len(users_arr), k), -np.inf, dtype=np.float32)
         for start in range(0, len(users_arr), batch_size):
             batch = users_arr[start : start + batch_size]
-            ranked = self._top_k_on_device(batch, hist, profiles, k_eff, exclude_seen)
+            ranked = self._top_k_on_device(batch, hist, k_eff, exclude_seen)
             if ranked is None:
                 scores = self._scores_with_fallback(batch, hist, profiles)
                 if exclude_seen:
@@ -160,18 +160,27 @@ class Recommender(ABC):
         return Recommendations(users_arr, out_items, out_scores)
 
     def _top_k_on_device(
-        self,
-        users: np.ndarray,
-        hist: UserHistory,
-        profiles: QueryProfiles | None,
-        k: int,
-        exclude_seen: bool,
+        self, users: np.ndarray, hist: UserHistory, k: int, exclude_seen: bool
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """``(items, scores)``, each ``(len(users), k)``, of :meth:`recommend`'s top ``k``,
-        ranked where the model scores (a torch model's device) so that only they come back to
-        the CPU; equal to what :meth:`recommend` ranks from :meth:`score` here, bit for bit.
-        ``None`` (the default): the model's scores are ranked here, with numpy. A subclass
-        that overrides :meth:`score` of a model that ranks on its device overrides this too."""
+        ranked where :meth:`_device_scores` scores (a torch model's device) so that only they
+        come back to the CPU; equal, bit for bit, to what :meth:`recommend` ranks from
+        :meth:`score` with numpy, which it does when this is ``None``."""
+        scores_of = self._device_scores(users, hist)
+        if scores_of is None:
+            return None
+        from llmrec.models._torch import rank_on_device  # torch: only for models that use it
+
+        assert self._popularity is not None
+        return rank_on_device(
+            self.runtime, scores_of, users, hist, self._popularity, k, exclude_seen
+        )
+
+    def _device_scores(self, users: np.ndarray, hist: UserHistory) -> Callable[[], Any] | None:
+        """A call computing :meth:`score`'s ``(len(users), n_items)`` scores as a tensor on the
+        model's device, for :meth:`recommend` to rank there; ``None`` (the default): the
+        model's scores are ranked here, with numpy. A subclass that overrides :meth:`score`
+        of a model that ranks on its device overrides this too."""
         return None
 
     def score_candidates(

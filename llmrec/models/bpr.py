@@ -12,7 +12,7 @@ get the popularity fallback of the base class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
@@ -27,12 +27,10 @@ from llmrec.models._torch import (
     heldout_targets,
     import_torch,
     ndcg_at_k,
-    rank_on_device,
     torch_session,
     train_loop,
 )
 from llmrec.models.base import Recommender
-from llmrec.models.query import QueryProfiles
 from llmrec.models.saved import FLOAT, expect
 
 if TYPE_CHECKING:
@@ -128,18 +126,9 @@ class BPR(Recommender):
         with torch_session(self.runtime):
             return np.asarray(self._product(users).cpu().numpy(), dtype=np.float32)
 
-    def _top_k_on_device(
-        self,
-        users: np.ndarray,
-        hist: UserHistory,
-        profiles: QueryProfiles | None,
-        k: int,
-        exclude_seen: bool,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The top ``k`` ranked on the runtime's device (see ``Recommender.recommend``)."""
-        assert self._popularity is not None
-        product = partial(self._product, users)
-        return rank_on_device(self.runtime, product, users, hist, self._popularity, k, exclude_seen)
+    def _device_scores(self, users: np.ndarray, hist: UserHistory) -> Callable[[], Any]:
+        """:meth:`score`'s dot products, left on the runtime's device to be ranked there."""
+        return partial(self._product, users)
 
     def _product(self, users: np.ndarray) -> Any:
         """``(len(users), n_items)`` tensor of user-item dot products on the runtime's device

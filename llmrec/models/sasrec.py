@@ -14,7 +14,7 @@ the validation item becomes part of the input sequence, as in RecBole. Item inde
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Literal, Self
 
@@ -30,13 +30,11 @@ from llmrec.models._torch import (
     import_torch,
     load_net_state,
     ndcg_at_k,
-    rank_on_device,
     state_to_numpy,
     torch_session,
     train_loop,
 )
 from llmrec.models.base import Recommender
-from llmrec.models.query import QueryProfiles
 
 
 class SASRecConfig(TorchConfig):
@@ -194,19 +192,10 @@ class SASRec(Recommender):
         with torch_session(self.runtime):
             return np.asarray(self._sequence_scores(seqs).cpu().numpy(), dtype=np.float32)
 
-    def _top_k_on_device(
-        self,
-        users: np.ndarray,
-        hist: UserHistory,
-        profiles: QueryProfiles | None,
-        k: int,
-        exclude_seen: bool,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The top ``k`` ranked on the network's device (see ``Recommender.recommend``)."""
+    def _device_scores(self, users: np.ndarray, hist: UserHistory) -> Callable[[], Any]:
+        """:meth:`score`'s next-item scores, left on the network's device to be ranked there."""
         seqs = hist.last(np.asarray(users, dtype=np.int64), self.config.max_len)
-        assert self._popularity is not None
-        scores = partial(self._sequence_scores, seqs)
-        return rank_on_device(self.runtime, scores, users, hist, self._popularity, k, exclude_seen)
+        return partial(self._sequence_scores, seqs)
 
     def _sequence_scores(self, seqs: np.ndarray, batch: int = 1024) -> Any:
         """``(n, n_items)`` float32 tensor on the network's device: the scores of ``(n,

@@ -51,7 +51,7 @@ def test_ties_go_to_the_lower_item_index_at_the_cut() -> None:
 
 def _numpy_only(monkeypatch: pytest.MonkeyPatch, model: Recommender) -> None:
     """Rank ``model``'s full score matrix with numpy (the path before device ranking)."""
-    monkeypatch.setattr(type(model), "_top_k_on_device", Recommender._top_k_on_device)
+    monkeypatch.setattr(type(model), "_device_scores", Recommender._device_scores)
 
 
 def _fitted(name: str) -> tuple[Recommender, Split]:
