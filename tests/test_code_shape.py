@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ast
-import gc
 from pathlib import Path
+
+from tests.syntax import parse
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llmrec"
 MAX_MODULE_LINES = 500
@@ -13,18 +14,6 @@ MAX_FUNCTION_LINES = 80
 
 def _modules() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
-
-
-def _parse(path: Path) -> ast.Module:
-    """``path``'s syntax tree, parsed with the garbage collector paused: CPython 3.11 raises
-    ``SystemError: AST constructor recursion depth mismatch`` when a finaliser (left by an
-    earlier test's Ray or HTTP objects) runs Python code in the middle of building the tree."""
-    gc.collect()
-    gc.disable()
-    try:
-        return ast.parse(path.read_text())
-    finally:
-        gc.enable()
 
 
 def test_no_module_is_over_500_lines() -> None:
@@ -39,7 +28,7 @@ def test_no_module_is_over_500_lines() -> None:
 def test_no_function_is_over_80_lines() -> None:
     long = []
     for path in _modules():
-        for node in ast.walk(_parse(path)):
+        for node in ast.walk(parse(path)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 size = (node.end_lineno or node.lineno) - node.lineno + 1
                 if size > MAX_FUNCTION_LINES:

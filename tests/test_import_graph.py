@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.syntax import parse
+
 ROOT = Path(__file__).resolve().parent.parent / "llmrec"
 
 
@@ -55,7 +57,7 @@ def _graph() -> dict[str, set[str]]:
     modules = _modules()
     graph = {}
     for name, path in modules.items():
-        tree = ast.parse(path.read_text())
+        tree = parse(path)
         edges = set()
         for node in _top_level_imports(tree):
             edges |= _targets(node, modules)
@@ -93,7 +95,7 @@ def test_no_import_cycle_between_files() -> None:
 
 
 def test_the_model_base_never_imports_the_registry() -> None:
-    tree = ast.parse((ROOT / "models" / "base.py").read_text())
+    tree = parse(ROOT / "models" / "base.py")
     imported = {
         node.module if isinstance(node, ast.ImportFrom) else alias.name
         for node in ast.walk(tree)
