@@ -250,6 +250,25 @@ def test_direct_ranking_is_bit_identical(cluster: RuntimeOptions, kind: str) -> 
     assert local_stats == remote_stats  # counters summed from the actors, in the same order
 
 
+@pytest.mark.slow
+def test_the_issues_sizes_are_bit_identical(cluster: RuntimeOptions) -> None:
+    """Issue 20's bar at its own sizes: 100,000 item texts encoded and 4,000 users ranked on the
+    2-node cluster give the local engine's outputs bit for bit, and its counters."""
+    texts = _texts(100_000)
+    settings = EncoderConfig(encoder="fake:32", cache=False, chunk_size=4096)
+    local, _ = TextEncoder(settings).encode(texts)
+    on_ray = TextEncoder(settings.model_copy(update={"runtime": cluster}))
+    remote, _ = on_ray.encode(texts)
+    assert remote.shape == (100_000, 32) and np.array_equal(remote, local)
+    assert on_ray.lm.stats.calls == 25  # one call per chunk of 4,096
+    split = leave_one_out(synthetic(n_users=4200, n_items=200, n_interactions=80000))
+    users = split.test.active_users()[:4000]
+    assert len(users) == 4000
+    ranked_here, stats_here = _ranked("verbaliser", None, split, users, batch_size=16)
+    ranked_there, stats_there = _ranked("verbaliser", cluster, split, users, batch_size=16)
+    assert np.array_equal(ranked_there, ranked_here) and stats_there == stats_here
+
+
 def _ranked_through_a_fault(runtime: RuntimeOptions, fault: Callable[[RayLM], None]) -> RayLM:
     """Rank 1,500 users on ``runtime`` with ``fault(lm)`` done once 50 LM calls were answered:
     the outputs and counters must be the local engine's (every batch answered exactly once).
