@@ -29,23 +29,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmrec.reproduce import SASREC_ML1M
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_ml1m.json"
 METRICS = ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20")
-#: chosen to reach the best epoch within 15 CPU-minutes on a 2-core VM: whole-sequence windows
-#: (stride = max_len) read each interaction once per epoch; 200 items of context, as HSTU's
-#: SASRec; dropout 0.2 as theirs
-DEFAULTS: dict[str, Any] = {
-    "max_len": 200,
-    "stride": None,
-    "batch_size": 128,
-    "dropout": 0.2,
-    "attn_dropout": 0.2,
-    "lr": 2e-3,
-    "epochs": 12,
-    "patience": 2,
-    "loss": "ce",
-}
+#: SASRec's ML-1M settings, the same the ML-1M preset and `llmrec reproduce` train with
+#: (llmrec.reproduce.SASREC_ML1M: whole-sequence windows, 200 items of context and dropout 0.2
+#: as HSTU's SASRec), with full-softmax cross-entropy unless --loss says otherwise
+DEFAULTS: dict[str, Any] = {**SASREC_ML1M, "loss": "ce"}
 
 
 def run(config: dict[str, Any], threads: int, save: Path | None) -> dict[str, Any]:
