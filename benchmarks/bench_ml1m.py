@@ -122,10 +122,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loss", choices=["ce", "bce", "sampled"], default=DEFAULTS["loss"])
     parser.add_argument("--n-negatives", type=int, default=128, help="for --loss sampled")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument("--patience", type=int, default=DEFAULTS["patience"])
+    parser.add_argument("--eval-every", type=int, default=1, help="epochs between validations")
+    parser.add_argument("--attn-dropout", type=float, default=DEFAULTS["attn_dropout"])
+    parser.add_argument(
+        "--batching",
+        choices=["shuffled", "by_length"],
+        default=DEFAULTS.get("batching", "shuffled"),
+    )
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16"], default=DEFAULTS.get("precision", "fp32")
+    )
     parser.add_argument("--save", type=Path, help="keep the fitted model in this folder")
     parser.add_argument("--paired-with", type=Path, help="another run's JSON: paired test")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.paired_with is not None:  # checked before the long fit, not after it
+        other = json.loads(args.paired_with.read_text()).get("sasrec", {})
+        if "per_user_ndcg@10" not in other:
+            parser.error(f"{args.paired_with} keeps no per-user NDCG@10 to pair with")
     config = {
         **DEFAULTS,
         "epochs": args.epochs,
@@ -133,6 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         "seed": args.seed,
         "loss": args.loss,
         "batch_size": args.batch_size,
+        "patience": args.patience,
+        "eval_every": args.eval_every,
+        "attn_dropout": args.attn_dropout,
+        "batching": args.batching,
+        "precision": args.precision,
     }
     if args.loss == "sampled":
         config["n_negatives"] = args.n_negatives

@@ -65,6 +65,19 @@ class SASRecConfig(TorchConfig):
     temperature: float = Field(
         0.05, gt=0, description="softmax temperature of loss=sampled (HSTU: 0.05)"
     )
+    batching: Literal["shuffled", "by_length"] = Field(
+        "shuffled",
+        description="shuffled: each batch is a uniform draw of training windows; by_length: "
+        "windows of similar length share a batch (sorted within chunks of 50 batches, the "
+        "batches then shuffled) and each batch drops the padding its longest window does "
+        "not need, its step weighted by its share of targets: the same loss per window, far "
+        "less attention work when sequences are short",
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16: the training loss's item-scoring product (hidden states x item "
+        "table, the costliest step of loss=ce) runs in bfloat16 autocast; scoring stays fp32",
+    )
     lr: float = Field(2e-3, gt=0)
     batch_size: int = Field(256, ge=1, description="training windows per step")
     epochs: int = Field(200, ge=1)
@@ -110,15 +123,25 @@ class SASRec(Recommender):
             inputs_t = torch.from_numpy(inputs).to(device)
             targets_t = torch.from_numpy(targets).to(device)
 
+            lengths = (inputs > 0).sum(axis=1)
+            n_targets = (targets >= 0).sum(axis=1)
+            # by_length: a batch weighs by its targets, as a target weighs in a shuffled batch
+            per_batch = n_targets.sum() / max(1, -(-len(inputs) // cfg.batch_size))
+
             def run_epoch(epoch: int) -> float:
                 self.net.train()
-                order = torch.from_numpy(rng.permutation(len(inputs))).to(device)
                 total, count = 0.0, 0
-                for start in range(0, len(order), cfg.batch_size):
-                    idx = order[start : start + cfg.batch_size]
-                    loss = self._loss(inputs_t[idx], targets_t[idx], rng)
+                for batch in _epoch_batches(lengths, cfg.batch_size, cfg.batching, rng):
+                    idx = torch.from_numpy(batch).to(device)
+                    if cfg.batching == "shuffled":
+                        loss = self._loss(inputs_t[idx], targets_t[idx], rng)
+                        step = loss
+                    else:
+                        width = int(lengths[batch].max())
+                        loss = self._loss(inputs_t[idx, -width:], targets_t[idx, -width:], rng)
+                        step = loss * float(n_targets[batch].sum() / per_batch)
                     opt.zero_grad()
-                    loss.backward()
+                    step.backward()
                     opt.step()
                     total += float(loss.detach()) * len(idx)
                     count += len(idx)
@@ -154,7 +177,10 @@ class SASRec(Recommender):
         y = targets[keep]  # (n,) item indices
         table = self.net.item_emb.weight[1:]  # (n_items, dim), token 0 is padding
         if self.config.loss == "ce":
-            return torch.nn.functional.cross_entropy(h @ table.T, y)
+            bf16 = self.config.precision == "bf16"
+            with torch.autocast(h.device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = h @ table.T
+            return torch.nn.functional.cross_entropy(logits.float(), y)
         if self.config.loss == "sampled":
             return self._sampled_softmax(h, y, table, rng)
         neg = torch.from_numpy(rng.integers(0, self.n_items, size=len(y))).to(y.device)
@@ -228,6 +254,29 @@ class SASRec(Recommender):
         load_net_state(self.net, state, "net.")
         self.net.to(self.runtime.torch_device())
         self.net.eval()
+
+
+def _epoch_batches(
+    lengths: np.ndarray, batch_size: int, batching: str, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One epoch's batches of window indices (``lengths``: each window's non-padding tokens).
+
+    ``shuffled`` cuts one permutation into consecutive batches. ``by_length`` (transformers'
+    ``group_by_length`` scheme) sorts each chunk of 50 batches of that permutation by length,
+    longest first, cuts it into batches and shuffles the batches' order, so a batch holds windows
+    of similar length while every epoch still sees a new random grouping.
+    """
+    order = rng.permutation(len(lengths))
+    if batching == "by_length":
+        chunk = 50 * batch_size
+        parts = [order[i : i + chunk] for i in range(0, len(order), chunk)]
+        order = np.concatenate(
+            [p[np.argsort(-lengths[p], kind="stable")] for p in parts] or [order]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if batching == "by_length":
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
 
 
 def _training_windows(

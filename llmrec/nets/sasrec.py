@@ -82,9 +82,14 @@ class SASRecNet(nn.Module):
 
     def forward(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """Hidden states of every position, or ``(b, 1, dim)`` of the last with
-        ``last_only``."""
+        ``last_only``.
+
+        ``tokens`` may be narrower than ``max_len`` (a batch with its unneeded left padding cut
+        off): positions count back from the newest item, which always sits at ``max_len - 1``,
+        so a right-aligned sequence gets the same hidden states at any width."""
         length = tokens.shape[1]
-        pos = torch.arange(length, device=tokens.device)
+        end = self.pos_emb.num_embeddings
+        pos = torch.arange(end - length, end, device=tokens.device)
         x = self.drop(self.norm(self.item_emb(tokens) + self.pos_emb(pos)))
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
         allowed = causal[None] & (tokens > 0)[:, None, :]  # (b, L, L): key is real and past

@@ -148,6 +148,17 @@ def test_ml1m_preset_is_movielens_1m_with_film_facts_and_sampled_lm_rankers() ->
     assert {"popularity", "itemknn", "transition", "sasrec"} <= classic
 
 
+def test_ml1m_preset_trains_the_sasrec_family_as_the_benchmark_and_reproduce_do() -> None:
+    """One set of ML-1M SASRec settings: the preset's (sasrec and token-sasrec), `llmrec
+    reproduce`'s and benchmarks/bench_ml1m.py's, whose timing they cite."""
+    from llmrec.reproduce import SASREC_ML1M
+
+    family = [e for e in preset_config("ml-1m").entries if e.model in ("sasrec", "token-sasrec")]
+    assert len(family) == 2
+    for entry in family:
+        assert {k: entry.params[k] for k in SASREC_ML1M} == SASREC_ML1M
+
+
 @pytest.mark.parametrize(
     ("flags", "said"),
     [
