@@ -70,8 +70,9 @@ class SASRecConfig(TorchConfig):
         description="shuffled: each batch is a uniform draw of training windows; by_length: "
         "windows of similar length share a batch (sorted within chunks of 50 batches, the "
         "batches then shuffled) and each batch drops the padding its longest window does "
-        "not need, its step weighted by its share of targets: the same loss per window, far "
-        "less attention work when sequences are short",
+        "not need, its step weighted by its share of targets; scoring groups users by "
+        "history length the same way: the same loss per window and the same scores, far less "
+        "attention work when sequences are short",
     )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
@@ -231,19 +232,29 @@ class SASRec(Recommender):
             raise AssertionError("SASRec network missing")
         was_training = self.net.training
         self.net.eval()
+        # by_length: sequences of similar length share a batch cut to its longest (the same
+        # hidden states, positions counting back from the newest item), then put back in order
+        grouped = self.config.batching == "by_length"
+        lengths = (seqs >= 0).sum(axis=1)
+        order = np.argsort(-lengths, kind="stable") if grouped else np.arange(len(seqs))
         with torch.inference_mode():
             table = self.net.item_emb.weight[1:]
             if self.config.loss == "sampled":  # trained on cosine similarity: rank by it
                 table = torch.nn.functional.normalize(table, dim=-1, eps=1e-6)
             parts = [torch.zeros((0, self.n_items), device=table.device)]
             for start in range(0, len(seqs), batch):
-                tokens = torch.from_numpy(seqs[start : start + batch] + 1).to(table.device)
+                rows = order[start : start + batch]
+                width = max(1, int(lengths[rows].max())) if grouped else seqs.shape[1]
+                tokens = torch.from_numpy(seqs[rows, -width:] + 1).to(table.device)
                 last = self.net(tokens, last_only=True)[:, -1]  # (b, dim)
                 if self.config.loss == "sampled":
                     last = torch.nn.functional.normalize(last, dim=-1, eps=1e-6)
                 parts.append(last @ table.T)
+            scores = parts[1] if len(parts) == 2 else torch.cat(parts)  # one batch: no copy
+            if grouped:
+                scores = scores[torch.from_numpy(np.argsort(order)).to(table.device)]
         self.net.train(was_training)
-        return parts[1] if len(parts) == 2 else torch.cat(parts)  # one batch: no copy
+        return scores
 
     # --- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

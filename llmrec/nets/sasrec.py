@@ -94,10 +94,7 @@ class SASRecNet(nn.Module):
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
         allowed = causal[None] & (tokens > 0)[:, None, :]  # (b, L, L): key is real and past
         # additive mask, finite so fully padded rows stay NaN-free (they are never read)
-        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(
-            ~allowed, -1e9
-        )
-        mask = mask[:, None]
+        mask = torch.where(allowed, 0.0, -1e9).to(x.dtype)[:, None]  # one pass, not three
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only and i == len(self.blocks) - 1)
         return x

@@ -348,3 +348,22 @@ def test_by_length_steps_weigh_a_batch_by_its_targets():
     assert len(counts) == -(-len(targets) // 16) and len(set(counts)) > 3
     np.testing.assert_allclose(scales, np.array(counts) / per_batch, rtol=1e-6)
     assert sum(counts) == (targets >= 0).sum()
+
+
+def test_by_length_scores_are_the_full_width_scores_in_the_users_order():
+    """Scoring grouped by history length (each batch cut to its longest) returns each user's
+    own full-width scores, in the order asked. An empty history's row is finite and unused
+    (users without history get the popularity fallback)."""
+    split = leave_one_out(varied_length_dataset())
+    model = SASRec(**{**FAST, "max_len": 24, "epochs": 2}).fit(split.train)
+    grouped = SASRec(**{**FAST, "max_len": 24, "batching": "by_length"})
+    grouped.n_items, grouped.net = model.n_items, model.net
+    hist = split.known_at_test().history()
+    users = np.random.default_rng(0).permutation(split.train.n_users)
+    seqs = hist.last(users, 24)
+    seqs[3] = -1  # a user with no history: padding only
+    want = model._sequence_scores(seqs, batch=7).numpy()
+    got = grouped._sequence_scores(seqs, batch=7).numpy()
+    real = np.arange(len(users)) != 3
+    np.testing.assert_allclose(got[real], want[real], rtol=1e-5, atol=1e-5)
+    assert np.isfinite(got).all()
