@@ -83,11 +83,11 @@ def run(config: dict[str, Any], threads: int, save: Path | None) -> dict[str, An
     }
 
 
-def paired(fig: dict[str, Any], other_path: Path, seed: int) -> dict[str, Any]:
-    """This run's per-user NDCG@10 against another run's (A = this run), over the same users."""
+def paired(fig: dict[str, Any], other: dict[str, Any], name: str, seed: int) -> dict[str, Any]:
+    """This run's per-user NDCG@10 against another run's (``other``: its JSON's ``sasrec``
+    figures, from the file ``name``; A = this run), over the same users."""
     from llmrec.eval.stats import paired_test
 
-    other = json.loads(other_path.read_text())["sasrec"]
     test = paired_test(
         fig["per_user_ndcg@10"],
         other["per_user_ndcg@10"],
@@ -95,7 +95,7 @@ def paired(fig: dict[str, Any], other_path: Path, seed: int) -> dict[str, Any]:
         users_b=other["users"],
         seed=seed,
     )
-    return {"against": str(other_path.name), "other_loss": other["config"]["loss"], **vars(test)}
+    return {"against": name, "other_loss": other["config"]["loss"], **vars(test)}
 
 
 def table(fig: dict[str, Any]) -> str:
@@ -128,16 +128,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--batching",
         choices=["shuffled", "by_length"],
-        default=DEFAULTS.get("batching", "shuffled"),
+        default=DEFAULTS["batching"],
     )
-    parser.add_argument(
-        "--precision", choices=["fp32", "bf16"], default=DEFAULTS.get("precision", "fp32")
-    )
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default=DEFAULTS["precision"])
     parser.add_argument("--save", type=Path, help="keep the fitted model in this folder")
     parser.add_argument("--paired-with", type=Path, help="another run's JSON: paired test")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if args.paired_with is not None:  # checked before the long fit, not after it
+    other: dict[str, Any] = {}
+    if args.paired_with is not None:  # read and checked before the long fit, not after it
         other = json.loads(args.paired_with.read_text()).get("sasrec", {})
         if "per_user_ndcg@10" not in other:
             parser.error(f"{args.paired_with} keeps no per-user NDCG@10 to pair with")
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         fig = run(config, args.threads, args.save)
     print(table(fig))
     if args.paired_with is not None:
-        fig["paired"] = paired(fig, args.paired_with, args.seed)
+        fig["paired"] = paired(fig, other, args.paired_with.name, args.seed)
         p = fig["paired"]
         print(
             f"paired vs {p['against']}: NDCG@10 diff {p['mean_diff']:+.4f} "

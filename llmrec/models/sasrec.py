@@ -233,7 +233,7 @@ class SASRec(Recommender):
         was_training = self.net.training
         self.net.eval()
         # by_length: sequences of similar length share a batch cut to its longest (the same
-        # hidden states, positions counting back from the newest item), then put back in order
+        # hidden states, positions counting back from the newest item), written back in place
         grouped = self.config.batching == "by_length"
         lengths = (seqs >= 0).sum(axis=1)
         order = np.argsort(-lengths, kind="stable") if grouped else np.arange(len(seqs))
@@ -241,7 +241,7 @@ class SASRec(Recommender):
             table = self.net.item_emb.weight[1:]
             if self.config.loss == "sampled":  # trained on cosine similarity: rank by it
                 table = torch.nn.functional.normalize(table, dim=-1, eps=1e-6)
-            parts = [torch.zeros((0, self.n_items), device=table.device)]
+            scores = torch.empty((len(seqs), self.n_items), device=table.device)
             for start in range(0, len(seqs), batch):
                 rows = order[start : start + batch]
                 width = max(1, int(lengths[rows].max())) if grouped else seqs.shape[1]
@@ -249,10 +249,7 @@ class SASRec(Recommender):
                 last = self.net(tokens, last_only=True)[:, -1]  # (b, dim)
                 if self.config.loss == "sampled":
                     last = torch.nn.functional.normalize(last, dim=-1, eps=1e-6)
-                parts.append(last @ table.T)
-            scores = parts[1] if len(parts) == 2 else torch.cat(parts)  # one batch: no copy
-            if grouped:
-                scores = scores[torch.from_numpy(np.argsort(order)).to(table.device)]
+                scores[torch.from_numpy(rows).to(table.device)] = last @ table.T
         self.net.train(was_training)
         return scores
 

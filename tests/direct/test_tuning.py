@@ -73,18 +73,28 @@ def _lm(folder: Path):
     return HFCausalLM(folder, n_threads=1, model_id=f"hf:{folder}")
 
 
-def _ranker(folder: Path, **tune) -> VerbaliserRanker:
+def _tunable(cls, folder: Path, **tune):
+    """A ``cls`` ranker on the tiny LM in ``folder``, tuning with small defaults + ``tune``."""
     tune = {"n_candidates": 5, "valid_users": 0, "batch_size": 8, "seed": 0, **tune}
     config = {"lm": f"hf:{folder}", "lm_options": {"n_threads": 1}, "prompt": PROMPT}
-    return VerbaliserRanker(config, lm=_lm(folder), batch_size=8, tune=tune)
+    return cls(config, lm=_lm(folder), batch_size=8, tune=tune)
+
+
+def _ranker(folder: Path, **tune) -> VerbaliserRanker:
+    return _tunable(VerbaliserRanker, folder, **tune)
+
+
+def _answer_rank(scores: np.ndarray, examples: list[Example]) -> float:
+    """Mean 0-based rank of each example's answer under ``(examples, candidates)`` scores."""
+    own = scores[np.arange(len(examples)), [e.answer for e in examples]]
+    return float((scores > own[:, None]).sum(1).mean())
 
 
 def _mean_rank(ranker: VerbaliserRanker, examples: list[Example]) -> float:
     """Mean 0-based rank of the answer among each example's candidates."""
     prompts = [ranker.prompt(e.user, e.history, e.candidates) for e in examples]
     scores = ranker.lm.score_next_batch([p.score_text for p in prompts], prompts[0].labels)
-    own = scores[np.arange(len(examples)), [e.answer for e in examples]]
-    return float((scores > own[:, None]).sum(1).mean())
+    return _answer_rank(scores, examples)
 
 
 @pytest.fixture(scope="module")
@@ -205,17 +215,13 @@ def test_lora_on_modules_the_model_lacks_is_a_one_line_error(tiny_lm_dir, split)
 
 # --- the likelihood ranker's listwise loss -----------------------------------------------------
 def _likelihood(folder: Path, **tune) -> LikelihoodRanker:
-    tune = {"n_candidates": 5, "valid_users": 0, "batch_size": 8, "seed": 0, **tune}
-    config = {"lm": f"hf:{folder}", "lm_options": {"n_threads": 1}, "prompt": PROMPT}
-    return LikelihoodRanker(config, lm=_lm(folder), batch_size=8, tune=tune)
+    return _tunable(LikelihoodRanker, folder, **tune)
 
 
 def _likelihood_rank(ranker: LikelihoodRanker, examples: list[Example]) -> float:
     """Mean 0-based rank of the answer by the ranker's inference scores (not the loss's)."""
     prompts = [ranker.prompt(e.user, e.history, e.candidates) for e in examples]
-    scores = ranker._ask(prompts)
-    own = scores[np.arange(len(examples)), [e.answer for e in examples]]
-    return float((scores > own[:, None]).sum(1).mean())
+    return _answer_rank(ranker._ask(prompts), examples)
 
 
 def test_the_listwise_loss_scores_what_the_likelihood_ranker_scores(tiny_lm_dir, split):
